@@ -1,0 +1,164 @@
+//! Re-entry detection: which locks does the current call chain already hold?
+//!
+//! A *call chain* is a future and everything it awaits (async) or a thread (blocking).
+//! Locked bodies run inside a [`Scoped`] future; while it is being polled, a
+//! thread-local points at its [`Frame`], whose parent is whatever frame was current when
+//! the poll began. Walking that list from inside a poll visits exactly the frames of the
+//! futures that are (transitively) awaiting us — so a nested acquisition of a lock
+//! held by an ancestor is re-entry, while two futures joined side by side in one task,
+//! or two tasks on one thread, are not, and simply queue.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::marker::PhantomPinned;
+use std::pin::Pin;
+use std::ptr;
+use std::task::{Context, Poll};
+
+use crate::registry::Entry;
+
+thread_local! {
+    static CURRENT: Cell<*const Frame> = const { Cell::new(ptr::null()) };
+}
+
+/// The locks one scope holds: entry addresses plus the grant tokens they were held with.
+/// Addresses are only compared, never dereferenced.
+/// The first lock is stored inline, so the common one-lock scope allocates nothing.
+pub(crate) struct HeldSet {
+    first: (*const Entry, u64),
+    rest: Vec<(*const Entry, u64)>,
+}
+
+impl Default for HeldSet {
+    fn default() -> Self {
+        HeldSet {
+            first: (ptr::null(), 0),
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl HeldSet {
+    pub(crate) fn push(&mut self, entry: &Entry, token: u64) {
+        if self.first.0.is_null() {
+            self.first = (entry as *const Entry, token);
+        } else {
+            self.rest.push((entry as *const Entry, token));
+        }
+    }
+
+    fn contains(&self, entry: &Entry, token: u64) -> bool {
+        std::iter::once(&self.first)
+            .chain(self.rest.iter())
+            .any(|&(p, tok)| ptr::eq(p, entry) && tok == token)
+    }
+}
+
+pub(crate) struct Frame {
+    held: HeldSet,
+    parent: Cell<*const Frame>,
+}
+
+impl Frame {
+    pub(crate) fn new(held: HeldSet) -> Self {
+        Frame {
+            held,
+            parent: Cell::new(ptr::null()),
+        }
+    }
+
+    /// True if this frame still holds the very grant that `entry` is currently under.
+    fn holds(&self, entry: &Entry) -> bool {
+        let current = entry.raw.current_token();
+        current != 0 && self.held.contains(entry, current)
+    }
+}
+
+/// True if the current call chain (the scopes being polled on this thread right now)
+/// holds `entry`.
+pub(crate) fn held_by_chain(entry: &Entry) -> bool {
+    CURRENT.with(|c| {
+        let mut p = c.get();
+        while !p.is_null() {
+            // SAFETY: `CURRENT` only ever points at frames of scopes that are being
+            // polled (or run, for blocking bodies) further up this thread's stack: a
+            // scope installs its frame for the duration of its inner poll and restores
+            // the previous pointer before returning (also on unwind, via `Restore`).
+            // Such a frame is alive, and pinned, for as long as it is reachable here.
+            let f = unsafe { &*p };
+            if f.holds(entry) {
+                return true;
+            }
+            p = f.parent.get();
+        }
+        false
+    })
+}
+
+/// True if any scope is active on this thread (i.e. we run inside a locked body).
+pub(crate) fn in_scope() -> bool {
+    CURRENT.with(|c| !c.get().is_null())
+}
+
+struct Restore(*const Frame);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+fn enter(frame: &Frame) -> Restore {
+    let prev = CURRENT.with(|c| c.replace(frame as *const Frame));
+    frame.parent.set(prev);
+    Restore(prev)
+}
+
+/// Runs `f` with `frame` as the innermost scope of this thread.
+pub(crate) fn run_sync<R>(frame: &Frame, f: impl FnOnce() -> R) -> R {
+    let _restore = enter(frame);
+    f()
+}
+
+/// A future that runs its inner future as a scope holding some locks.
+///
+/// Produced by the `#[locked]` attribute and [`crate::with_lock`]; it is `Send` when the
+/// inner future is.
+pub struct Scoped<F> {
+    frame: Frame,
+    fut: F,
+    _pinned: PhantomPinned,
+}
+
+impl<F> Scoped<F> {
+    pub(crate) fn new(frame: Frame, fut: F) -> Self {
+        Scoped {
+            frame,
+            fut,
+            _pinned: PhantomPinned,
+        }
+    }
+}
+
+// SAFETY: the raw pointers inside `Frame` are either compared by address only (held
+// entries) or set and read on the polling thread during a single poll (parent). Nothing
+// about them is tied to the thread that created the future, so moving it to another
+// thread between polls is sound whenever the inner future may move.
+unsafe impl<F: Send> Send for Scoped<F> {}
+// SAFETY: a shared `&Scoped` gives access to nothing (no `&self` methods touch the frame).
+unsafe impl<F: Sync> Sync for Scoped<F> {}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: we never move out of `this`; `fut` is re-pinned right below and the
+        // frame's address is only published for the duration of this call.
+        let this = unsafe { self.get_unchecked_mut() };
+        let _restore = enter(&this.frame);
+        // SAFETY: `fut` is structurally pinned: `Scoped` is `!Unpin` (PhantomPinned) and
+        // never hands out `&mut F`.
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        fut.poll(cx)
+    }
+}

@@ -1,0 +1,283 @@
+//! The one error type of the crate, with stable numeric codes.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// Who holds a lock, as far as it is known.
+///
+/// In-process locks know the thread of a blocking holder; file locks read the holder's
+/// record from the lock file (only for a holder that is still alive); lease stores know
+/// the owner string the holder registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Holder {
+    /// Process id of the holder.
+    pub pid: Option<u32>,
+    /// Host name of the holder's machine.
+    pub host: Option<String>,
+    /// When the holder acquired the lock (wall clock).
+    pub since: Option<SystemTime>,
+    /// Further detail: the holding thread, or the store's owner id.
+    pub detail: Option<String>,
+}
+
+impl Holder {
+    /// A holder record with every field unknown; fill in what you know.
+    ///
+    /// ```
+    /// let mut h = lock_core::Holder::new();
+    /// h.pid = Some(42);
+    /// assert_eq!(h.to_string(), "pid 42");
+    /// ```
+    pub fn new() -> Self {
+        Holder {
+            pid: None,
+            host: None,
+            since: None,
+            detail: None,
+        }
+    }
+}
+
+impl Default for Holder {
+    fn default() -> Self {
+        Holder::new()
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(pid) = self.pid {
+            parts.push(format!("pid {pid}"));
+        }
+        if let Some(host) = &self.host {
+            parts.push(format!("on {host}"));
+        }
+        if let Some(detail) = &self.detail {
+            parts.push(detail.clone());
+        }
+        if let Some(since) = self.since {
+            match SystemTime::now().duration_since(since) {
+                Ok(d) => parts.push(format!("for {:.3}s", d.as_secs_f64())),
+                Err(_) => parts.push("since just now".to_owned()),
+            }
+        }
+        if parts.is_empty() {
+            f.write_str("an unknown holder")
+        } else {
+            f.write_str(&parts.join(" "))
+        }
+    }
+}
+
+/// Formats `Some(holder)` as " (held by …)" and `None` as nothing.
+struct HeldBy<'a>(&'a Option<Holder>);
+
+impl fmt::Display for HeldBy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(h) => write!(f, " (held by {h})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Everything that can go wrong when taking or giving back a lock.
+///
+/// Every variant names the lock; where the holder is known it is reported too.
+/// [`LockError::code`] gives a stable number for logs and metrics.
+///
+/// ```
+/// use lock_core::LockError;
+/// let e = LockError::Busy { name: "db".into(), holder: None, reentrant: false };
+/// assert_eq!(e.code(), 8406);
+/// assert_eq!(e.name(), "db");
+/// assert!(e.to_string().contains("`db`"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// A failure that fits no other kind.
+    #[error("lock `{name}`: {message}")]
+    Generic {
+        /// The lock's name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The lock could not be taken for a reason other than contention.
+    #[error("lock `{name}`: acquire failed: {reason}")]
+    AcquireFailed {
+        /// The lock's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The lock could not be given back cleanly.
+    #[error("lock `{name}`: release failed: {reason}")]
+    ReleaseFailed {
+        /// The lock's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Waiting for the lock took longer than allowed.
+    #[error("lock `{name}`: timed out after {:.3}s{}", waited.as_secs_f64(), HeldBy(holder))]
+    Timeout {
+        /// The lock's name.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+        /// Who held it when the wait ended, if known.
+        holder: Option<Holder>,
+    },
+    /// An operation needed the lock to be held, and it was not.
+    #[error("lock `{name}` is not held: {reason}")]
+    NotHeld {
+        /// The lock's name.
+        name: String,
+        /// Why it is not held (released, expired, taken by another).
+        reason: String,
+    },
+    /// The name breaks the name rules (non-empty, at most 256 bytes, no control characters).
+    #[error("invalid lock name {name:?}: {reason}")]
+    InvalidName {
+        /// The offending name (possibly shortened for display).
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// The lock is held and the caller would not (or must not) wait: `try_acquire`,
+    /// `timeout_ms = 0`, or re-entry by the call chain that already holds it.
+    #[error("{}{}", busy_head(name, *reentrant), HeldBy(holder))]
+    Busy {
+        /// The lock's name.
+        name: String,
+        /// Who holds it, if known.
+        holder: Option<Holder>,
+        /// True when the caller's own call chain (task or thread) holds it: waiting
+        /// would deadlock, so it is refused instead.
+        reentrant: bool,
+    },
+    /// An I/O error from a file lock (directory, lock file, file system).
+    #[error("lock `{name}`: I/O error on {}: {source}", path_display(path))]
+    Io {
+        /// The lock's name.
+        name: String,
+        /// The file or directory involved.
+        path: Option<PathBuf>,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A lease was lost: it expired or was taken over while the holder still ran.
+    #[error("lock `{name}`: lease lost: {reason}")]
+    Lost {
+        /// The lock's name.
+        name: String,
+        /// Why the lease is considered lost.
+        reason: String,
+    },
+    /// The lease store could not be reached or answered with an error.
+    #[error("lock `{name}`: store `{store}` failed: {message}")]
+    Store {
+        /// The lock's name.
+        name: String,
+        /// Which store (kind and address, never credentials).
+        store: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn busy_head(name: &str, reentrant: bool) -> String {
+    if reentrant {
+        format!("lock `{name}` is already held by this call chain (re-entry would deadlock)")
+    } else {
+        format!("lock `{name}` is busy")
+    }
+}
+
+fn path_display(p: &Option<PathBuf>) -> String {
+    match p {
+        Some(p) => p.display().to_string(),
+        None => "<unknown path>".to_owned(),
+    }
+}
+
+impl LockError {
+    /// The stable numeric code of this error's kind.
+    ///
+    /// | kind | code |
+    /// |---|---|
+    /// | Generic | 8400 |
+    /// | AcquireFailed | 8401 |
+    /// | ReleaseFailed | 8402 |
+    /// | Timeout | 8403 |
+    /// | NotHeld | 8404 |
+    /// | InvalidName | 8405 |
+    /// | Busy | 8406 |
+    /// | Io | 8407 |
+    /// | Lost | 8408 |
+    /// | Store | 8409 |
+    pub fn code(&self) -> u16 {
+        match self {
+            LockError::Generic { .. } => 8400,
+            LockError::AcquireFailed { .. } => 8401,
+            LockError::ReleaseFailed { .. } => 8402,
+            LockError::Timeout { .. } => 8403,
+            LockError::NotHeld { .. } => 8404,
+            LockError::InvalidName { .. } => 8405,
+            LockError::Busy { .. } => 8406,
+            LockError::Io { .. } => 8407,
+            LockError::Lost { .. } => 8408,
+            LockError::Store { .. } => 8409,
+        }
+    }
+
+    /// The name of the lock the error is about.
+    pub fn name(&self) -> &str {
+        match self {
+            LockError::Generic { name, .. }
+            | LockError::AcquireFailed { name, .. }
+            | LockError::ReleaseFailed { name, .. }
+            | LockError::Timeout { name, .. }
+            | LockError::NotHeld { name, .. }
+            | LockError::InvalidName { name, .. }
+            | LockError::Busy { name, .. }
+            | LockError::Io { name, .. }
+            | LockError::Lost { name, .. }
+            | LockError::Store { name, .. } => name,
+        }
+    }
+
+    /// The holder reported with a `Busy` or `Timeout`, if known.
+    pub fn holder(&self) -> Option<&Holder> {
+        match self {
+            LockError::Busy { holder, .. } | LockError::Timeout { holder, .. } => holder.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// True for errors caused by someone else holding the lock (`Busy` or `Timeout`).
+    pub fn is_contention(&self) -> bool {
+        matches!(self, LockError::Busy { .. } | LockError::Timeout { .. })
+    }
+}
+
+impl From<LockError> for std::io::Error {
+    fn from(e: LockError) -> Self {
+        use std::io::ErrorKind;
+        let kind = match &e {
+            LockError::Timeout { .. } => ErrorKind::TimedOut,
+            LockError::Busy { .. } => ErrorKind::WouldBlock,
+            LockError::InvalidName { .. } => ErrorKind::InvalidInput,
+            LockError::Io { source, .. } => source.kind(),
+            LockError::Lost { .. } | LockError::NotHeld { .. } => ErrorKind::Other,
+            _ => ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,148 @@
+//! What a caller holds while inside a critical section.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::raw::Grant;
+use crate::registry::{Entry, EntryRef};
+use crate::LockError;
+
+/// Proof that a named lock is held; the lock is released when the guard is dropped.
+///
+/// The guard is `Send`: it may be moved to (and dropped on) another thread or task. A
+/// guard from [`crate::file`] also holds the cross-process file lock, given back first.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
+/// let guard = lock_core::acquire("doc-guard").await?;
+/// assert_eq!(guard.name(), "doc-guard");
+/// assert!(lock_core::is_locked("doc-guard"));
+/// guard.release()?;
+/// assert!(!lock_core::is_locked("doc-guard"));
+/// # Ok(()) }
+/// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard {
+    entry: EntryRef,
+    grant: Grant,
+    /// The cross-process part, for file locks. Given back before the in-process lock, so
+    /// the next in-process waiter finds the OS lock free.
+    pub(crate) file: Option<crate::file::FileHold>,
+}
+
+impl LockGuard {
+    pub(crate) fn new(entry: EntryRef, grant: Grant) -> Self {
+        LockGuard {
+            entry,
+            grant,
+            file: None,
+        }
+    }
+
+    pub(crate) fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    pub(crate) fn token(&self) -> u64 {
+        self.grant.token
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        self.entry.name()
+    }
+
+    /// How long the lock has been held by this guard.
+    pub fn held_for(&self) -> Duration {
+        self.grant.since.elapsed()
+    }
+
+    /// When the lock was acquired.
+    pub fn acquired_at(&self) -> Instant {
+        self.grant.since
+    }
+
+    /// True if this guard also holds a cross-process file lock.
+    pub fn is_file_lock(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Releases the lock now, reporting any failure to give back the file lock.
+    ///
+    /// Dropping the guard releases too, but can only swallow such an error.
+    pub fn release(mut self) -> Result<(), LockError> {
+        let file_result = match self.file.take() {
+            Some(f) => f.release(self.entry.name()),
+            None => Ok(()),
+        };
+        // In-process part goes in Drop.
+        drop(self);
+        file_result
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(f) = self.file.take() {
+            let _ = f.release(self.entry.name());
+        }
+        self.entry.raw.unlock();
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("name", &self.name())
+            .field("held_for", &self.held_for())
+            .field("file", &self.file.is_some())
+            .finish()
+    }
+}
+
+/// The guards of a multi-name critical section (`#[locked(name = ["a", "b"])]`),
+/// acquired in sorted name order and released in reverse.
+pub struct LockSet {
+    guards: Vec<LockGuard>,
+}
+
+impl LockSet {
+    pub(crate) fn new(guards: Vec<LockGuard>) -> Self {
+        LockSet { guards }
+    }
+
+    /// The guards, in acquisition (sorted name) order.
+    pub fn guards(&self) -> &[LockGuard] {
+        &self.guards
+    }
+
+    /// The names held, in acquisition order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.guards.iter().map(LockGuard::name)
+    }
+
+    /// Releases every lock now, in reverse order; reports the first failure.
+    pub fn release(mut self) -> Result<(), LockError> {
+        let mut first_err = None;
+        while let Some(g) = self.guards.pop() {
+            if let Err(e) = g.release() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for LockSet {
+    fn drop(&mut self) {
+        while let Some(g) = self.guards.pop() {
+            drop(g);
+        }
+    }
+}
+
+impl fmt::Debug for LockSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}

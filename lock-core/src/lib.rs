@@ -1,0 +1,213 @@
+//! Declarative critical sections guarded by *named* locks.
+//!
+//! ```
+//! use lock_core::locked;
+//!
+//! #[locked(name = "ledger", timeout_ms = 5_000)]
+//! async fn post(entry: u64) -> Result<u64, lock_core::LockError> {
+//!     // Only one call chain in this process runs this body at a time.
+//!     Ok(entry * 2)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! assert_eq!(post(21).await.unwrap(), 42);
+//! # }
+//! ```
+//!
+//! The same names can be taken by hand with [`acquire`], [`acquire_timeout`],
+//! [`try_acquire`] and [`blocking_acquire`]; one name is one lock for async and blocking
+//! callers alike. [`file`] adds exclusion across processes.
+//!
+//! # Re-entry
+//!
+//! A call chain that already holds a lock and asks for it again gets
+//! [`LockError::Busy`] with `reentrant: true` at once instead of deadlocking. A call
+//! chain is a locked body and everything it awaits or calls (for blocking callers outside
+//! any runtime: the thread). Two tasks, or two futures joined side by side, are not one
+//! chain: they queue.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let outer = lock_core::with_lock("reentry-doc", async {
+//!     // Asking again from inside the same call chain is refused, not a deadlock.
+//!     let again = lock_core::acquire("reentry-doc").await;
+//!     matches!(again, Err(lock_core::LockError::Busy { reentrant: true, .. }))
+//! })
+//! .await
+//! .unwrap();
+//! assert!(outer);
+//! # }
+//! ```
+//!
+//! # Names
+//!
+//! A name is a non-empty UTF-8 string of at most 256 bytes without control characters;
+//! anything else is [`LockError::InvalidName`] from every verb (see [`validate_name`]).
+//! Names that are no longer locked or waited for take no memory.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod chain;
+mod error;
+pub mod file;
+pub mod lease;
+mod guard;
+mod local;
+mod name;
+mod raw;
+mod registry;
+mod sync;
+
+#[doc(hidden)]
+pub mod __private;
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use chain::Scoped;
+pub use error::{Holder, LockError};
+pub use guard::{LockGuard, LockSet};
+pub use name::{validate_name, MAX_NAME_LEN};
+
+/// Runs the function body under a named lock. See the [crate documentation](crate) and
+/// the project README for the full grammar.
+///
+/// ```
+/// #[lock_core::locked(name = "account-{id}")]
+/// async fn credit(id: u32, amount: i64) -> Result<i64, lock_core::LockError> {
+///     Ok(amount)
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(credit(7, 10).await.unwrap(), 10);
+/// # }
+/// ```
+pub use lock_macros::locked;
+
+fn entry_for(name: &str) -> Result<registry::EntryRef, LockError> {
+    validate_name(name)?;
+    Ok(registry::EntryRef::Counted(registry::get(name)))
+}
+
+/// Waits for the named lock (FIFO: waiters are served in arrival order) and returns its
+/// guard.
+///
+/// Cancel-safe: dropping the future leaves the queue at once. Fails with `Busy
+/// { reentrant: true }` when the current call chain already holds `name`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
+/// let guard = lock_core::acquire("reports").await?;
+/// // ... exclusive work ...
+/// drop(guard);
+/// # Ok(()) }
+/// ```
+pub async fn acquire(name: &str) -> Result<LockGuard, LockError> {
+    local::lock(entry_for(name)?, None).await
+}
+
+/// Like [`acquire`], but gives up after `timeout` with [`LockError::Timeout`].
+/// A zero timeout tries once ([`LockError::Busy`] if held).
+///
+/// ```
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let held = lock_core::acquire("slow").await.unwrap();
+/// let err = lock_core::acquire_timeout("slow", Duration::from_millis(10)).await.unwrap_err();
+/// assert_eq!(err.code(), 8403);
+/// # drop(held); }
+/// ```
+pub async fn acquire_timeout(name: &str, timeout: Duration) -> Result<LockGuard, LockError> {
+    local::lock(entry_for(name)?, Some(timeout)).await
+}
+
+/// Takes the named lock if it is free right now, else fails with [`LockError::Busy`].
+/// Never waits, so it may be called from sync and async code alike.
+///
+/// ```
+/// let g = lock_core::try_acquire("once").unwrap();
+/// assert!(lock_core::try_acquire("once").is_err());
+/// drop(g);
+/// assert!(lock_core::try_acquire("once").is_ok());
+/// ```
+pub fn try_acquire(name: &str) -> Result<LockGuard, LockError> {
+    local::try_lock(entry_for(name)?)
+}
+
+/// Blocks the calling thread until the named lock is free, or until `timeout` (if any)
+/// has passed. For sync code; excludes async holders of the same name too.
+///
+/// Outside any async runtime the thread is the call chain: a thread that already holds
+/// `name` is refused with `Busy { reentrant: true }`.
+///
+/// ```
+/// use std::time::Duration;
+/// let g = lock_core::blocking_acquire("sync-doc", Some(Duration::from_secs(1))).unwrap();
+/// drop(g);
+/// ```
+pub fn blocking_acquire(name: &str, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
+    local::blocking_lock(entry_for(name)?, timeout)
+}
+
+/// True if some call chain in this process holds the named lock right now.
+/// An invalid name is never locked.
+///
+/// ```
+/// assert!(!lock_core::is_locked("nobody-holds-this"));
+/// ```
+pub fn is_locked(name: &str) -> bool {
+    if validate_name(name).is_err() {
+        return false;
+    }
+    registry::peek(name, |e| e.raw.is_locked()).unwrap_or(false)
+}
+
+/// Acquires `name`, runs `fut` as a call chain holding it, and releases it afterwards.
+///
+/// This is what `#[locked]` does for you; use it where an attribute does not fit.
+/// Inside `fut`, asking for `name` again fails with `Busy { reentrant: true }`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
+/// let total = lock_core::with_lock("totals", async { 40 + 2 }).await?;
+/// assert_eq!(total, 42);
+/// # Ok(()) }
+/// ```
+pub async fn with_lock<F: Future>(name: &str, fut: F) -> Result<F::Output, LockError> {
+    let guard = acquire(name).await?;
+    let out = scope(&guard, fut).await;
+    drop(guard);
+    Ok(out)
+}
+
+/// Runs `fut` as a call chain that holds `guard`'s lock, so that nested attempts to take
+/// the same lock inside it are refused as re-entry instead of deadlocking.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let g = lock_core::acquire("scoped-doc").await.unwrap();
+/// let inner = lock_core::scope(&g, async { lock_core::try_acquire("scoped-doc") }).await;
+/// assert!(matches!(inner, Err(lock_core::LockError::Busy { reentrant: true, .. })));
+/// # }
+/// ```
+pub fn scope<F: Future>(guard: &LockGuard, fut: F) -> Scoped<F> {
+    let mut held = chain::HeldSet::default();
+    held.push(guard.entry(), guard.token());
+    Scoped::new(chain::Frame::new(held), fut)
+}
+
+/// How many names the in-process registry tracks right now (held, waited for, or
+/// pinned by an `#[locked]` call site). Names nobody uses are not counted: they are
+/// reclaimed.
+///
+/// ```
+/// let before = lock_core::registered_names();
+/// drop(lock_core::try_acquire("counted-doc").unwrap());
+/// assert!(lock_core::registered_names() <= before + 1);
+/// ```
+pub fn registered_names() -> usize {
+    registry::len()
+}

@@ -1,0 +1,125 @@
+//! The in-process verbs, shared by the public API, the file mode and the attribute.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::chain;
+use crate::raw::{HolderSnapshot, Refused};
+use crate::registry::EntryRef;
+use crate::{Holder, LockError, LockGuard};
+
+pub(crate) fn holder_of(snap: Option<HolderSnapshot>) -> Option<Holder> {
+    let snap = snap?;
+    let mut h = Holder::new();
+    h.pid = Some(std::process::id());
+    h.since = SystemTime::now().checked_sub(snap.since.elapsed());
+    h.detail = Some(match snap.thread {
+        Some(t) => format!("thread {t:?} of this process"),
+        None => "a task of this process".to_owned(),
+    });
+    Some(h)
+}
+
+fn reentry(entry: &EntryRef, snap: Option<HolderSnapshot>) -> LockError {
+    LockError::Busy {
+        name: entry.name().to_owned(),
+        holder: holder_of(snap),
+        reentrant: true,
+    }
+}
+
+fn refused(entry: &EntryRef, r: Refused) -> LockError {
+    match r {
+        Refused::Held(snap) => LockError::Busy {
+            name: entry.name().to_owned(),
+            holder: holder_of(snap),
+            reentrant: false,
+        },
+        Refused::SameThread(snap) => reentry(entry, Some(snap)),
+    }
+}
+
+fn timed_out(entry: &EntryRef, waited: Duration) -> LockError {
+    LockError::Timeout {
+        name: entry.name().to_owned(),
+        waited,
+        holder: holder_of(entry.raw.holder()),
+    }
+}
+
+/// Refuses at once if the current call chain already holds `entry`.
+fn check_reentry(entry: &EntryRef) -> Result<(), LockError> {
+    if chain::held_by_chain(entry) {
+        return Err(reentry(entry, entry.raw.holder()));
+    }
+    Ok(())
+}
+
+/// Whether a non-async caller's call chain is its thread: not when it runs inside a
+/// Tokio runtime or a locked async body, where the thread is shared by many tasks.
+fn thread_owner() -> Option<crate::sync::ThreadId> {
+    if chain::in_scope() || tokio::runtime::Handle::try_current().is_ok() {
+        None
+    } else {
+        Some(crate::sync::current_thread().id())
+    }
+}
+
+pub(crate) fn try_lock(entry: EntryRef) -> Result<LockGuard, LockError> {
+    check_reentry(&entry)?;
+    match entry.raw.try_lock(thread_owner()) {
+        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Err(r) => Err(refused(&entry, r)),
+    }
+}
+
+/// Waits in FIFO order; `Some(0)` tries once, `None` waits for ever.
+pub(crate) async fn lock(entry: EntryRef, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
+    check_reentry(&entry)?;
+    // Fast path needs no timer and no runtime.
+    match entry.raw.try_lock(None) {
+        Ok(grant) => return Ok(LockGuard::new(entry, grant)),
+        Err(r) if timeout == Some(Duration::ZERO) => return Err(refused(&entry, r)),
+        Err(_) => {}
+    }
+    let grant = match timeout {
+        None => entry.raw.lock_async().await,
+        Some(t) => {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(LockError::AcquireFailed {
+                    name: entry.name().to_owned(),
+                    reason: "waiting with a timeout needs a Tokio runtime (with the time driver) on this thread".into(),
+                });
+            }
+            let start = Instant::now();
+            match tokio::time::timeout(t, entry.raw.lock_async()).await {
+                Ok(g) => g,
+                Err(_) => return Err(timed_out(&entry, start.elapsed())),
+            }
+        }
+    };
+    Ok(LockGuard::new(entry, grant))
+}
+
+/// Blocks the calling thread. On a multi-thread Tokio worker the wait is announced with
+/// `block_in_place`, so the runtime moves its other tasks away instead of stalling them.
+pub(crate) fn blocking_lock(entry: EntryRef, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
+    check_reentry(&entry)?;
+    if timeout == Some(Duration::ZERO) {
+        return try_lock(entry);
+    }
+    let start = Instant::now();
+    let deadline = timeout.and_then(|t| start.checked_add(t));
+    let owner = thread_owner();
+    let wait = || entry.raw.lock_blocking(deadline, owner);
+    let result = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    };
+    match result {
+        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
+        Err(Refused::Held(_)) => Err(timed_out(&entry, start.elapsed())),
+    }
+}
