@@ -208,6 +208,32 @@ pub fn run<R>(held: &Held, body: impl FnOnce() -> R) -> R {
     chain::run_sync(&frame, body)
 }
 
+/// The scope record of a sync body; see [`enter`].
+pub struct SyncFrame(Frame);
+
+/// Builds the scope record for a sync body holding `held`.
+pub fn frame(held: &Held) -> SyncFrame {
+    SyncFrame(held.frame())
+}
+
+/// Marks the rest of the enclosing block (a sync body, run inline without a closure) as
+/// a call chain holding the frame's locks, until the returned value drops.
+///
+/// Generated code: `let f = frame(&held); let _e = enter(&f); <body>` — the borrow
+/// keeps `f` in place while it is published.
+pub fn enter(frame: &SyncFrame) -> Entered<'_> {
+    Entered {
+        _restore: chain::enter(&frame.0),
+        _frame: std::marker::PhantomData,
+    }
+}
+
+/// See [`enter`].
+pub struct Entered<'a> {
+    _restore: chain::Restore,
+    _frame: std::marker::PhantomData<&'a SyncFrame>,
+}
+
 /// How a function's return type absorbs a lock failure, chosen by the type system.
 #[diagnostic::on_unimplemented(
     message = "`#[locked]` cannot turn a lock failure into `{Self}`",

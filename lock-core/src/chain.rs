@@ -100,7 +100,7 @@ pub(crate) fn in_scope() -> bool {
     CURRENT.with(|c| !c.get().is_null())
 }
 
-struct Restore(*const Frame);
+pub(crate) struct Restore(*const Frame);
 
 impl Drop for Restore {
     fn drop(&mut self) {
@@ -108,7 +108,9 @@ impl Drop for Restore {
     }
 }
 
-fn enter(frame: &Frame) -> Restore {
+/// Makes `frame` the innermost scope of this thread until the returned value drops.
+/// The borrow keeps `frame` in place for that long.
+pub(crate) fn enter(frame: &Frame) -> Restore {
     let prev = CURRENT.with(|c| c.replace(frame as *const Frame));
     frame.parent.set(prev);
     Restore(prev)
