@@ -128,7 +128,7 @@ fn remaining(deadline: Option<Instant>, timeout: Option<Duration>) -> Option<Dur
     }
 }
 
-fn entries(keys: Keys) -> Result<Vec<EntryRef>, LockError> {
+pub(crate) fn entries(keys: Keys) -> Result<Vec<EntryRef>, LockError> {
     match keys {
         Keys::Site(s) => Ok(vec![s.entry()?]),
         Keys::Sites(sites) => sites.iter().map(Site::entry).collect(),
@@ -202,6 +202,12 @@ pub fn scope<F: Future>(held: &Held, fut: F) -> Scoped<F> {
     Scoped::new(held.frame(), fut)
 }
 
+/// Like [`scope`], for a body that takes the guard by value (`guard = g`): the frame
+/// is built first (`scope_with(frame(&held), async move { let g = held.into_guard(); .. })`).
+pub fn scope_with<F: Future>(frame: SyncFrame, fut: F) -> Scoped<F> {
+    Scoped::new(frame.0, fut)
+}
+
 /// Runs a sync body as a call chain holding `held`.
 pub fn run<R>(held: &Held, body: impl FnOnce() -> R) -> R {
     let frame = held.frame();
@@ -270,6 +276,19 @@ pub struct StoreOptions {
     pub timeout_ms: Option<u64>,
     /// `lease_ms`: the lease's time to live, if given (else the store's default).
     pub lease_ms: Option<u64>,
+}
+
+/// Lets `store = expr` take a store, a reference to one or a smart pointer to one: the
+/// macro calls `(expr).lock_core_store()`, and method lookup borrows or dereferences.
+pub trait StoreArg {
+    /// The store itself.
+    fn lock_core_store(&self) -> &Self;
+}
+
+impl<S: crate::lease::LeaseStore> StoreArg for S {
+    fn lock_core_store(&self) -> &Self {
+        self
+    }
 }
 
 /// Acquires a lease on `store` for the call's name(s).

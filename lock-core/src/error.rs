@@ -49,26 +49,26 @@ impl Default for Holder {
 impl fmt::Display for Holder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();
+        if let Some(detail) = &self.detail {
+            parts.push(detail.clone());
+        }
         if let Some(pid) = self.pid {
             parts.push(format!("pid {pid}"));
         }
         if let Some(host) = &self.host {
-            parts.push(format!("on {host}"));
-        }
-        if let Some(detail) = &self.detail {
-            parts.push(detail.clone());
-        }
-        if let Some(since) = self.since {
-            match SystemTime::now().duration_since(since) {
-                Ok(d) => parts.push(format!("for {:.3}s", d.as_secs_f64())),
-                Err(_) => parts.push("since just now".to_owned()),
-            }
+            parts.push(format!("host {host}"));
         }
         if parts.is_empty() {
-            f.write_str("an unknown holder")
-        } else {
-            f.write_str(&parts.join(" "))
+            parts.push("an unknown holder".to_owned());
         }
+        f.write_str(&parts.join(", "))?;
+        if let Some(since) = self.since {
+            match SystemTime::now().duration_since(since) {
+                Ok(d) => write!(f, ", for {:.3}s", d.as_secs_f64())?,
+                Err(_) => f.write_str(", since just now")?,
+            }
+        }
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::raw::RawLock;
-use crate::sync::lock;
+use crate::sync::lock_std as lock;
 
 const SHARDS: usize = 16;
 

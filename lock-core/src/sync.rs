@@ -50,3 +50,11 @@ pub(crate) fn park_until(deadline: Option<std::time::Instant>) {
         }
     }
 }
+
+/// [`lock`] for std mutexes that stay std under loom (the registry is not modelled).
+pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

@@ -1,9 +1,98 @@
-//! The `#[locked]` attribute. Use it through `lock_core::locked`.
+//! The `#[locked]` attribute of [lock-core](https://docs.rs/lock-core). Use it through
+//! `lock_core::locked`; this crate is an implementation detail.
+//!
+//! The macro is split the way such crates usually are:
+//!
+//! - `parse`: the arguments into a config that keeps the span of everything written;
+//! - `names`: lock-name templates (`"account-{id}"`) and the compile-time name rules;
+//! - `validate`: checks against the annotated function, and the wrapping plan;
+//! - `expand`: the generated code.
+//!
+//! Every misuse becomes a `syn::Error` at the offending token, emitted next to the
+//! unchanged function so that one mistake does not cascade into others.
 
 use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
 
-/// See `lock_core::locked`.
+mod expand;
+mod names;
+mod parse;
+mod validate;
+
+#[cfg(test)]
+mod snapshots;
+
+/// Runs the function body under a named lock. See `lock_core::locked` for the grammar.
 #[proc_macro_attribute]
-pub fn locked(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
+    locked2(args.into(), item.into()).into()
+}
+
+/// The attribute on `proc_macro2` tokens (testable outside the compiler).
+fn locked2(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    match try_locked(args, item.clone()) {
+        Ok(out) => out,
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(item);
+            out
+        }
+    }
+}
+
+fn try_locked(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let cfg = parse::parse(args);
+    let func = match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let mut e = not_a_fn(item);
+            if let Err(more) = cfg {
+                e.combine(more);
+            }
+            return Err(e);
+        }
+    };
+    let item_check = validate::check_item(&func);
+    let cfg = match (cfg, item_check) {
+        (Ok(c), Ok(())) => c,
+        (Err(mut a), Err(b)) => {
+            a.combine(b);
+            return Err(a);
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    let plan = validate::plan(cfg, &func)?;
+    Ok(expand::expand(&plan, func))
+}
+
+/// The error for an item that is not a function with a body.
+fn not_a_fn(item: TokenStream2) -> syn::Error {
+    if let Ok(decl) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
+        if decl.default.is_none() {
+            let span = decl.semi_token.map_or(decl.sig.ident.span(), |s| s.span);
+            return syn::Error::new(
+                span,
+                "`#[locked]` needs a function body to wrap; put it on the method's implementation \
+                 (or on a default body), not on a declaration",
+            );
+        }
+    }
+    let (what, span) = match syn::parse2::<syn::Item>(item) {
+        Ok(syn::Item::Struct(s)) => ("a struct", s.struct_token.span),
+        Ok(syn::Item::Enum(e)) => ("an enum", e.enum_token.span),
+        Ok(syn::Item::Union(u)) => ("a union", u.union_token.span),
+        Ok(syn::Item::Impl(i)) => ("an impl block", i.impl_token.span),
+        Ok(syn::Item::Trait(t)) => ("a trait", t.trait_token.span),
+        Ok(syn::Item::Mod(m)) => ("a module", m.mod_token.span),
+        Ok(syn::Item::Const(c)) => ("a const", c.const_token.span),
+        Ok(syn::Item::Static(s)) => ("a static", s.static_token.span),
+        Ok(syn::Item::Type(t)) => ("a type alias", t.type_token.span),
+        Ok(syn::Item::Use(u)) => ("a use declaration", u.use_token.span),
+        Ok(syn::Item::ForeignMod(f)) => ("an extern block", f.abi.extern_token.span),
+        _ => ("this item", Span::call_site()),
+    };
+    syn::Error::new(
+        span,
+        format!("`#[locked]` applies to functions (`fn` or `async fn`), not to {what}"),
+    )
 }

@@ -1,1 +1,98 @@
 //! Shared helpers for the integration tests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts how many call chains are inside a critical section at once, and remembers
+/// the most ever seen. Exclusion holds iff `max()` never exceeds 1.
+#[derive(Default)]
+pub struct Overlap {
+    inside: AtomicUsize,
+    max: AtomicUsize,
+    entries: AtomicUsize,
+}
+
+impl Overlap {
+    /// A fresh counter.
+    pub const fn new() -> Self {
+        Overlap {
+            inside: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+            entries: AtomicUsize::new(0),
+        }
+    }
+
+    /// Marks entry into the critical section; the returned value marks the exit on drop.
+    pub fn enter(&self) -> Inside<'_> {
+        let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+        self.entries.fetch_add(1, Ordering::SeqCst);
+        Inside(self)
+    }
+
+    /// The most call chains ever seen inside at once.
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    /// How many times the section was entered.
+    pub fn entries(&self) -> usize {
+        self.entries.load(Ordering::SeqCst)
+    }
+}
+
+/// See [`Overlap::enter`].
+pub struct Inside<'a>(&'a Overlap);
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A unique name for this test run, so reruns and parallel tests never collide.
+pub fn unique(prefix: &str) -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Resident set size of this process in bytes (Linux), if it can be read.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// A tiny deterministic pseudo-random generator (xorshift64*), so stress tests can be
+/// replayed from their seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a non-zero seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}

@@ -1,0 +1,179 @@
+//! Open lock files, kept for re-use so that an uncontended acquire costs no
+//! `open`/`close`.
+//!
+//! Bounded: at most [`CAP`] files stay open, and files nobody used for [`IDLE`] are closed
+//! at the next cache access. A file in use (held or waited for) is never closed by the
+//! cache: its entry may be dropped, but the holder keeps its own reference and the
+//! descriptor closes only after that holder has unlocked it. Two holders of one process
+//! never share a descriptor for one lock file: the in-process lock on the name admits
+//! one at a time.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sync::lock;
+
+/// Most lock files kept open per process.
+pub(crate) const CAP: usize = 64;
+/// Files unused for this long are closed at the next cache access.
+pub(crate) const IDLE: Duration = Duration::from_secs(10);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// One open lock file.
+pub(crate) struct LockFile {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+}
+
+struct Slot {
+    file: Arc<LockFile>,
+    last_used: Instant,
+}
+
+struct Cache {
+    /// dir → file name → open file. Nested so that lookups borrow (`&Path`, `&str`)
+    /// instead of allocating a key.
+    dirs: HashMap<PathBuf, HashMap<Box<str>, Slot>>,
+    len: usize,
+    last_sweep: Instant,
+}
+
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| {
+    Mutex::new(Cache {
+        dirs: HashMap::new(),
+        len: 0,
+        last_sweep: Instant::now(),
+    })
+});
+
+impl Cache {
+    fn get(&mut self, dir: &Path, fname: &str, now: Instant) -> Option<Arc<LockFile>> {
+        let slot = self.dirs.get_mut(dir)?.get_mut(fname)?;
+        slot.last_used = now;
+        Some(slot.file.clone())
+    }
+
+    /// Drops entries that nobody else references and that are idle (or, with
+    /// `make_room`, the least recently used such entry if the cache is full).
+    fn sweep(&mut self, now: Instant, make_room: bool) {
+        let mut removed = 0;
+        for files in self.dirs.values_mut() {
+            files.retain(|_, s| {
+                let keep = Arc::strong_count(&s.file) > 1 || now.duration_since(s.last_used) < IDLE;
+                if !keep {
+                    removed += 1;
+                }
+                keep
+            });
+        }
+        self.len -= removed;
+        if make_room && self.len >= CAP {
+            let lru = self
+                .dirs
+                .iter()
+                .flat_map(|(d, files)| files.iter().map(move |(f, s)| (d, f, s)))
+                .filter(|(_, _, s)| Arc::strong_count(&s.file) == 1)
+                .min_by_key(|(_, _, s)| s.last_used)
+                .map(|(d, f, _)| (d.clone(), f.clone()));
+            if let Some((d, f)) = lru {
+                if let Some(files) = self.dirs.get_mut(&d) {
+                    files.remove(&f);
+                    self.len -= 1;
+                }
+            }
+        }
+        self.dirs.retain(|_, files| !files.is_empty());
+        self.last_sweep = now;
+    }
+}
+
+/// How many lock files the cache keeps open (for tests).
+#[allow(dead_code)]
+pub(crate) fn open_count() -> usize {
+    lock(&CACHE).len
+}
+
+/// Returns the open lock file `dir/fname`, opening (and creating) it on a miss.
+/// The error says which path failed.
+pub(crate) fn open(dir: &Path, fname: &str) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
+    let now = Instant::now();
+    {
+        let mut c = lock(&CACHE);
+        if let Some(f) = c.get(dir, fname, now) {
+            if now.duration_since(c.last_sweep) >= SWEEP_EVERY {
+                c.sweep(now, false);
+            }
+            return Ok(f);
+        }
+    }
+    // Miss: open outside the cache lock (file system calls may be slow).
+    let path = dir.join(fname);
+    let file = open_file(dir, &path)?;
+    let lf = Arc::new(LockFile { file, path });
+    // Closing replaced or evicted files happens after the cache lock is released.
+    let mut c = lock(&CACHE);
+    if c.len >= CAP || now.duration_since(c.last_sweep) >= SWEEP_EVERY {
+        c.sweep(now, true);
+    }
+    if c.len < CAP {
+        let old = c.dirs.entry(dir.to_path_buf()).or_default().insert(
+            fname.into(),
+            Slot {
+                file: lf.clone(),
+                last_used: now,
+            },
+        );
+        // Only the in-process holder of a name opens its file, so a concurrent insert for
+        // the same file is not expected; if it happens the old entry simply goes.
+        if old.is_none() {
+            c.len += 1;
+        }
+    }
+    // Else: every cached file is in use; this one is not cached and closes after use.
+    Ok(lf)
+}
+
+fn open_file(dir: &Path, path: &Path) -> Result<File, (PathBuf, io::Error)> {
+    let mut opts = File::options();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Lock directories are often shared by several users' processes.
+        opts.mode(0o666);
+    }
+    match opts.open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))?;
+            opts.open(path).map_err(|e| (path.to_path_buf(), e))
+        }
+        Err(e) => Err((path.to_path_buf(), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_stays_bounded_and_reuses_descriptors() {
+        let dir = std::env::temp_dir().join(format!("lock-core-cache-{}", std::process::id()));
+        let a1 = open(&dir, "a.lock").unwrap();
+        let a2 = open(&dir, "a.lock").unwrap();
+        assert!(Arc::ptr_eq(&a1, &a2), "a hit re-uses the open file");
+        drop((a1, a2));
+        let held: Vec<_> = (0..CAP + 10).map(|i| open(&dir, &format!("h{i}.lock")).unwrap()).collect();
+        assert!(open_count() <= CAP);
+        drop(held);
+        for i in 0..3 * CAP {
+            drop(open(&dir, &format!("x{i}.lock")).unwrap());
+            assert!(open_count() <= CAP);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,465 @@
+//! Operating-system pieces of the file lock: the OS lock itself (std's `File::lock`
+//! family, flock semantics on Unix), the holder record, process liveness, and the
+//! wake-up source for waiters (inotify on Linux).
+
+use std::fs::File;
+use std::io;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::Holder;
+
+/// Tries the exclusive OS lock once, without blocking. `Ok(false)`: held elsewhere.
+pub(crate) fn try_lock(f: &File) -> io::Result<bool> {
+    match f.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Probes, on a separate open file description, whether anyone holds the lock. Takes a
+/// *shared* lock for an instant, so probes never conflict with each other. Closing the
+/// probe's descriptor is itself a wake-up event for waiters (see [`Watch`]), so a waiter
+/// whose attempt collided with the probe is not left sleeping.
+pub(crate) fn probe_held(path: &std::path::Path) -> io::Result<bool> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match f.try_lock_shared() {
+        Ok(()) => {
+            f.unlock()?;
+            Ok(false)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// After giving the OS lock back: tell waiting processes (their [`Watch`] sees
+/// `IN_ATTRIB`). Changes only the file's times, never its content, so it cannot disturb
+/// a new holder that got in first. Needs write access, which the lock file's opener has.
+#[cfg(unix)]
+pub(crate) fn touch(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `f` is an open descriptor for the duration of the call; a null `times`
+    // pointer means "both times = now" and is explicitly allowed by futimens(2).
+    let _ = unsafe { libc::futimens(f.as_raw_fd(), std::ptr::null()) };
+}
+
+#[cfg(not(unix))]
+pub(crate) fn touch(f: &File) {
+    let now = SystemTime::now();
+    let _ = f.set_times(std::fs::FileTimes::new().set_accessed(now).set_modified(now));
+}
+
+// ---------------------------------------------------------------------------------------
+// Holder record.
+
+const MAGIC: &str = "lock-core holder v1";
+
+fn host_name() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = raw_host_name().unwrap_or_default();
+        let clean: String = raw.chars().filter(|c| !c.is_control()).take(255).collect();
+        if clean.is_empty() {
+            "unknown".to_owned()
+        } else {
+            clean
+        }
+    })
+}
+
+#[cfg(unix)]
+fn raw_host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname writes at most that
+    // many and we never read past the first NUL (or the end) below.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+#[cfg(not(unix))]
+fn raw_host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok()
+}
+
+/// The record a holder writes into its lock file, once it holds the OS lock.
+pub(crate) fn record(name: &str, since: SystemTime) -> String {
+    let ms = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!(
+        "{MAGIC}\npid={}\nhost={}\nsince_ms={ms}\nname={name}\nend\n",
+        std::process::id(),
+        host_name()
+    )
+}
+
+/// Overwrites the start of the lock file with the holder record (in place: the file is
+/// never truncated or unlinked; readers stop at the `end` line).
+pub(crate) fn write_record(f: &File, name: &str) -> io::Result<()> {
+    write_all_at(f, record(name, SystemTime::now()).as_bytes())
+}
+
+#[cfg(unix)]
+fn write_all_at(f: &File, buf: &[u8]) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, buf, 0)
+}
+
+#[cfg(windows)]
+fn write_all_at(f: &File, mut buf: &[u8]) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    let mut off = 0u64;
+    while !buf.is_empty() {
+        let n = f.seek_write(buf, off)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+        off += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(not(any(unix, windows)))]
+fn write_all_at(_f: &File, _buf: &[u8]) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn read_at(f: &File, buf: &mut [u8]) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, 0)
+}
+
+#[cfg(windows)]
+fn read_at(f: &File, buf: &mut [u8]) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(f, buf, 0)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn read_at(_f: &File, _buf: &mut [u8]) -> io::Result<usize> {
+    Ok(0)
+}
+
+/// A parsed holder record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) pid: u32,
+    pub(crate) host: String,
+    pub(crate) since_ms: u64,
+    pub(crate) name: String,
+}
+
+/// Parses a record; anything malformed or torn (a read racing a write) is `None`.
+pub(crate) fn parse_record(text: &[u8]) -> Option<Record> {
+    let text = std::str::from_utf8(text).ok().or_else(|| {
+        // A torn read may cut a multi-byte character after the `end` line; keep the
+        // valid prefix.
+        let mut end = text.len();
+        while end > 0 && std::str::from_utf8(&text[..end]).is_err() {
+            end -= 1;
+        }
+        std::str::from_utf8(&text[..end]).ok()
+    })?;
+    let mut lines = text.split('\n');
+    if lines.next()? != MAGIC {
+        return None;
+    }
+    let (mut pid, mut host, mut since, mut name) = (None, None, None, None);
+    for line in lines {
+        if line == "end" {
+            return Some(Record {
+                pid: pid?,
+                host: host?,
+                since_ms: since?,
+                name: name?,
+            });
+        }
+        let (k, v) = line.split_once('=')?;
+        match k {
+            "pid" => pid = Some(v.parse().ok()?),
+            "host" => host = Some(v.to_owned()),
+            "since_ms" => since = Some(v.parse().ok()?),
+            "name" => name = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Who holds the lock, from its record — only if the record is for `name` and its
+/// process still lives (a SIGKILLed holder leaves its record behind, but no lock).
+pub(crate) fn read_holder(f: &File, name: &str) -> Option<Holder> {
+    let mut buf = vec![0u8; 1024];
+    let n = read_at(f, &mut buf).ok()?;
+    let rec = parse_record(&buf[..n])?;
+    holder_from(rec, name)
+}
+
+pub(crate) fn holder_from(rec: Record, name: &str) -> Option<Holder> {
+    if rec.name != name {
+        return None;
+    }
+    // Liveness can only be checked for our own machine; a record from another host
+    // (network file system) is reported as is.
+    if rec.host == host_name() && !pid_alive(rec.pid) {
+        return None;
+    }
+    let mut h = Holder::new();
+    h.pid = Some(rec.pid);
+    h.host = Some(rec.host);
+    h.since = UNIX_EPOCH.checked_add(Duration::from_millis(rec.since_ms));
+    h.detail = Some("file lock".to_owned());
+    Some(h)
+}
+
+/// True if a process with this id exists and is not a zombie.
+#[cfg(unix)]
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    // pid 0 and "negative" pids address process groups: never a holder.
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if p <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission checks; no signal is
+    // delivered to anyone.
+    let rc = unsafe { libc::kill(p, 0) };
+    let exists = rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !is_zombie(pid)
+}
+
+/// A killed process whose parent has not reaped it yet still answers `kill(pid, 0)`;
+/// it holds nothing any more (its descriptors are closed).
+#[cfg(target_os = "linux")]
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself contain ')'.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next())
+        .is_some_and(|state| state == 'Z' || state == 'X')
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn is_zombie(_pid: u32) -> bool {
+    false
+}
+
+#[cfg(not(unix))]
+pub(crate) fn pid_alive(_pid: u32) -> bool {
+    // No cheap portable check: report the record's holder.
+    true
+}
+
+// ---------------------------------------------------------------------------------------
+// Wake-ups for waiters.
+
+/// Lower and upper bound of the safety-net re-try interval. Wake-ups normally come from
+/// [`Watch`]; the backoff only bounds the damage of a missed event (or is the whole
+/// mechanism where there is no inotify).
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_millis(50);
+
+#[cfg(target_os = "linux")]
+pub(crate) use linux::Watch;
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::CString;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// An inotify watch on one lock file. It becomes readable when a holder gives the
+    /// lock back (`IN_ATTRIB`, from the releaser's [`super::touch`]) or when any process
+    /// closes the file (`IN_CLOSE_*`: a holder that exits or is SIGKILLed without
+    /// releasing closes its descriptor, which drops its lock). Record writes by a new
+    /// holder (`IN_MODIFY`) are deliberately not watched.
+    ///
+    /// Dropping the watch closes the inotify instance: nothing outlives a cancelled wait.
+    pub(crate) struct Watch {
+        fd: OwnedFd,
+    }
+
+    impl Watch {
+        pub(crate) fn new(path: &Path) -> io::Result<Watch> {
+            let c = CString::new(path.as_os_str().as_bytes())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            // SAFETY: plain syscall without pointer arguments.
+            let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let mask = libc::IN_ATTRIB | libc::IN_CLOSE_WRITE | libc::IN_CLOSE_NOWRITE;
+            // SAFETY: `fd` is a valid inotify descriptor and `c` a NUL-terminated path
+            // that lives across the call.
+            let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
+            if wd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Watch { fd })
+        }
+
+        /// Reads every queued event; returns `Err(WouldBlock)` once the queue is empty
+        /// (the shape `AsyncFd::try_io` expects to clear readiness).
+        pub(crate) fn drain(&self) -> io::Result<()> {
+            let mut buf = [0u8; 4096];
+            loop {
+                // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+                let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if n == 0 {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+        }
+
+        /// Blocks until an event is queued or `max` has passed.
+        pub(crate) fn wait_blocking(&self, max: Duration) -> io::Result<()> {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Round up, so a short remaining time does not turn into a busy loop.
+            let ms = max.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+            // SAFETY: `pfd` is one valid pollfd and we pass a count of 1.
+            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            match self.drain() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                other => other,
+            }
+        }
+    }
+
+    impl AsRawFd for Watch {
+        fn as_raw_fd(&self) -> RawFd {
+            self.fd.as_raw_fd()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips() {
+        let text = record("a/b c", SystemTime::now());
+        let rec = parse_record(text.as_bytes()).unwrap();
+        assert_eq!(rec.pid, std::process::id());
+        assert_eq!(rec.name, "a/b c");
+        assert_eq!(rec.host, host_name());
+        // Trailing garbage from a longer, older record is ignored.
+        let mut longer = text.clone().into_bytes();
+        longer.extend_from_slice(b"name=old\nend\n\xff\xfe");
+        assert_eq!(parse_record(&longer).unwrap().name, "a/b c");
+        // Torn or foreign content is no record.
+        assert!(parse_record(&text.as_bytes()[..text.len() - 4]).is_none());
+        assert!(parse_record(b"hello").is_none());
+        assert!(parse_record(b"").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn liveness_of_processes() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0));
+        assert!(!pid_alive(u32::MAX));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: a zombie holds nothing.
+        #[cfg(target_os = "linux")]
+        {
+            let t = std::time::Instant::now();
+            while pid_alive(pid) {
+                assert!(t.elapsed() < Duration::from_secs(10), "zombie {pid} still counted alive");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_dead_holder_is_not_reported() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let text = record("n", SystemTime::now()).replace(
+            &format!("pid={}\n", std::process::id()),
+            &format!("pid={pid}\n"),
+        );
+        let rec = parse_record(text.as_bytes()).unwrap();
+        assert_eq!(rec.pid, pid);
+        assert!(holder_from(rec, "n").is_none());
+        let live = parse_record(record("n", SystemTime::now()).as_bytes()).unwrap();
+        let h = holder_from(live, "n").unwrap();
+        assert_eq!(h.pid, Some(std::process::id()));
+        let other = parse_record(record("m", SystemTime::now()).as_bytes()).unwrap();
+        assert!(holder_from(other, "n").is_none());
+    }
+
+    #[test]
+    fn host_name_is_known() {
+        assert!(!host_name().is_empty());
+        assert!(!host_name().contains('\n'));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn watch_wakes_on_touch_and_close_and_times_out_otherwise() {
+        use std::time::Instant;
+        let dir = std::env::temp_dir().join(format!("lock-core-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.lock");
+        let f = File::options().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
+        let w = Watch::new(&path).unwrap();
+        // Nothing happened: times out.
+        let t = Instant::now();
+        w.wait_blocking(Duration::from_millis(30)).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(25));
+        // A record write is not an event.
+        write_record(&f, "w").unwrap();
+        let t = Instant::now();
+        w.wait_blocking(Duration::from_millis(30)).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(25));
+        // A touch is.
+        touch(&f);
+        let t = Instant::now();
+        w.wait_blocking(Duration::from_secs(5)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // So is a close.
+        drop(f);
+        let t = Instant::now();
+        w.wait_blocking(Duration::from_secs(5)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,170 @@
+//! Small helpers shared by the lease machinery and the stores.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
+
+use crate::Holder;
+
+struct ProcessId {
+    host: String,
+    pid: u32,
+    nonce: u64,
+}
+
+static PROCESS: LazyLock<ProcessId> = LazyLock::new(|| ProcessId {
+    host: hostname(),
+    pid: std::process::id(),
+    nonce: random_u64(),
+});
+
+static COUNTER: AtomicU64 = AtomicU64::new(1);
+
+fn hostname() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_default();
+    let clean: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "unknown-host".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// A fresh pseudo-random number (not for cryptography: for jitter and nonces).
+pub(crate) fn random_u64() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    RandomState::new().hash_one((nanos, SEQ.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// A new owner string, unique per call: `host/pid/process-nonce/counter`.
+///
+/// Every acquisition uses a fresh one, so a store can tell two successive leases of one
+/// process apart even without looking at the fence.
+///
+/// ```
+/// let a = lock_core::lease::owner_id();
+/// let b = lock_core::lease::owner_id();
+/// assert_ne!(a, b);
+/// assert!(a.contains(&format!("/{}/", std::process::id())));
+/// ```
+pub fn owner_id() -> String {
+    let p = &*PROCESS;
+    format!(
+        "{}/{}/{:016x}/{}",
+        p.host,
+        p.pid,
+        p.nonce,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Reads what it can out of an owner string made by [`owner_id`].
+pub(crate) fn holder_from_owner(owner: &str, store: &str) -> Holder {
+    let mut h = Holder::new();
+    let mut parts = owner.split('/');
+    if let (Some(host), Some(pid), Some(_), Some(_), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        if let Ok(pid) = pid.parse() {
+            h.pid = Some(pid);
+            h.host = Some(host.to_owned());
+        }
+    }
+    h.detail = Some(format!("lease owner {owner:?} in {store}"));
+    h
+}
+
+/// Exponential back-off with "equal jitter": each pause is drawn between half and all of
+/// the current step, which doubles up to `max`.
+pub(crate) struct Backoff {
+    step: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            step: min,
+            max: max.max(min),
+        }
+    }
+
+    pub(crate) fn next(&mut self) -> Duration {
+        let step = self.step;
+        self.step = (self.step * 2).min(self.max);
+        let half = step / 2;
+        let span = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1);
+        half + Duration::from_nanos(random_u64() % span)
+    }
+}
+
+/// Checks a SQL identifier (or a key prefix): ASCII letters, digits and `_`, not starting
+/// with a digit, at most `max` bytes.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn check_identifier(what: &str, s: &str, max: usize) -> Result<(), String> {
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let starts_ok = s
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if s.is_empty() || s.len() > max || !ok_chars || !starts_ok {
+        return Err(format!(
+            "invalid {what} {s:?}: use 1 to {max} ASCII letters, digits or `_`, not starting with a digit"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let mut b = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
+        for _ in 0..100 {
+            let d = b.next();
+            assert!(d <= Duration::from_millis(50), "{d:?}");
+            assert!(d >= Duration::from_millis(1), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn holder_parsing() {
+        let h = holder_from_owner("web-1/4242/00ff/9", "postgres x");
+        assert_eq!(h.pid, Some(4242));
+        assert_eq!(h.host.as_deref(), Some("web-1"));
+        let h = holder_from_owner("custom owner", "redis y");
+        assert_eq!(h.pid, None);
+        assert!(h.detail.unwrap_or_default().contains("custom owner"));
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(check_identifier("table", "lock_core_leases", 53).is_ok());
+        assert!(check_identifier("table", "1abc", 53).is_err());
+        assert!(check_identifier("table", "a\"b", 53).is_err());
+        assert!(check_identifier("table", "", 53).is_err());
+        assert!(check_identifier("table", &"a".repeat(54), 53).is_err());
+    }
+}

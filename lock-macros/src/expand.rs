@@ -1,0 +1,331 @@
+//! Code generation: wraps the function body in an acquire / scope / release.
+//!
+//! Generated code names only absolute paths (`::core::...`, `::std::...` and the
+//! lock_core path, `::lock_core` unless `crate = "..."`), and its local variables use
+//! `Span::mixed_site()`, so user code can neither see nor shadow them.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{AttrStyle, Expr, ExprAsync, ItemFn, Stmt, Type};
+
+use crate::parse::{FileSpec, OnError};
+use crate::validate::{is_box_pin, GuardKind, Keys, Kind, Plan};
+
+/// Hygienic names of the generated locals.
+struct Names {
+    held: syn::Ident,
+    ok: syn::Ident,
+    err: syn::Ident,
+    frame: syn::Ident,
+    entered: syn::Ident,
+    fake: syn::Ident,
+}
+
+impl Names {
+    fn new() -> Self {
+        let s = Span::mixed_site();
+        Names {
+            held: format_ident!("lock_core_held", span = s),
+            ok: format_ident!("lock_core_ok", span = s),
+            err: format_ident!("lock_core_err", span = s),
+            frame: format_ident!("lock_core_frame", span = s),
+            entered: format_ident!("_lock_core_entered", span = s),
+            fake: format_ident!("lock_core_fake_return", span = s),
+        }
+    }
+}
+
+pub(crate) fn expand(plan: &Plan, mut item: ItemFn) -> TokenStream {
+    let n = Names::new();
+    let (outer, inner): (Vec<_>, Vec<_>) = std::mem::take(&mut item.attrs)
+        .into_iter()
+        .partition(|a| matches!(a.style, AttrStyle::Outer));
+    let vis = &item.vis;
+    let sig = &item.sig;
+    let brace = item.block.brace_token;
+    let mut stmts = std::mem::take(&mut item.block.stmts);
+
+    let body = match plan.kind {
+        Kind::Async => {
+            let acquire = acquire_stmt(plan, &n);
+            let pin = fake_return(plan, &n);
+            let scoped = scoped(plan, &n, quote!(move), quote!(#pin), &stmts);
+            quote! {
+                #acquire
+                #scoped.await
+            }
+        }
+        Kind::Sync => {
+            let acquire = acquire_stmt(plan, &n);
+            let p = private(plan);
+            let Names {
+                held,
+                frame,
+                entered,
+                ..
+            } = &n;
+            let guard = bind_guard(plan, &n);
+            quote! {
+                #acquire
+                let #frame = #p::frame(&#held);
+                let #entered = #p::enter(&#frame);
+                #guard
+                #(#stmts)*
+            }
+        }
+        Kind::AsyncTail | Kind::Boxed => {
+            if let Some(tail) = async_tail(&mut stmts, &plan.kind) {
+                let user = std::mem::replace(tail, placeholder());
+                *tail = wrap_async_block(plan, &n, user);
+            }
+            quote!(#(#stmts)*)
+        }
+    };
+
+    let mut block = TokenStream::new();
+    brace.surround(&mut block, |out| {
+        for a in &inner {
+            a.to_tokens(out);
+        }
+        body.to_tokens(out);
+    });
+    quote! {
+        #(#outer)*
+        #vis #sig #block
+    }
+}
+
+/// `::lock_core::__private`, or the `crate = "..."` path.
+fn private(plan: &Plan) -> TokenStream {
+    let k = &plan.krate;
+    quote!(#k::__private)
+}
+
+fn placeholder() -> Expr {
+    Expr::Verbatim(TokenStream::new())
+}
+
+/// The async block at the end of the body (`async {..}` or `Box::pin(async {..})`).
+fn async_tail<'a>(stmts: &'a mut [Stmt], kind: &Kind) -> Option<&'a mut Expr> {
+    let Some(Stmt::Expr(e, None)) = stmts.last_mut() else {
+        return None;
+    };
+    match kind {
+        Kind::AsyncTail => Some(e),
+        Kind::Boxed => match e {
+            Expr::Call(c) if is_box_pin(&c.func) => c.args.first_mut(),
+            _ => None,
+        },
+        Kind::Async | Kind::Sync => None,
+    }
+}
+
+/// Replaces the user's `async [move] { .. }` with an outer `async move` block that
+/// acquires, then runs the user's block as the locked scope.
+fn wrap_async_block(plan: &Plan, n: &Names, user: Expr) -> Expr {
+    let Expr::Async(ExprAsync {
+        attrs,
+        async_token,
+        capture,
+        block,
+    }) = user
+    else {
+        return user;
+    };
+    let acquire = acquire_stmt(plan, n);
+    let capture = capture.map(|c| c.into_token_stream()).unwrap_or_default();
+    let scoped = scoped(plan, n, capture, TokenStream::new(), &block.stmts);
+    Expr::Verbatim(quote! {
+        #(#attrs)*
+        #async_token move {
+            #acquire
+            #scoped.await
+        }
+    })
+}
+
+/// `scope(&held, async move { .. })`, or with a guard bound inside the body.
+fn scoped(plan: &Plan, n: &Names, capture: TokenStream, pre: TokenStream, stmts: &[Stmt]) -> TokenStream {
+    let p = private(plan);
+    let held = &n.held;
+    let guard = bind_guard(plan, n);
+    if plan.guard.is_some() {
+        quote! {
+            #p::scope_with(#p::frame(&#held), async #capture {
+                #pre
+                #guard
+                #(#stmts)*
+            })
+        }
+    } else {
+        quote! {
+            #p::scope(&#held, async #capture {
+                #pre
+                #(#stmts)*
+            })
+        }
+    }
+}
+
+fn bind_guard(plan: &Plan, n: &Names) -> TokenStream {
+    let held = &n.held;
+    match &plan.guard {
+        None => TokenStream::new(),
+        Some((g, kind)) => {
+            let method = match kind {
+                GuardKind::One => quote!(into_guard),
+                GuardKind::Set => quote!(into_set),
+                GuardKind::Lease => quote!(into_lease),
+            };
+            quote!(let #g = #held.#method();)
+        }
+    }
+}
+
+/// Pins the async body's output type so `?` and `return` infer as in the original fn.
+fn fake_return(plan: &Plan, n: &Names) -> TokenStream {
+    let Some(ty) = &plan.output else {
+        return TokenStream::new();
+    };
+    if matches!(ty, Type::Infer(_)) {
+        return TokenStream::new();
+    }
+    let fake = &n.fake;
+    quote! {
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            let #fake: #ty = loop {};
+            return #fake;
+        }
+    }
+}
+
+/// `let held = match acquire(..) { Ok(h) => h, Err(e) => <failure> };`
+fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
+    let p = private(plan);
+    let keys = keys(plan);
+    let timeout = opt_u64(plan.timeout_ms);
+    let call = if let Some(store) = &plan.store {
+        let lease = opt_u64(plan.lease_ms);
+        let store_ref = quote_spanned! {store.span()=>
+            {
+                use #p::StoreArg as _;
+                (#store).lock_core_store()
+            }
+        };
+        quote! {
+            #p::acquire_store(#store_ref, #keys, #p::StoreOptions {
+                timeout_ms: #timeout,
+                lease_ms: #lease,
+            }).await
+        }
+    } else {
+        let file = match &plan.file {
+            FileSpec::Off => quote!(#p::FileMode::Off),
+            FileSpec::DefaultDir(_) => quote!(#p::FileMode::DefaultDir),
+            FileSpec::Dir(_, d) => quote!(#p::FileMode::Dir(#d)),
+        };
+        let opts = quote! {
+            #p::Options {
+                timeout_ms: #timeout,
+                file: #file,
+            }
+        };
+        if plan.kind.is_async() {
+            quote!(#p::acquire(#keys, #opts).await)
+        } else {
+            quote!(#p::blocking_acquire(#keys, #opts))
+        }
+    };
+    let Names { held, ok, err, .. } = n;
+    let fail = failure(plan, err);
+    quote! {
+        let #held = match #call {
+            ::core::result::Result::Ok(#ok) => #ok,
+            ::core::result::Result::Err(#err) => #fail,
+        };
+    }
+}
+
+fn opt_u64(v: Option<u64>) -> TokenStream {
+    match v {
+        Some(n) => {
+            let lit = proc_macro2::Literal::u64_suffixed(n);
+            quote!(::core::option::Option::Some(#lit))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// What the function returns when the lock cannot be taken.
+fn failure(plan: &Plan, err: &syn::Ident) -> TokenStream {
+    let p = private(plan);
+    match &plan.on_error {
+        OnError::Panic => quote!(#p::lock_panic(#err)),
+        OnError::Handler(path) => quote!(return #path(#err)),
+        OnError::Default => match &plan.output {
+            Some(ty) => {
+                let path = quote_spanned!(ty.span()=> <#ty as #p::LockFailure>::lock_failure);
+                quote!(return #path(#err))
+            }
+            None if plan.kind.is_async() && !matches!(plan.kind, Kind::Async) => {
+                quote!(return #p::LockFailure::lock_failure(#err))
+            }
+            None => quote!(return <() as #p::LockFailure>::lock_failure(#err)),
+        },
+    }
+}
+
+/// The `Keys` value for this call.
+fn keys(plan: &Plan) -> TokenStream {
+    let p = private(plan);
+    match &plan.keys {
+        Keys::FnPath(f) => quote! {
+            #p::Keys::Site({
+                static SITE: #p::Site = #p::Site::new(::core::concat!(::core::module_path!(), "::", #f));
+                &SITE
+            })
+        },
+        Keys::Fixed(names) if names.len() == 1 => {
+            let lit = syn::LitStr::new(&names[0].0, names[0].1);
+            quote! {
+                #p::Keys::Site({
+                    static SITE: #p::Site = #p::Site::new(#lit);
+                    &SITE
+                })
+            }
+        }
+        Keys::Fixed(names) => {
+            let len = names.len();
+            let lits = names.iter().map(|(s, sp)| syn::LitStr::new(s, *sp));
+            quote! {
+                #p::Keys::Sites({
+                    static SITES: [#p::Site; #len] = [#(#p::Site::new(#lits)),*];
+                    &SITES
+                })
+            }
+        }
+        Keys::Dynamic(names) => {
+            let items = names.iter().map(|d| {
+                let fmt = syn::LitStr::new(&d.format, d.lit.span());
+                if d.args.is_empty() {
+                    quote!(::std::string::String::from(#fmt))
+                } else {
+                    let args = &d.args;
+                    quote!(::std::format!(#fmt, #(#args),*))
+                }
+            });
+            quote!(#p::Keys::Names(::std::vec![#(#items),*]))
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Validation: checks the parsed arguments against the annotated function and decides
+//! how to wrap it (a [`Plan`]).
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::visit_mut::{self, VisitMut};
+use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Stmt, Type};
+
+use crate::names::Template;
+use crate::parse::{push, Config, FileSpec, NameSpec, OnError};
+
+/// What shape of function is being wrapped.
+pub(crate) enum Kind {
+    /// `async fn`.
+    Async,
+    /// A sync fn whose body ends in `Box::pin(async move { .. })` (an `#[async_trait]` method).
+    Boxed,
+    /// A sync fn whose body ends in an `async` block (returns `impl Future`).
+    AsyncTail,
+    /// A plain sync fn: blocking acquire.
+    Sync,
+}
+
+impl Kind {
+    pub(crate) fn is_async(&self) -> bool {
+        !matches!(self, Kind::Sync)
+    }
+}
+
+/// One name computed per call.
+pub(crate) struct DynName {
+    pub lit: LitStr,
+    pub format: String,
+    pub args: Vec<Ident>,
+}
+
+/// The locks a call takes.
+pub(crate) enum Keys {
+    /// The function's own path.
+    FnPath(String),
+    /// Fixed names, sorted and de-duplicated.
+    Fixed(Vec<(String, Span)>),
+    /// At least one interpolated name (all of them are evaluated per call).
+    Dynamic(Vec<DynName>),
+}
+
+/// How the guard is handed to the body.
+pub(crate) enum GuardKind {
+    One,
+    Set,
+    Lease,
+}
+
+/// Everything `expand` needs.
+pub(crate) struct Plan {
+    pub kind: Kind,
+    pub keys: Keys,
+    pub timeout_ms: Option<u64>,
+    pub file: FileSpec,
+    pub store: Option<Expr>,
+    pub lease_ms: Option<u64>,
+    pub guard: Option<(Ident, GuardKind)>,
+    pub on_error: OnError,
+    pub krate: syn::Path,
+    /// The type the body produces, `impl Trait` replaced by `_`; `None` when unknown or `()`.
+    pub output: Option<Type>,
+}
+
+/// Checks the item itself (things that are wrong whatever the arguments).
+pub(crate) fn check_item(item: &ItemFn) -> syn::Result<()> {
+    if let Some(c) = &item.sig.constness {
+        return Err(syn::Error::new(
+            c.span,
+            "`#[locked]` cannot be used on a `const fn`: the lock is taken at run time; remove `const`",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
+    let mut errors = None;
+    let kind = kind_of(item);
+    let fn_args = arg_names(item);
+
+    if let Some((key, _)) = &cfg.store {
+        if !kind.is_async() {
+            push(
+                &mut errors,
+                syn::Error::new(
+                    key.span(),
+                    "`store` needs an `async fn`: a lease store is only reached asynchronously; \
+                     use `file` or no mode for a sync fn",
+                ),
+            );
+        }
+        match &cfg.file {
+            FileSpec::Off => {}
+            FileSpec::DefaultDir(f) | FileSpec::Dir(f, _) => push(
+                &mut errors,
+                syn::Error::new(
+                    f.span(),
+                    "`file` and `store` cannot be combined: choose `file` (one machine) or `store` (many machines)",
+                ),
+            ),
+        }
+    } else if let Some((key, _)) = &cfg.lease_ms {
+        push(
+            &mut errors,
+            syn::Error::new(
+                key.span(),
+                "`lease_ms` only applies with `store = ...`; in-process and file locks have no lease",
+            ),
+        );
+    }
+
+    if let Some(g) = &cfg.guard {
+        if let Some(a) = fn_args.iter().find(|a| a.unraw() == g.unraw()) {
+            let mut e = syn::Error::new(
+                g.span(),
+                format!("`guard = {g}` would shadow the argument `{a}`; pick another name"),
+            );
+            e.combine(syn::Error::new(a.span(), format!("argument `{a}` declared here")));
+            push(&mut errors, e);
+        }
+    }
+
+    let fn_name = item.sig.ident.unraw().to_string();
+    let (keys, single) = match cfg.names {
+        NameSpec::Default => (Keys::FnPath(fn_name.clone()), true),
+        NameSpec::Given { entries, array } => {
+            let single = !array;
+            if entries.iter().all(|(_, t)| t.fixed().is_some()) {
+                let mut fixed: Vec<(String, Span)> = entries
+                    .iter()
+                    .filter_map(|(l, t)| t.fixed().map(|s| (s, l.span())))
+                    .collect();
+                fixed.sort_by(|a, b| a.0.cmp(&b.0));
+                fixed.dedup_by(|a, b| a.0 == b.0);
+                (Keys::Fixed(fixed), single)
+            } else {
+                let mut dynamic = Vec::new();
+                for (lit, t) in entries {
+                    match resolve(&lit, &t, &fn_args, &fn_name) {
+                        Ok(args) => dynamic.push(DynName {
+                            format: t.format_string(),
+                            lit,
+                            args,
+                        }),
+                        Err(e) => push(&mut errors, e),
+                    }
+                }
+                (Keys::Dynamic(dynamic), single)
+            }
+        }
+    };
+
+    if let Some(e) = errors {
+        return Err(e);
+    }
+
+    let guard = cfg.guard.map(|g| {
+        let kind = if cfg.store.is_some() {
+            GuardKind::Lease
+        } else if single {
+            GuardKind::One
+        } else {
+            GuardKind::Set
+        };
+        (g, kind)
+    });
+
+    let output = match &kind {
+        Kind::Async | Kind::Sync => match &item.sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, t) => Some(infer_impls((**t).clone())),
+        },
+        Kind::Boxed | Kind::AsyncTail => match &item.sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, t) => future_output(t).map(infer_impls),
+        },
+    };
+
+    Ok(Plan {
+        kind,
+        keys,
+        timeout_ms: cfg.timeout_ms.map(|(_, n)| n),
+        file: cfg.file,
+        store: cfg.store.map(|(_, e)| e),
+        lease_ms: cfg.lease_ms.map(|(_, n)| n),
+        guard,
+        on_error: cfg.on_error,
+        krate: cfg.krate.unwrap_or_else(|| syn::parse_quote!(::lock_core)),
+        output,
+    })
+}
+
+/// Maps each `{arg}` of a template to the function argument it names.
+fn resolve(lit: &LitStr, t: &Template, fn_args: &[Ident], fn_name: &str) -> syn::Result<Vec<Ident>> {
+    let mut out = Vec::new();
+    for a in t.args() {
+        let wanted = a.strip_prefix("r#").unwrap_or(a);
+        match fn_args.iter().find(|i| i.unraw() == wanted) {
+            Some(i) => out.push(i.clone()),
+            None => {
+                let known = if fn_args.is_empty() {
+                    format!("`{fn_name}` has no named arguments")
+                } else {
+                    format!(
+                        "the arguments of `{fn_name}` are {}",
+                        fn_args
+                            .iter()
+                            .map(|i| format!("`{i}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let what = if wanted == "self" {
+                    "`{self}` cannot be interpolated; interpolate an argument instead".to_owned()
+                } else {
+                    format!("`{{{wanted}}}` in the lock name is not an argument of `{fn_name}`")
+                };
+                return Err(syn::Error::new(lit.span(), format!("{what}; {known}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The identifiers bound by the function's arguments (`x: T`, `mut x: T`).
+fn arg_names(item: &ItemFn) -> Vec<Ident> {
+    item.sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(pi) if pi.subpat.is_none() => Some(pi.ident.clone()),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+fn kind_of(item: &ItemFn) -> Kind {
+    if item.sig.asyncness.is_some() {
+        return Kind::Async;
+    }
+    match item.block.stmts.last() {
+        Some(Stmt::Expr(e, None)) => match e {
+            Expr::Async(_) => Kind::AsyncTail,
+            Expr::Call(c) if is_box_pin(&c.func) && c.args.len() == 1 => {
+                if matches!(c.args.first(), Some(Expr::Async(_))) {
+                    Kind::Boxed
+                } else {
+                    Kind::Sync
+                }
+            }
+            _ => Kind::Sync,
+        },
+        _ => Kind::Sync,
+    }
+}
+
+/// `Box::pin`, `::std::boxed::Box::pin`, ... as `#[async_trait]` writes it.
+pub(crate) fn is_box_pin(func: &Expr) -> bool {
+    match func {
+        Expr::Path(p) => {
+            let segs: Vec<_> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            segs.len() >= 2 && segs[segs.len() - 2] == "Box" && segs[segs.len() - 1] == "pin"
+        }
+        _ => false,
+    }
+}
+
+/// `R` in `impl Future<Output = R>`, `Pin<Box<dyn Future<Output = R> + Send>>`, ...
+fn future_output(t: &Type) -> Option<Type> {
+    let bounds = match t {
+        Type::ImplTrait(i) => &i.bounds,
+        Type::TraitObject(o) => &o.bounds,
+        Type::Paren(p) => return future_output(&p.elem),
+        Type::Group(g) => return future_output(&g.elem),
+        Type::Path(p) => {
+            return p.path.segments.iter().rev().find_map(|seg| match &seg.arguments {
+                syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|ga| match ga {
+                    syn::GenericArgument::Type(t) => future_output(t),
+                    _ => None,
+                }),
+                _ => None,
+            })
+        }
+        _ => return None,
+    };
+    bounds.iter().find_map(|b| match b {
+        syn::TypeParamBound::Trait(tb) => {
+            let last = tb.path.segments.last()?;
+            if last.ident != "Future" {
+                return None;
+            }
+            match &last.arguments {
+                syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|ga| match ga {
+                    syn::GenericArgument::AssocType(at) if at.ident == "Output" => {
+                        Some(at.ty.clone())
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+/// Replaces every `impl Trait` with `_`, which may appear in a `let` type or a qualified
+/// path where `impl Trait` may not.
+fn infer_impls(mut t: Type) -> Type {
+    struct V;
+    impl VisitMut for V {
+        fn visit_type_mut(&mut self, t: &mut Type) {
+            if let Type::ImplTrait(i) = t {
+                let span = i.impl_token.span;
+                *t = Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](span),
+                });
+                return;
+            }
+            visit_mut::visit_type_mut(self, t);
+        }
+    }
+    V.visit_type_mut(&mut t);
+    t
+}

@@ -1,0 +1,62 @@
+// #[locked(name = "svc")]
+// fn call<'life0, 'async_trait>(&'life0 self, n: u32) -> ::core::pin::Pin<Box<dyn ::core::future::Future<Output = Result<u32, std::io::Error>> + ::core::marker::Send + 'async_trait>>
+// where 'life0: 'async_trait, Self: 'async_trait
+// {
+// Box::pin(async move {
+// let __self = self;
+// let n = n;
+// let __ret: Result<u32, std::io::Error> = { Ok(n) };
+// #[allow(unreachable_code)]
+// __ret
+// })
+// }
+
+fn call<'life0, 'async_trait>(
+    &'life0 self,
+    n: u32,
+) -> ::core::pin::Pin<
+    Box<
+        dyn ::core::future::Future<
+            Output = Result<u32, std::io::Error>,
+        > + ::core::marker::Send + 'async_trait,
+    >,
+>
+where
+    'life0: 'async_trait,
+    Self: 'async_trait,
+{
+    Box::pin(async move {
+        let lock_core_held = match ::lock_core::__private::acquire(
+                ::lock_core::__private::Keys::Site({
+                    static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
+                        "svc",
+                    );
+                    &SITE
+                }),
+                ::lock_core::__private::Options {
+                    timeout_ms: ::core::option::Option::None,
+                    file: ::lock_core::__private::FileMode::Off,
+                },
+            )
+            .await
+        {
+            ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+            ::core::result::Result::Err(lock_core_err) => {
+                return <Result<
+                    u32,
+                    std::io::Error,
+                > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+            }
+        };
+        ::lock_core::__private::scope(
+                &lock_core_held,
+                async move {
+                    let __self = self;
+                    let n = n;
+                    let __ret: Result<u32, std::io::Error> = { Ok(n) };
+                    #[allow(unreachable_code)] __ret
+                },
+            )
+            .await
+    })
+}

@@ -1,0 +1,47 @@
+// #[locked(name = "account-{id}", guard = g, on_error = "panic")]
+// async fn credit(id: u32, amount: i64) -> i64 {
+// let _ = g.name();
+// amount
+// }
+
+async fn credit(id: u32, amount: i64) -> i64 {
+    let lock_core_held = match ::lock_core::__private::acquire(
+            ::lock_core::__private::Keys::Names(
+                ::std::vec![::std::format!("account-{}", id)],
+            ),
+            ::lock_core::__private::Options {
+                timeout_ms: ::core::option::Option::None,
+                file: ::lock_core::__private::FileMode::Off,
+            },
+        )
+        .await
+    {
+        ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+        ::core::result::Result::Err(lock_core_err) => {
+            ::lock_core::__private::lock_panic(lock_core_err)
+        }
+    };
+    ::lock_core::__private::scope_with(
+            ::lock_core::__private::frame(&lock_core_held),
+            async move {
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::let_with_type_underscore,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let lock_core_fake_return: i64 = loop {};
+                    return lock_core_fake_return;
+                }
+                let g = lock_core_held.into_guard();
+                let _ = g.name();
+                amount
+            },
+        )
+        .await
+}

@@ -1,0 +1,7 @@
+// #[locked(nmae = "db")]
+// async fn f() {}
+
+::core::compile_error! {
+    "unknown argument `nmae` (did you mean `name`?); valid arguments are `name`, `timeout_ms`, `file`, `store`, `lease_ms`, `guard`, `on_error`, `crate`"
+}
+async fn f() {}

@@ -1,0 +1,51 @@
+// #[locked(name = ["user-{from}", "user-{to}"], timeout_ms = 0)]
+// async fn transfer<T: std::fmt::Display + Send>(from: T, to: T) -> anyhow::Result<()> where T: Sync {
+// Ok(())
+// }
+
+async fn transfer<T: std::fmt::Display + Send>(from: T, to: T) -> anyhow::Result<()>
+where
+    T: Sync,
+{
+    let lock_core_held = match ::lock_core::__private::acquire(
+            ::lock_core::__private::Keys::Names(
+                ::std::vec![
+                    ::std::format!("user-{}", from), ::std::format!("user-{}", to)
+                ],
+            ),
+            ::lock_core::__private::Options {
+                timeout_ms: ::core::option::Option::Some(0u64),
+                file: ::lock_core::__private::FileMode::Off,
+            },
+        )
+        .await
+    {
+        ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+        ::core::result::Result::Err(lock_core_err) => {
+            return <anyhow::Result<
+                (),
+            > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+        }
+    };
+    ::lock_core::__private::scope(
+            &lock_core_held,
+            async move {
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::let_with_type_underscore,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let lock_core_fake_return: anyhow::Result<()> = loop {};
+                    return lock_core_fake_return;
+                }
+                Ok(())
+            },
+        )
+        .await
+}

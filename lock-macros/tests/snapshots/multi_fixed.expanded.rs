@@ -1,0 +1,30 @@
+// #[locked(name = ["cache", "db", "cache"], file)]
+// fn both() -> std::io::Result<()> {
+// Ok(())
+// }
+
+fn both() -> std::io::Result<()> {
+    let lock_core_held = match ::lock_core::__private::blocking_acquire(
+        ::lock_core::__private::Keys::Sites({
+            static SITES: [::lock_core::__private::Site; 2usize] = [
+                ::lock_core::__private::Site::new("cache"),
+                ::lock_core::__private::Site::new("db"),
+            ];
+            &SITES
+        }),
+        ::lock_core::__private::Options {
+            timeout_ms: ::core::option::Option::None,
+            file: ::lock_core::__private::FileMode::DefaultDir,
+        },
+    ) {
+        ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+        ::core::result::Result::Err(lock_core_err) => {
+            return <std::io::Result<
+                (),
+            > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+        }
+    };
+    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+    let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
+    Ok(())
+}

@@ -1,0 +1,52 @@
+// #[locked(name = "report", store = crate::LOCKS, lease_ms = 30000, guard = lease)]
+// async fn report() -> Result<(), lock_core::LockError> {
+// Ok(())
+// }
+
+async fn report() -> Result<(), lock_core::LockError> {
+    let lock_core_held = match ::lock_core::__private::acquire_store(
+            &(crate::LOCKS),
+            ::lock_core::__private::Keys::Site({
+                static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
+                    "report",
+                );
+                &SITE
+            }),
+            ::lock_core::__private::StoreOptions {
+                timeout_ms: ::core::option::Option::None,
+                lease_ms: ::core::option::Option::Some(30000u64),
+            },
+        )
+        .await
+    {
+        ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+        ::core::result::Result::Err(lock_core_err) => {
+            return <Result<
+                (),
+                lock_core::LockError,
+            > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+        }
+    };
+    ::lock_core::__private::scope_with(
+            ::lock_core::__private::frame(&lock_core_held),
+            async move {
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::let_with_type_underscore,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let lock_core_fake_return: Result<(), lock_core::LockError> = loop {};
+                    return lock_core_fake_return;
+                }
+                let lease = lock_core_held.into_lease();
+                Ok(())
+            },
+        )
+        .await
+}

@@ -1,0 +1,651 @@
+//! Shared harness of the lease-store fault tests (`lease_postgres.rs`, `lease_redis.rs`).
+//!
+//! Real servers (`LOCK_CORE_POSTGRES_URL`, `LOCK_CORE_REDIS_URL`, started by
+//! `scripts/services.sh`) and real child processes: a test re-executes its own binary
+//! with `LEASE_CHILD_ROLE` set, running only the ignored `lease_child` test, which
+//! dispatches to [`child_main`]. Children talk over stdout lines starting with `@@ `.
+//!
+//! The protected resource is a PostgreSQL row with a `last_fence` column, written with
+//! the documented fenced update (`WHERE last_fence <= $fence`).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lock_core::lease::postgres::{tokio_postgres, PostgresStore};
+use lock_core::lease::redis::{redis, RedisStore};
+use lock_core::lease::{self, Attempt, Lease, LeaseGuard, LeaseOptions, LeaseStore};
+use lock_core::LockError;
+
+pub mod scenarios;
+
+pub const CHILD_ENV: &str = "LEASE_CHILD_ROLE";
+
+pub fn pg_url() -> String {
+    std::env::var("LOCK_CORE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("LOCK_CORE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// A name no earlier run used: test tag, pid and time.
+pub fn unique(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("lease-test/{tag}/{}/{nanos}", std::process::id())
+}
+
+/// A tiny xorshift generator for test randomness.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Rng(nanos ^ (u64::from(std::process::id()) << 32) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Redis,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Postgres => "postgres",
+            Kind::Redis => "redis",
+        }
+    }
+    pub fn parse(s: &str) -> Kind {
+        match s {
+            "redis" => Kind::Redis,
+            _ => Kind::Postgres,
+        }
+    }
+}
+
+/// Either store behind one type: the scenarios run unchanged on both. (It is also a
+/// small example of a user-written `LeaseStore`: delegation.)
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Postgres(PostgresStore),
+    Redis(RedisStore),
+}
+
+impl AnyStore {
+    pub fn new(kind: Kind) -> AnyStore {
+        Self::with_app(kind, None)
+    }
+
+    /// `app`: a PostgreSQL application_name, so the harness can find the connections.
+    pub fn with_app(kind: Kind, app: Option<&str>) -> AnyStore {
+        match kind {
+            Kind::Postgres => {
+                let mut url = pg_url();
+                if let Some(app) = app {
+                    url.push_str(if url.contains('?') { "&" } else { "?" });
+                    url.push_str("application_name=");
+                    url.push_str(app);
+                }
+                AnyStore::Postgres(PostgresStore::new(&url).expect("valid PostgreSQL URL"))
+            }
+            Kind::Redis => AnyStore::Redis(RedisStore::new(&redis_url()).expect("valid Redis URL")),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            AnyStore::Postgres(_) => Kind::Postgres,
+            AnyStore::Redis(_) => Kind::Redis,
+        }
+    }
+}
+
+impl LeaseStore for AnyStore {
+    fn describe(&self) -> String {
+        match self {
+            AnyStore::Postgres(s) => s.describe(),
+            AnyStore::Redis(s) => s.describe(),
+        }
+    }
+    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Attempt, LockError> {
+        match self {
+            AnyStore::Postgres(s) => s.try_acquire(name, owner, ttl).await,
+            AnyStore::Redis(s) => s.try_acquire(name, owner, ttl).await,
+        }
+    }
+    async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
+        match self {
+            AnyStore::Postgres(s) => s.refresh(name, lease, ttl).await,
+            AnyStore::Redis(s) => s.refresh(name, lease, ttl).await,
+        }
+    }
+    async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
+        match self {
+            AnyStore::Postgres(s) => s.release(name, lease).await,
+            AnyStore::Redis(s) => s.release(name, lease).await,
+        }
+    }
+}
+
+pub fn opts(ttl_ms: u64) -> LeaseOptions {
+    LeaseOptions::new()
+        .ttl(Duration::from_millis(ttl_ms))
+        .retry_backoff(Duration::from_millis(1), Duration::from_millis(20))
+}
+
+// ---------------------------------------------------------------- the resource
+
+/// A plain PostgreSQL connection for the protected resource and for tampering.
+pub struct Db {
+    pub client: tokio_postgres::Client,
+}
+
+impl Db {
+    pub async fn connect() -> Db {
+        let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL is reachable (run scripts/services.sh)");
+        tokio::spawn(conn);
+        Db { client }
+    }
+
+    /// Creates the resource tables (parent only, before children start).
+    pub async fn setup(&self) {
+        for stmt in [
+            "CREATE TABLE IF NOT EXISTS lease_test_resource (name text PRIMARY KEY, value bigint NOT NULL DEFAULT 0, last_fence bigint NOT NULL DEFAULT 0)",
+            "CREATE TABLE IF NOT EXISTS lease_test_log (id bigserial PRIMARY KEY, name text NOT NULL, fence bigint NOT NULL, pid int NOT NULL)",
+        ] {
+            for attempt in 0.. {
+                match self.client.batch_execute(stmt).await {
+                    Ok(()) => break,
+                    Err(_) if attempt < 3 => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(e) => panic!("creating the resource tables: {e}"),
+                }
+            }
+        }
+    }
+
+    pub async fn init(&self, name: &str) {
+        self.client
+            .execute(
+                "INSERT INTO lease_test_resource (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                &[&name],
+            )
+            .await
+            .expect("insert resource row");
+    }
+
+    /// One read-modify-write step under `fence`. False if the fenced write was refused.
+    pub async fn fenced_increment(&self, name: &str, fence: u64) -> bool {
+        let fence = fence as i64;
+        let row = self
+            .client
+            .query_one("SELECT value FROM lease_test_resource WHERE name = $1", &[&name])
+            .await
+            .expect("read");
+        let v: i64 = row.get(0);
+        // Widen the window in which a second holder would cause a lost update.
+        tokio::time::sleep(Duration::from_micros(300)).await;
+        let n = self
+            .client
+            .execute(
+                "UPDATE lease_test_resource SET value = $2, last_fence = $3 WHERE name = $1 AND last_fence <= $3",
+                &[&name, &(v + 1), &fence],
+            )
+            .await
+            .expect("write");
+        if n == 1 {
+            self.client
+                .execute(
+                    "INSERT INTO lease_test_log (name, fence, pid) VALUES ($1, $2, $3)",
+                    &[&name, &fence, &(std::process::id() as i32)],
+                )
+                .await
+                .expect("log");
+        }
+        n == 1
+    }
+
+    /// The documented fenced write; false if refused.
+    pub async fn fenced_write(&self, name: &str, fence: u64) -> bool {
+        let fence = fence as i64;
+        self.client
+            .execute(
+                "UPDATE lease_test_resource SET value = value + 1, last_fence = $2 WHERE name = $1 AND last_fence <= $2",
+                &[&name, &fence],
+            )
+            .await
+            .expect("fenced write")
+            == 1
+    }
+
+    pub async fn value(&self, name: &str) -> i64 {
+        self.client
+            .query_one("SELECT value FROM lease_test_resource WHERE name = $1", &[&name])
+            .await
+            .expect("value")
+            .get(0)
+    }
+
+    pub async fn fence_log(&self, name: &str) -> Vec<i64> {
+        self.client
+            .query("SELECT fence FROM lease_test_log WHERE name = $1 ORDER BY id", &[&name])
+            .await
+            .expect("log")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// PostgreSQL store: whether the lease row of `name` is live (server clock).
+    pub async fn pg_lease_live(&self, name: &str) -> bool {
+        self.client
+            .query_opt(
+                "SELECT expires_at > clock_timestamp() FROM lock_core_leases WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .expect("lease row")
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(false)
+    }
+
+    /// Terminates every backend with this application_name; returns how many.
+    pub async fn terminate_app(&self, app: &str) -> usize {
+        self.client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                &[&app],
+            )
+            .await
+            .expect("pg_terminate_backend")
+            .len()
+    }
+}
+
+pub async fn redis_conn() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url().as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is reachable (run scripts/services.sh)")
+}
+
+/// Whether the store shows a live lease on `name`.
+pub async fn lease_live(kind: Kind, name: &str) -> bool {
+    match kind {
+        Kind::Postgres => Db::connect().await.pg_lease_live(name).await,
+        Kind::Redis => {
+            let store = RedisStore::new(&redis_url()).unwrap();
+            let mut c = redis_conn().await;
+            let n: i64 = redis::cmd("EXISTS")
+                .arg(store.lease_key(name))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            n == 1
+        }
+    }
+}
+
+/// Ends the lease behind its holder's back: expires it (PostgreSQL) or deletes it (Redis).
+pub async fn steal(kind: Kind, name: &str, delete: bool) {
+    match kind {
+        Kind::Postgres => {
+            let db = Db::connect().await;
+            let sql = if delete {
+                "DELETE FROM lock_core_leases WHERE name = $1"
+            } else {
+                "UPDATE lock_core_leases SET expires_at = clock_timestamp() - interval '1 second' WHERE name = $1"
+            };
+            let n = db.client.execute(sql, &[&name]).await.unwrap();
+            assert_eq!(n, 1, "the lease row exists");
+        }
+        Kind::Redis => {
+            let store = RedisStore::new(&redis_url()).unwrap();
+            let mut c = redis_conn().await;
+            let n: i64 = if delete {
+                redis::cmd("DEL").arg(store.lease_key(name)).query_async(&mut c).await.unwrap()
+            } else {
+                redis::cmd("PEXPIRE")
+                    .arg(store.lease_key(name))
+                    .arg(1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap()
+            };
+            assert_eq!(n, 1, "the lease key exists");
+        }
+    }
+}
+
+/// Kills the Redis connections of process `pid` (found via /proc: its sockets' local
+/// ports, matched against `CLIENT LIST`). Returns how many.
+pub async fn redis_kill_clients_of(pid: u32) -> usize {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|p| {
+                    let s = p.to_string_lossy().into_owned();
+                    s.strip_prefix("socket:[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.iter().any(|i| i == f[9]) {
+                if let Some(port) = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    let mut c = redis_conn().await;
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.unwrap();
+    let mut killed = 0;
+    for line in list.lines() {
+        let addr = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("addr="))
+            .unwrap_or("");
+        let port: Option<u16> = addr.rsplit(':').next().and_then(|p| p.parse().ok());
+        if port.is_some_and(|p| ports.contains(&p)) {
+            let r: redis::RedisResult<()> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg(addr)
+                .query_async(&mut c)
+                .await;
+            if r.is_ok() {
+                killed += 1;
+            }
+        }
+    }
+    killed
+}
+
+// ---------------------------------------------------------------- child processes
+
+/// A child process running a role of [`child_main`].
+pub struct ChildProc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    pub pid: u32,
+    pub seen: Vec<String>,
+}
+
+impl ChildProc {
+    pub fn spawn(role: &str, kind: Kind, name: &str, env: &[(&str, String)]) -> ChildProc {
+        let exe = std::env::current_exe().expect("test binary path");
+        let mut cmd = Command::new(exe);
+        cmd.args(["--exact", "lease_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, role)
+            .env("LEASE_STORE", kind.as_str())
+            .env("LEASE_NAME", name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn child");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(msg) = line.strip_prefix("@@ ") {
+                    if tx.send(msg.to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let pid = child.id();
+        ChildProc {
+            child,
+            stdin,
+            lines: rx,
+            pid,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a message starting with `prefix`; earlier messages are kept in `seen`.
+    pub fn expect(&mut self, prefix: &str, within: Duration) -> String {
+        // Blocks: let the runtime move its other tasks away meanwhile.
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.expect_blocking(prefix, within)),
+            Err(_) => self.expect_blocking(prefix, within),
+        }
+    }
+
+    fn expect_blocking(&mut self, prefix: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "child {} did not say {prefix:?} within {within:?}; it said {:?}",
+                    self.pid, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Collects whatever the child said so far.
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
+    pub fn send(&mut self, line: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = writeln!(stdin, "{line}");
+            let _ = stdin.flush();
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let r = unsafe { libc::kill(self.pid as libc::pid_t, sig) };
+        assert_eq!(r, 0, "kill({}, {sig})", self.pid);
+    }
+
+    /// Waits for the child to exit successfully.
+    pub fn wait_ok(self, within: Duration) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.wait_ok_blocking(within)),
+            Err(_) => self.wait_ok_blocking(within),
+        }
+    }
+
+    fn wait_ok_blocking(mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(status) => {
+                    assert!(status.success(), "child {} failed: {status}; said {:?}", self.pid, self.drain());
+                    return;
+                }
+                None if Instant::now() > deadline => {
+                    panic!("child {} still running after {within:?}; said {:?}", self.pid, self.drain())
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn say(msg: impl AsRef<str>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "@@ {}", msg.as_ref());
+    let _ = out.flush();
+}
+
+fn env_u64(key: &str, default: u64) -> u64 {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The body of the `lease_child` test in a child process; a no-op elsewhere.
+pub fn child_main() {
+    let Ok(role) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let kind = Kind::parse(&std::env::var("LEASE_STORE").unwrap_or_default());
+        let name = std::env::var("LEASE_NAME").expect("LEASE_NAME");
+        let app = std::env::var("LEASE_APP").ok();
+        let store = AnyStore::with_app(kind, app.as_deref());
+        let ttl = env_u64("LEASE_TTL_MS", 1000);
+        match role.as_str() {
+            "rmw" => child_rmw(&store, &name, ttl).await,
+            "hold" => child_hold(&store, &name, ttl).await,
+            "wait" => child_wait(&store, &name, ttl).await,
+            other => panic!("unknown child role {other}"),
+        }
+    });
+}
+
+async fn child_rmw(store: &AnyStore, name: &str, ttl: u64) {
+    let steps = env_u64("LEASE_STEPS", 100);
+    let db = Db::connect().await;
+    let mut rejected = 0;
+    for _ in 0..steps {
+        let g = lease::acquire(store, name, opts(ttl).timeout(Duration::from_secs(60)))
+            .await
+            .expect("acquire");
+        if !db.fenced_increment(name, g.fence()).await {
+            rejected += 1;
+        }
+        g.release().await.expect("release");
+    }
+    say(format!("DONE rejected={rejected}"));
+}
+
+async fn child_wait(store: &AnyStore, name: &str, ttl: u64) {
+    say("WAITING");
+    let g = lease::acquire(store, name, opts(ttl).timeout(Duration::from_secs(20)))
+        .await
+        .expect("acquire");
+    say(format!("ACQUIRED {} {}", g.fence(), unix_ms()));
+    g.release().await.expect("release");
+}
+
+/// Holds the lease until told to exit. Reports `HOLD <unix ms>` every 20 ms while it
+/// believes it holds the lease (time taken *before* the check), `LOST` when the signal
+/// fires, and answers `WRITE` with the outcome of a fenced write.
+async fn child_hold(store: &AnyStore, name: &str, ttl: u64) {
+    let db = Db::connect().await;
+    let g = lease::acquire(store, name, opts(ttl).timeout(Duration::from_secs(20)))
+        .await
+        .expect("acquire");
+    say(format!("ACQUIRED {}", g.fence()));
+    let lost = g.lost();
+    tokio::spawn(async move {
+        let e = lost.await;
+        say(format!("LOST {e}"));
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let report = std::env::var("LEASE_REPORT").is_ok();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if report => {
+                let ts = unix_ms();
+                if g.remaining().is_some() && !g.is_lost() {
+                    say(format!("HOLD {ts}"));
+                }
+            }
+            cmd = rx.recv() => match cmd.as_deref() {
+                Some("WRITE") => {
+                    let ok = db.fenced_write(name, g.fence()).await;
+                    say(format!(
+                        "WRITE {} remaining={} lost={}",
+                        if ok { "ok" } else { "rejected" },
+                        if g.remaining().is_some() { "some" } else { "none" },
+                        g.is_lost()
+                    ));
+                }
+                Some("STATUS") => say(format!("STATUS lost={} remaining={:?}", g.is_lost(), g.remaining())),
+                Some("EXIT") | None => break,
+                Some(_) => {}
+            }
+        }
+    }
+    let outcome = g.release().await;
+    say(format!("RELEASED {}", outcome.is_ok()));
+}
+
+/// Acquires in this (the parent) process.
+pub async fn take(store: &AnyStore, name: &str, ttl: u64, timeout: Duration) -> Result<LeaseGuard, LockError> {
+    lease::acquire(store, name, opts(ttl).timeout(timeout)).await
+}
