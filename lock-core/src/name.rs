@@ -15,6 +15,15 @@ pub const MAX_NAME_LEN: usize = 256;
 /// assert_eq!(lock_core::validate_name(&"x".repeat(257)).unwrap_err().code(), 8405);
 /// ```
 pub fn validate_name(name: &str) -> Result<(), LockError> {
+    if !name.is_empty() && name.len() <= MAX_NAME_LEN && !has_control(name) {
+        return Ok(());
+    }
+    invalid(name)
+}
+
+#[cold]
+#[inline(never)]
+fn invalid(name: &str) -> Result<(), LockError> {
     match name_problem(name) {
         None => Ok(()),
         Some(reason) => Err(LockError::InvalidName {
@@ -40,6 +49,21 @@ fn name_problem(name: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// Byte scan for control characters: C0 and DEL are single bytes, and C1 (U+0080 to
+/// U+009F) is exactly the two-byte sequences `C2 80` to `C2 9F` in UTF-8.
+fn has_control(name: &str) -> bool {
+    let b = name.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x20 || c == 0x7f || (c == 0xc2 && i + 1 < b.len() && (0x80..=0x9f).contains(&b[i + 1])) {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Keeps error messages readable for absurdly long names.

@@ -1,25 +1,35 @@
 //! The process-wide table of named locks.
 //!
-//! An entry lives exactly as long as someone refers to it: a holder, a waiter, or a
-//! call site's cache. `handles` counts those references; the one that drops it to zero
-//! removes the entry, re-checking under the shard lock because a lookup may have taken a
-//! new reference in between. So a million distinct names locked once each leave nothing
-//! behind, and a name in use is never removed from under its users.
+//! `handles` counts who refers to an entry (holders, waiters, a call site's cache).
+//! Dropping the last handle is a single atomic decrement: the entry stays in the table,
+//! idle, so a name that is locked again soon costs no allocation. Idle entries are swept
+//! out of a shard whenever it has doubled since its last sweep, so memory stays bounded
+//! by (a constant times) the names actually in use: a million distinct names locked once
+//! each leave at most a few hundred idle entries behind, not a million; and a burst of
+//! names released together is swept once the shard's idle count matches its live count.
+//! Handles are only
+//! ever taken under the shard lock, so a sweep that sees `handles == 0` there cannot race
+//! with a revival.
+//!
+//! Each name is hashed once per lookup; the hash picks the shard and is kept in the entry.
 
-use std::borrow::Borrow;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::BuildHasher;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+
+use hashbrown::HashTable;
 
 use crate::raw::RawLock;
 use crate::sync::lock_std as lock;
 
 const SHARDS: usize = 16;
+/// A shard never sweeps below this size: a few idle entries are cheaper kept than freed.
+const MIN_SWEEP: usize = 32;
 
 pub(crate) struct Entry {
     name: Box<str>,
-    shard: u8,
+    hash: u64,
     handles: AtomicUsize,
     pub(crate) raw: RawLock,
 }
@@ -28,48 +38,66 @@ impl Entry {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
-}
 
-/// Map key that hashes like the `&str` it is looked up with.
-struct Key(Arc<Entry>);
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.name == other.0.name
-    }
-}
-impl Eq for Key {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.0.name.hash(h)
+    fn in_use(&self) -> bool {
+        self.handles.load(Ordering::Acquire) != 0
     }
 }
 
-impl Borrow<str> for Key {
-    fn borrow(&self) -> &str {
-        &self.0.name
+struct Shard {
+    table: HashTable<Arc<Entry>>,
+    /// Sweep idle entries when the table reaches this size.
+    sweep_at: usize,
+}
+
+impl Shard {
+    fn sweep(&mut self, idle: &IdleCount) {
+        self.table.retain(|e| e.in_use());
+        let live = self.table.len();
+        if self.table.capacity() > 2 * live.max(MIN_SWEEP) {
+            self.table.shrink_to(live, |e| e.hash);
+        }
+        self.sweep_at = (2 * live).max(MIN_SWEEP);
+        idle.dropped.store(0, Ordering::Relaxed);
+        idle.limit.store(live.max(MIN_SWEEP), Ordering::Relaxed);
     }
 }
 
+/// Kept outside the shard mutex so that a release never has to take it.
+struct IdleCount {
+    /// Handles dropped to zero since the last sweep (an over-estimate of idle entries).
+    dropped: AtomicUsize,
+    /// Sweep when `dropped` reaches this.
+    limit: AtomicUsize,
+}
 
 struct Registry {
-    hasher: RandomState,
-    shards: [Mutex<std::collections::HashSet<Key>>; SHARDS],
+    hasher: foldhash::fast::RandomState,
+    shards: [Mutex<Shard>; SHARDS],
+    idle: [IdleCount; SHARDS],
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
-    hasher: RandomState::new(),
-    shards: std::array::from_fn(|_| Mutex::new(Default::default())),
+    hasher: foldhash::fast::RandomState::default(),
+    shards: std::array::from_fn(|_| {
+        Mutex::new(Shard {
+            table: HashTable::new(),
+            sweep_at: MIN_SWEEP,
+        })
+    }),
+    idle: std::array::from_fn(|_| IdleCount {
+        dropped: AtomicUsize::new(0),
+        limit: AtomicUsize::new(MIN_SWEEP),
+    }),
 });
 
-impl Registry {
-    fn shard_of(&self, name: &str) -> usize {
-        (self.hasher.hash_one(name) as usize) % SHARDS
-    }
+/// The table indexes buckets by the low bits and tags them with the top 7; the shard
+/// takes bits from the middle so neither is skewed.
+fn shard_index(hash: u64) -> usize {
+    ((hash >> 40) as usize) % SHARDS
 }
 
-/// A counted reference to an entry; the last one to go removes the entry.
+/// A counted reference to an entry. Only [`get`] creates one (under the shard lock).
 pub(crate) struct Handle(Arc<Entry>);
 
 impl Deref for Handle {
@@ -79,29 +107,17 @@ impl Deref for Handle {
     }
 }
 
-impl Clone for Handle {
-    fn clone(&self) -> Self {
-        self.0.handles.fetch_add(1, Ordering::Relaxed);
-        Handle(self.0.clone())
-    }
-}
-
 impl Drop for Handle {
     fn drop(&mut self) {
-        if self.0.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+        if self.0.handles.fetch_sub(1, Ordering::Release) != 1 {
             return;
         }
+        // Idle now (unless revived meanwhile); sweep once enough have gone idle.
         let reg = &*REGISTRY;
-        let mut shard = lock(&reg.shards[self.0.shard as usize]);
-        // A lookup may have revived the entry between our decrement and this lock.
-        if self.0.handles.load(Ordering::Acquire) == 0 {
-            shard.remove(&*self.0.name);
-            if shard.is_empty() {
-                shard.shrink_to(0);
-            } else if shard.capacity() > 64 && shard.len() * 8 < shard.capacity() {
-                let len = shard.len();
-                shard.shrink_to(len * 2);
-            }
+        let i = shard_index(self.0.hash);
+        let idle = &reg.idle[i];
+        if idle.dropped.fetch_add(1, Ordering::Relaxed) + 1 >= idle.limit.load(Ordering::Relaxed) {
+            lock(&reg.shards[i]).sweep(idle);
         }
     }
 }
@@ -109,32 +125,45 @@ impl Drop for Handle {
 /// Returns the entry for `name`, creating it if needed. `name` must be valid.
 pub(crate) fn get(name: &str) -> Handle {
     let reg = &*REGISTRY;
-    let idx = reg.shard_of(name);
-    let mut shard = lock(&reg.shards[idx]);
-    if let Some(Key(e)) = shard.get(name) {
+    let hash = reg.hasher.hash_one(name);
+    let mut shard = lock(&reg.shards[shard_index(hash)]);
+    if let Some(e) = shard.table.find(hash, |e| &*e.name == name) {
         e.handles.fetch_add(1, Ordering::Relaxed);
         return Handle(e.clone());
     }
+    if shard.table.len() >= shard.sweep_at {
+        shard.sweep(&reg.idle[shard_index(hash)]);
+    }
     let e = Arc::new(Entry {
         name: name.into(),
-        shard: idx as u8,
+        hash,
         handles: AtomicUsize::new(1),
         raw: RawLock::new(),
     });
-    shard.insert(Key(e.clone()));
+    shard.table.insert_unique(hash, e.clone(), |e| e.hash);
     Handle(e)
 }
 
-/// Returns the entry for `name` only if it exists (never creates one).
+/// Looks at the entry for `name` only if it exists (never creates one).
 pub(crate) fn peek<R>(name: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
     let reg = &*REGISTRY;
-    let shard = lock(&reg.shards[reg.shard_of(name)]);
-    shard.get(name).map(|Key(e)| f(e))
+    let hash = reg.hasher.hash_one(name);
+    let shard = lock(&reg.shards[shard_index(hash)]);
+    shard.table.find(hash, |e| &*e.name == name).map(|e| f(e))
 }
 
-/// How many names the registry tracks right now.
-pub(crate) fn len() -> usize {
-    REGISTRY.shards.iter().map(|s| lock(s).len()).sum()
+/// How many names are in use right now (held, waited for, or pinned by a call site).
+pub(crate) fn in_use() -> usize {
+    REGISTRY
+        .shards
+        .iter()
+        .map(|s| lock(s).table.iter().filter(|e| e.in_use()).count())
+        .sum()
+}
+
+/// How many entries the table keeps, idle ones included (bounded; see the module docs).
+pub(crate) fn stored() -> usize {
+    REGISTRY.shards.iter().map(|s| lock(s).table.len()).sum()
 }
 
 /// Either a counted handle, or an entry pinned for the life of the process by a call

@@ -272,7 +272,10 @@ fn failure(plan: &Plan, err: &syn::Ident) -> TokenStream {
     let p = private(plan);
     match &plan.on_error {
         OnError::Panic => quote!(#p::lock_panic(#err)),
-        OnError::Handler(path) => quote!(return #path(#err)),
+        OnError::Handler(path) => {
+            let call = quote_spanned!(path.span()=> #path(#err));
+            quote!(return #call)
+        }
         OnError::Default => match &plan.output {
             Some(ty) => {
                 let path = quote_spanned!(ty.span()=> <#ty as #p::LockFailure>::lock_failure);

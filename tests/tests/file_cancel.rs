@@ -12,7 +12,10 @@ use lock_core::file::LockDir;
 /// After our wait was abandoned and the holder released, a fresh process must get the
 /// lock at once.
 fn another_process_gets_it(dir: &std::path::Path, name: &str) {
-    assert!(!lock_core::is_locked(name), "the in-process lock was given back");
+    assert!(
+        !lock_core::is_locked(name),
+        "the in-process lock was given back"
+    );
     assert_eq!(Child::run(&["try", dir.to_str().unwrap(), name]), "ok");
 }
 
@@ -27,7 +30,11 @@ async fn dropped_async_waits_leave_the_lock_free() {
         let wait = {
             let locks = locks.clone();
             tokio::spawn(async move {
-                tokio::time::timeout(Duration::from_millis(40 + 5 * round), locks.acquire("contended")).await
+                tokio::time::timeout(
+                    Duration::from_millis(40 + 5 * round),
+                    locks.acquire("contended"),
+                )
+                .await
             })
         };
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -35,7 +42,10 @@ async fn dropped_async_waits_leave_the_lock_free() {
             holder.release();
             holder
         });
-        let outcome = tokio::time::timeout(Duration::from_secs(10), wait).await.unwrap().unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap()
+            .unwrap();
         let _holder = release.await.unwrap();
         match outcome {
             Err(_elapsed) => {
@@ -55,8 +65,13 @@ async fn a_dropped_wait_while_the_holder_keeps_it_leaves_nothing_behind() {
     let locks = LockDir::new(&dir);
     let mut holder = Child::hold(&dir, "kept");
     let fut = locks.acquire("kept");
-    assert!(tokio::time::timeout(Duration::from_millis(100), fut).await.is_err());
-    let e = locks.acquire_timeout("kept", Duration::from_millis(50)).await.unwrap_err();
+    assert!(tokio::time::timeout(Duration::from_millis(100), fut)
+        .await
+        .is_err());
+    let e = locks
+        .acquire_timeout("kept", Duration::from_millis(50))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), 8403);
     holder.release();
     another_process_gets_it(&dir, "kept");
@@ -73,7 +88,10 @@ fn timed_out_blocking_waits_leave_the_lock_free() {
             let locks = locks.clone();
             std::thread::spawn(move || {
                 locks
-                    .blocking_acquire("contended-blocking", Some(Duration::from_millis(40 + 5 * round)))
+                    .blocking_acquire(
+                        "contended-blocking",
+                        Some(Duration::from_millis(40 + 5 * round)),
+                    )
                     .map(drop)
             })
         };

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -18,14 +20,19 @@ fn many_distinct_names_leave_a_bounded_number_of_open_files() {
         let g = if i % 2 == 0 {
             locks.try_acquire(&name).unwrap()
         } else {
-            locks.blocking_acquire(&name, Some(Duration::from_secs(5))).unwrap()
+            locks
+                .blocking_acquire(&name, Some(Duration::from_secs(5)))
+                .unwrap()
         };
         g.release().unwrap();
     }
     let fds_after = open_fds();
     println!("open descriptors: {fds_before} before, {fds_after} after 3000 names");
     if cfg!(target_os = "linux") {
-        assert!(fds_after <= fds_before + 64 + 2, "{fds_before} -> {fds_after}");
+        assert!(
+            fds_after <= fds_before + 64 + 2,
+            "{fds_before} -> {fds_after}"
+        );
     }
     assert!(lock_core::registered_names() <= names_before);
     // Held locks are never closed by the cache, even beyond its capacity.

@@ -18,7 +18,10 @@ fn a_waiting_process_is_woken_by_the_release() {
         let mut waiter = Child::spawn(&["wait", dir.to_str().unwrap(), "baton", "10000"]);
         // Long enough for the waiter to start and reach its 50 ms backoff steps.
         assert!(waiter.silent_for(Duration::from_millis(250)));
-        let released = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let released = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         drop(g);
         let line = waiter.line();
         let at: u128 = line
@@ -32,7 +35,11 @@ fn a_waiting_process_is_woken_by_the_release() {
     }
     lat.sort();
     let median = lat[lat.len() / 2];
-    println!("cross-process hand-off: min {:?}, median {median:?}, max {:?}", lat[0], lat[lat.len() - 1]);
+    println!(
+        "cross-process hand-off: min {:?}, median {median:?}, max {:?}",
+        lat[0],
+        lat[lat.len() - 1]
+    );
     // With only the 50 ms safety-net polling the median would be around 25 ms.
     assert!(median < Duration::from_millis(15), "median {median:?}");
 }

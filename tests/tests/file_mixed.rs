@@ -33,7 +33,10 @@ async fn tasks_threads_and_another_process_exclude_each_other() {
         let (locks, overlap, counter) = (locks.clone(), overlap.clone(), counter.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..STEPS {
-                let g = locks.acquire_timeout(NAME, Duration::from_secs(30)).await.unwrap();
+                let g = locks
+                    .acquire_timeout(NAME, Duration::from_secs(30))
+                    .await
+                    .unwrap();
                 let inside = overlap.enter();
                 bump(&counter);
                 tokio::task::yield_now().await;
@@ -47,7 +50,9 @@ async fn tasks_threads_and_another_process_exclude_each_other() {
         let (locks, overlap, counter) = (locks.clone(), overlap.clone(), counter.clone());
         threads.push(std::thread::spawn(move || {
             for _ in 0..STEPS {
-                let g = locks.blocking_acquire(NAME, Some(Duration::from_secs(30))).unwrap();
+                let g = locks
+                    .blocking_acquire(NAME, Some(Duration::from_secs(30)))
+                    .unwrap();
                 let inside = overlap.enter();
                 bump(&counter);
                 std::thread::yield_now();
@@ -62,7 +67,9 @@ async fn tasks_threads_and_another_process_exclude_each_other() {
         let overlap = overlap.clone();
         locals.push(tokio::spawn(async move {
             for _ in 0..STEPS {
-                let g = lock_core::acquire_timeout(NAME, Duration::from_secs(30)).await.unwrap();
+                let g = lock_core::acquire_timeout(NAME, Duration::from_secs(30))
+                    .await
+                    .unwrap();
                 let inside = overlap.enter();
                 tokio::task::yield_now().await;
                 drop(inside);
@@ -75,14 +82,20 @@ async fn tasks_threads_and_another_process_exclude_each_other() {
             t.await.unwrap();
         }
     };
-    tokio::time::timeout(Duration::from_secs(120), all).await.expect("tasks finish");
+    tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .expect("tasks finish");
     for t in threads {
         t.join().unwrap();
     }
     assert_eq!(child.line(), "done");
     child.close_stdin();
     child.wait_exit();
-    assert_eq!(overlap.max(), 1, "two callers of this process were inside at once");
+    assert_eq!(
+        overlap.max(),
+        1,
+        "two callers of this process were inside at once"
+    );
     assert_eq!(read_counter(&counter), (STEPS * (1 + 6 + 3)) as u64);
 }
 
@@ -96,8 +109,20 @@ async fn re_entry_into_a_held_file_lock_is_refused_not_deadlocked() {
         (a, b)
     })
     .await;
-    assert!(matches!(inner.0, Err(LockError::Busy { reentrant: true, .. })));
-    assert!(matches!(inner.1, Err(LockError::Busy { reentrant: true, .. })));
+    assert!(matches!(
+        inner.0,
+        Err(LockError::Busy {
+            reentrant: true,
+            ..
+        })
+    ));
+    assert!(matches!(
+        inner.1,
+        Err(LockError::Busy {
+            reentrant: true,
+            ..
+        })
+    ));
     assert!(g.is_file_lock());
     drop(g);
     assert!(!locks.is_locked("reentrant-file"));
@@ -121,7 +146,10 @@ async fn waiters_of_one_process_queue_in_order_for_the_file_lock() {
     }
     drop(first);
     for t in tasks {
-        tokio::time::timeout(Duration::from_secs(10), t).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .unwrap()
+            .unwrap();
     }
     assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
 }

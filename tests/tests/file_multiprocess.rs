@@ -46,7 +46,9 @@ async fn a_sigkilled_holder_is_taken_over_within_a_second_async() {
     let waiter = {
         let locks = locks.clone();
         tokio::spawn(async move {
-            let g = locks.acquire_timeout("victim", Duration::from_secs(10)).await;
+            let g = locks
+                .acquire_timeout("victim", Duration::from_secs(10))
+                .await;
             (g, Instant::now())
         })
     };
@@ -55,13 +57,19 @@ async fn a_sigkilled_holder_is_taken_over_within_a_second_async() {
     assert!(!waiter.is_finished(), "the lock is held by the child");
     let killed = Instant::now();
     holder.kill();
-    let (g, got) = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    let (g, got) = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     let g = g.unwrap();
     let took = got.duration_since(killed);
     println!("async take-over after SIGKILL: {took:?}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
     // The dead holder's record is stale; we are the holder now.
-    assert_eq!(locks.holder("victim").unwrap().pid, Some(std::process::id()));
+    assert_eq!(
+        locks.holder("victim").unwrap().pid,
+        Some(std::process::id())
+    );
     drop(g);
 }
 
@@ -92,20 +100,39 @@ async fn the_holder_pid_appears_in_timeout_and_busy_errors() {
     let mut holder = Child::hold(&dir, "held");
     let pid = holder.pid();
 
-    let e = locks.acquire_timeout("held", Duration::from_millis(150)).await.unwrap_err();
+    let e = locks
+        .acquire_timeout("held", Duration::from_millis(150))
+        .await
+        .unwrap_err();
     assert!(matches!(e, LockError::Timeout { .. }), "{e}");
     assert_eq!(e.holder().and_then(|h| h.pid), Some(pid), "{e}");
     let text = e.to_string();
-    assert!(text.contains(&format!("pid {pid}")) && text.contains("`held`"), "{text}");
+    assert!(
+        text.contains(&format!("pid {pid}")) && text.contains("`held`"),
+        "{text}"
+    );
     assert!(e.holder().unwrap().since.is_some());
 
     let e = locks.try_acquire("held").unwrap_err();
-    assert!(matches!(e, LockError::Busy { reentrant: false, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LockError::Busy {
+                reentrant: false,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(e.holder().and_then(|h| h.pid), Some(pid));
 
     let e = tokio::task::spawn_blocking({
         let locks = locks.clone();
-        move || locks.blocking_acquire("held", Some(Duration::from_millis(100))).unwrap_err()
+        move || {
+            locks
+                .blocking_acquire("held", Some(Duration::from_millis(100)))
+                .unwrap_err()
+        }
     })
     .await
     .unwrap();
@@ -152,7 +179,7 @@ fn a_dead_holders_stale_record_is_not_reported() {
     let dead = holder.pid();
     holder.kill();
     drop(holder); // reaps it
-    // The record still names the dead process, but nobody holds the lock.
+                  // The record still names the dead process, but nobody holds the lock.
     let raw = std::fs::read_to_string(locks.lock_file("stale").unwrap()).unwrap();
     assert!(raw.contains(&format!("pid={dead}\n")), "{raw}");
     assert!(!locks.is_locked("stale"));

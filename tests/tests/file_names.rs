@@ -61,7 +61,11 @@ fn traversal_names_stay_inside_the_directory_and_never_share_a_file() {
     // All held at once: distinct names must not exclude each other.
     let guards: Vec<_> = names
         .iter()
-        .map(|n| locks.try_acquire(n).unwrap_or_else(|e| panic!("{n:?}: {e}")))
+        .map(|n| {
+            locks
+                .try_acquire(n)
+                .unwrap_or_else(|e| panic!("{n:?}: {e}"))
+        })
         .collect();
     for n in &names {
         let f = locks.lock_file(n).unwrap();
@@ -69,7 +73,10 @@ fn traversal_names_stay_inside_the_directory_and_never_share_a_file() {
         assert!(f.file_name().unwrap().len() <= 255, "{n:?}");
         assert!(locks.is_locked(n), "{n:?}");
     }
-    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap()).collect();
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
     assert_eq!(entries.len(), names.len(), "one file per name");
     for e in &entries {
         assert!(e.file_type().unwrap().is_file(), "{:?}", e.path());
@@ -123,7 +130,11 @@ async fn unusable_directories_are_io_errors_naming_the_lock_and_the_path() {
     for r in [locks.try_acquire("io-lock"), locks.acquire("io-lock").await] {
         let e = r.unwrap_err();
         match &e {
-            LockError::Io { name, path: Some(p), .. } => {
+            LockError::Io {
+                name,
+                path: Some(p),
+                ..
+            } => {
                 assert_eq!(name, "io-lock");
                 assert!(p.starts_with(&file), "{}", p.display());
             }
@@ -131,8 +142,14 @@ async fn unusable_directories_are_io_errors_naming_the_lock_and_the_path() {
         }
         assert_eq!(e.code(), 8407);
         let text = e.to_string();
-        assert!(text.contains("`io-lock`") && text.contains("not-a-dir"), "{text}");
-        assert!(!lock_core::is_locked("io-lock"), "the in-process lock is given back");
+        assert!(
+            text.contains("`io-lock`") && text.contains("not-a-dir"),
+            "{text}"
+        );
+        assert!(
+            !lock_core::is_locked("io-lock"),
+            "the in-process lock is given back"
+        );
     }
     // A directory that cannot be created (here: inside procfs).
     let e = LockDir::new("/proc/lock-core-cannot-create")

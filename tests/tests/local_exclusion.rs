@@ -248,3 +248,18 @@ async fn guard_reports_how_long_it_is_held() {
     assert!(g.held_for() >= first + Duration::from_millis(20));
     assert!(format!("{g:?}").contains("held-for"));
 }
+
+#[test]
+fn futures_and_guards_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    let acquire = lock_core::acquire("send-check");
+    is_send(&acquire);
+    let timed = lock_core::acquire_timeout("send-check", Duration::from_millis(1));
+    is_send(&timed);
+    let scoped = lock_core::with_lock("send-check", async {});
+    is_send(&scoped);
+    let guard = lock_core::try_acquire(&unique("send-guard")).unwrap();
+    is_send(&guard);
+    let scope = lock_core::scope(&guard, async {});
+    is_send(&scope);
+}

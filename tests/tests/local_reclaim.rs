@@ -16,6 +16,11 @@ fn a_million_distinct_names_leave_the_registry_empty_and_memory_flat() {
         drop(g);
     }
     assert_eq!(lock_core::registered_names(), baseline);
+    assert!(
+        lock_core::stored_entries() <= baseline + 1024,
+        "idle entries must be swept, {} stored",
+        lock_core::stored_entries()
+    );
 
     // Many at once, then all released: the table shrinks back as well.
     let held: Vec<_> = (0..100_000u32)
@@ -24,6 +29,11 @@ fn a_million_distinct_names_leave_the_registry_empty_and_memory_flat() {
     assert_eq!(lock_core::registered_names(), baseline + 100_000);
     drop(held);
     assert_eq!(lock_core::registered_names(), baseline);
+    assert!(
+        lock_core::stored_entries() <= baseline + 1024,
+        "a released burst must be swept, {} stored",
+        lock_core::stored_entries()
+    );
 
     if let (Some(before), Some(after)) = (rss_before, rss_bytes()) {
         let grown = after.saturating_sub(before);

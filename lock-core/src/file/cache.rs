@@ -23,10 +23,66 @@ pub(crate) const CAP: usize = 64;
 pub(crate) const IDLE: Duration = Duration::from_secs(10);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// One open lock file.
+/// One open lock file, with its first page mapped where possible.
 pub(crate) struct LockFile {
     pub(crate) file: File,
     pub(crate) path: PathBuf,
+    /// `None` where mapping failed or is not supported: then records are written with
+    /// `pwrite` and every release wakes waiters.
+    #[cfg(unix)]
+    page: Option<super::shared::SharedPage>,
+}
+
+/// Marks this process as waiting for a lock file while it lives.
+pub(crate) struct Waiting<'a> {
+    #[cfg(unix)]
+    _inner: Option<super::shared::Waiting<'a>>,
+    #[cfg(not(unix))]
+    _inner: std::marker::PhantomData<&'a ()>,
+}
+
+impl LockFile {
+    pub(super) fn new(file: File, path: PathBuf) -> LockFile {
+        LockFile {
+            #[cfg(unix)]
+            page: super::shared::SharedPage::map(&file).ok(),
+            file,
+            path,
+        }
+    }
+
+    /// Writes the holder record (the caller holds the OS lock).
+    pub(crate) fn write_record(&self, name: &str) -> io::Result<()> {
+        #[cfg(unix)]
+        if let Some(page) = &self.page {
+            let mut buf = [0u8; super::os::RECORD_MAX];
+            let n = super::os::record_into(&mut buf, name, std::time::SystemTime::now());
+            page.write_record(&buf[..n]);
+            return Ok(());
+        }
+        super::os::write_record(&self.file, name)
+    }
+
+    /// Counts this process among the waiters until the returned value drops.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        Waiting {
+            #[cfg(unix)]
+            _inner: self.page.as_ref().map(|p| p.wait()),
+            #[cfg(not(unix))]
+            _inner: std::marker::PhantomData,
+        }
+    }
+
+    /// After unlocking: wakes waiting processes, if there may be any.
+    pub(crate) fn wake_waiters(&self) {
+        #[cfg(unix)]
+        if let Some(page) = &self.page {
+            if !page.has_waiters() {
+                return;
+            }
+        }
+        super::os::touch(&self.file);
+    }
 }
 
 struct Slot {
@@ -35,8 +91,9 @@ struct Slot {
 }
 
 struct Cache {
-    /// dir → file name → open file. Nested so that lookups borrow (`&Path`, `&str`)
-    /// instead of allocating a key.
+    /// dir → lock name → open file. Nested so that lookups borrow (`&Path`, `&str`)
+    /// instead of allocating a key; keyed by the lock name so that a hit needs no file
+    /// name computation.
     dirs: HashMap<PathBuf, HashMap<Box<str>, Slot>>,
     len: usize,
     last_sweep: Instant,
@@ -51,8 +108,8 @@ static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| {
 });
 
 impl Cache {
-    fn get(&mut self, dir: &Path, fname: &str, now: Instant) -> Option<Arc<LockFile>> {
-        let slot = self.dirs.get_mut(dir)?.get_mut(fname)?;
+    fn get(&mut self, dir: &Path, name: &str, now: Instant) -> Option<Arc<LockFile>> {
+        let slot = self.dirs.get_mut(dir)?.get_mut(name)?;
         slot.last_used = now;
         Some(slot.file.clone())
     }
@@ -97,13 +154,13 @@ pub(crate) fn open_count() -> usize {
     lock(&CACHE).len
 }
 
-/// Returns the open lock file `dir/fname`, opening (and creating) it on a miss.
-/// The error says which path failed.
-pub(crate) fn open(dir: &Path, fname: &str) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
+/// Returns the open lock file of the lock `name` in `dir`, opening (and creating) it on
+/// a miss. The error says which path failed.
+pub(crate) fn open(dir: &Path, name: &str) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
     let now = Instant::now();
     {
         let mut c = lock(&CACHE);
-        if let Some(f) = c.get(dir, fname, now) {
+        if let Some(f) = c.get(dir, name, now) {
             if now.duration_since(c.last_sweep) >= SWEEP_EVERY {
                 c.sweep(now, false);
             }
@@ -111,9 +168,9 @@ pub(crate) fn open(dir: &Path, fname: &str) -> Result<Arc<LockFile>, (PathBuf, i
         }
     }
     // Miss: open outside the cache lock (file system calls may be slow).
-    let path = dir.join(fname);
+    let path = dir.join(super::fname::file_name(name));
     let file = open_file(dir, &path)?;
-    let lf = Arc::new(LockFile { file, path });
+    let lf = Arc::new(LockFile::new(file, path));
     // Closing replaced or evicted files happens after the cache lock is released.
     let mut c = lock(&CACHE);
     if c.len >= CAP || now.duration_since(c.last_sweep) >= SWEEP_EVERY {
@@ -121,7 +178,7 @@ pub(crate) fn open(dir: &Path, fname: &str) -> Result<Arc<LockFile>, (PathBuf, i
     }
     if c.len < CAP {
         let old = c.dirs.entry(dir.to_path_buf()).or_default().insert(
-            fname.into(),
+            name.into(),
             Slot {
                 file: lf.clone(),
                 last_used: now,
@@ -163,15 +220,18 @@ mod tests {
     #[test]
     fn the_cache_stays_bounded_and_reuses_descriptors() {
         let dir = std::env::temp_dir().join(format!("lock-core-cache-{}", std::process::id()));
-        let a1 = open(&dir, "a.lock").unwrap();
-        let a2 = open(&dir, "a.lock").unwrap();
+        let a1 = open(&dir, "a").unwrap();
+        let a2 = open(&dir, "a").unwrap();
+        assert_eq!(a1.path, dir.join("a.lock"));
         assert!(Arc::ptr_eq(&a1, &a2), "a hit re-uses the open file");
         drop((a1, a2));
-        let held: Vec<_> = (0..CAP + 10).map(|i| open(&dir, &format!("h{i}.lock")).unwrap()).collect();
+        let held: Vec<_> = (0..CAP + 10)
+            .map(|i| open(&dir, &format!("h{i}")).unwrap())
+            .collect();
         assert!(open_count() <= CAP);
         drop(held);
         for i in 0..3 * CAP {
-            drop(open(&dir, &format!("x{i}.lock")).unwrap());
+            drop(open(&dir, &format!("x{i}")).unwrap());
             assert!(open_count() <= CAP);
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -29,15 +29,17 @@
 //!   Unix: the lock belongs to an open file description, so it excludes threads of one
 //!   process too and is dropped by the kernel when its holder dies).
 //! * **Fast path.** Lock files stay open between acquisitions (at most 64 per process;
-//!   one idle for 10 s is closed at the next acquisition), so an uncontended acquire is
-//!   a non-blocking lock attempt and a write of the holder record — no `open`, no
-//!   `close`, no thread hand-off.
-//! * **Waiting.** On Linux a waiter watches the lock file with inotify (armed *before* its
-//!   next attempt, so no release is missed). A releasing holder bumps the file's times
-//!   after unlocking and a dying holder's descriptor is closed by the kernel; both wake
-//!   the waiter at once. A bounded backoff re-try (1 ms doubling to 50 ms) is only a
-//!   safety net there; on other systems it is the whole mechanism. Async waits register
-//!   the inotify descriptor with Tokio (the runtime needs its I/O and time drivers, as
+//!   one idle for 10 s is closed at the next acquisition) with their first page mapped
+//!   shared, so an uncontended acquire is one non-blocking lock attempt plus a memory
+//!   copy of the holder record, and a release is one unlock — no `open`, no `close`, no
+//!   thread hand-off.
+//! * **Waiting.** On Linux a waiter counts itself in the lock file's shared page and
+//!   watches the file with inotify, both *before* its next attempt, so no release is
+//!   missed. A releasing holder that sees waiters bumps the file's times after unlocking,
+//!   and a dying holder's descriptor is closed by the kernel; both wake the waiter at
+//!   once. A bounded backoff re-try (1 ms doubling to 50 ms) is only a safety net there;
+//!   on other systems it is the whole mechanism. Async waits register the inotify
+//!   descriptor with Tokio (the runtime needs its I/O and time drivers, as
 //!   `#[tokio::main]` and `#[tokio::test]` enable), blocking waits use `poll(2)`.
 //! * **Cancellation.** The OS lock is only ever taken by a non-blocking attempt made by
 //!   the acquiring call itself, which returns the guard at once. A dropped future or a
@@ -52,7 +54,8 @@
 //!   bytes other than `a-z`, `0-9` and `-` are written as `_` plus two hex digits, and
 //!   very long names are shortened with their SHA-256. See [`LockDir::lock_file`].
 //! * **Lock files are never deleted** (deleting a lock file that someone may hold or be
-//!   about to lock breaks exclusion); empty leftovers are harmless.
+//!   about to lock breaks exclusion) nor truncated; leftovers are harmless. Do not
+//!   truncate or delete them yourself while processes use them.
 //!
 //! Caveats: a child created by `fork` without `exec` shares its parent's open file
 //! descriptions and therefore its file locks; lock files on network file systems lock
@@ -67,6 +70,8 @@
 mod cache;
 mod fname;
 mod os;
+#[cfg(unix)]
+mod shared;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -301,7 +306,11 @@ impl LockDir {
     /// let g = d.acquire_timeout("doc-dir-timeout", Duration::from_secs(5)).await?;
     /// # drop(g); Ok(()) }
     /// ```
-    pub async fn acquire_timeout(&self, name: &str, timeout: Duration) -> Result<LockGuard, LockError> {
+    pub async fn acquire_timeout(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<LockGuard, LockError> {
         lock_entry(crate::entry_for(name)?, Some(&self.path), Some(timeout)).await
     }
 
@@ -325,7 +334,11 @@ impl LockDir {
     /// let g = d.blocking_acquire("doc-dir-blocking", None).unwrap();
     /// # drop(g);
     /// ```
-    pub fn blocking_acquire(&self, name: &str, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
+    pub fn blocking_acquire(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<LockGuard, LockError> {
         blocking_lock_entry(crate::entry_for(name)?, Some(&self.path), timeout)
     }
 
@@ -379,7 +392,7 @@ impl Drop for FileHold {
 fn unlock(lf: &LockFile) -> std::io::Result<()> {
     lf.file.unlock()?;
     // After the unlock, never before: a waiter woken by this finds the lock free.
-    os::touch(&lf.file);
+    lf.wake_waiters();
     Ok(())
 }
 
@@ -395,7 +408,7 @@ fn io_error(name: &str, path: &Path, source: std::io::Error) -> LockError {
 }
 
 fn open_for(name: &str, dir: &Path) -> Result<Arc<LockFile>, LockError> {
-    cache::open(dir, &fname::file_name(name)).map_err(|(path, e)| io_error(name, &path, e))
+    cache::open(dir, name).map_err(|(path, e)| io_error(name, &path, e))
 }
 
 /// One non-blocking attempt at the OS lock.
@@ -422,7 +435,7 @@ fn timed_out(lf: &LockFile, name: &str, start: Instant) -> LockError {
 /// Completes a guard that holds the in-process lock and now the OS lock too.
 fn attach(guard: &mut LockGuard, lf: Arc<LockFile>) {
     // The record is informational: failing to write it does not undo the lock.
-    let _ = os::write_record(&lf.file, guard.name());
+    let _ = lf.write_record(guard.name());
     guard.file = Some(FileHold { lock: Some(lf) });
 }
 
@@ -530,6 +543,8 @@ async fn wait_async(
                 .into(),
         });
     }
+    // Counted as a waiter before the watch is armed, so releasers know to wake us.
+    let _waiting = lf.waiting();
     #[cfg(target_os = "linux")]
     let mut watch = os::Watch::new(&lf.path).ok().and_then(register);
     let mut backoff = os::BACKOFF_MIN;
@@ -560,7 +575,13 @@ async fn wait_async(
 }
 
 /// Waits (blocking the thread) until a non-blocking attempt at the OS lock succeeds.
-fn wait_blocking(lf: &LockFile, name: &str, start: Instant, deadline: Option<Instant>) -> Result<(), LockError> {
+fn wait_blocking(
+    lf: &LockFile,
+    name: &str,
+    start: Instant,
+    deadline: Option<Instant>,
+) -> Result<(), LockError> {
+    let _waiting = lf.waiting();
     #[cfg(target_os = "linux")]
     let mut watch = os::Watch::new(&lf.path).ok();
     let mut backoff = os::BACKOFF_MIN;
@@ -591,7 +612,9 @@ mod tests {
     fn temp_dir(tag: &str) -> LockDir {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        LockDir::new(std::env::temp_dir().join(format!("lock-core-unit-{tag}-{}-{n}", std::process::id())))
+        LockDir::new(
+            std::env::temp_dir().join(format!("lock-core-unit-{tag}-{}-{n}", std::process::id())),
+        )
     }
 
     #[test]
@@ -601,7 +624,10 @@ mod tests {
         assert!(g.is_file_lock());
         assert!(d.is_locked("unit-try-then-busy-then-free"));
         // The record names us.
-        assert_eq!(d.holder("unit-try-then-busy-then-free").unwrap().pid, Some(std::process::id()));
+        assert_eq!(
+            d.holder("unit-try-then-busy-then-free").unwrap().pid,
+            Some(std::process::id())
+        );
         drop(g);
         assert!(!d.is_locked("unit-try-then-busy-then-free"));
         drop(d.try_acquire("unit-try-then-busy-then-free").unwrap());
@@ -611,38 +637,83 @@ mod tests {
     fn os_lock_conflict_reports_the_holder_and_times_out() {
         // Hold the OS lock through a second descriptor (as another process would).
         let d = temp_dir("conflict");
-        let path = d.lock_file("unit-os-lock-conflict-reports-the-holder-and-").unwrap();
-        drop(d.try_acquire("unit-os-lock-conflict-reports-the-holder-and-").unwrap()); // creates the file
-        let other = std::fs::File::options().read(true).write(true).open(&path).unwrap();
+        let path = d
+            .lock_file("unit-os-lock-conflict-reports-the-holder-and-")
+            .unwrap();
+        drop(
+            d.try_acquire("unit-os-lock-conflict-reports-the-holder-and-")
+                .unwrap(),
+        ); // creates the file
+        let other = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
         assert!(os::try_lock(&other).unwrap());
         os::write_record(&other, "unit-os-lock-conflict-reports-the-holder-and-").unwrap();
-        let e = d.try_acquire("unit-os-lock-conflict-reports-the-holder-and-").unwrap_err();
-        assert!(matches!(e, LockError::Busy { reentrant: false, .. }), "{e}");
+        let e = d
+            .try_acquire("unit-os-lock-conflict-reports-the-holder-and-")
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LockError::Busy {
+                    reentrant: false,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert_eq!(e.holder().unwrap().pid, Some(std::process::id()));
         // The in-process lock was given back after the refusal.
-        assert!(!crate::is_locked("unit-os-lock-conflict-reports-the-holder-and-"));
+        assert!(!crate::is_locked(
+            "unit-os-lock-conflict-reports-the-holder-and-"
+        ));
         let t = Instant::now();
-        let e = d.blocking_acquire("unit-os-lock-conflict-reports-the-holder-and-", Some(Duration::from_millis(60))).unwrap_err();
+        let e = d
+            .blocking_acquire(
+                "unit-os-lock-conflict-reports-the-holder-and-",
+                Some(Duration::from_millis(60)),
+            )
+            .unwrap_err();
         assert!(matches!(e, LockError::Timeout { .. }), "{e}");
         assert!(t.elapsed() >= Duration::from_millis(55));
-        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
         other.unlock().unwrap();
-        drop(d.try_acquire("unit-os-lock-conflict-reports-the-holder-and-").unwrap());
+        drop(
+            d.try_acquire("unit-os-lock-conflict-reports-the-holder-and-")
+                .unwrap(),
+        );
     }
 
     #[test]
     fn blocking_waiter_wakes_promptly_on_release() {
         let d = temp_dir("wake");
-        drop(d.try_acquire("unit-blocking-waiter-wakes-promptly-on-releas").unwrap());
+        drop(
+            d.try_acquire("unit-blocking-waiter-wakes-promptly-on-releas")
+                .unwrap(),
+        );
         let other = std::fs::File::options()
             .read(true)
             .write(true)
-            .open(d.lock_file("unit-blocking-waiter-wakes-promptly-on-releas").unwrap())
+            .open(
+                d.lock_file("unit-blocking-waiter-wakes-promptly-on-releas")
+                    .unwrap(),
+            )
             .unwrap();
         assert!(os::try_lock(&other).unwrap());
         let d2 = d.clone();
         let waiter = std::thread::spawn(move || {
-            let g = d2.blocking_acquire("unit-blocking-waiter-wakes-promptly-on-releas", Some(Duration::from_secs(10))).unwrap();
+            let g = d2
+                .blocking_acquire(
+                    "unit-blocking-waiter-wakes-promptly-on-releas",
+                    Some(Duration::from_secs(10)),
+                )
+                .unwrap();
             Instant::now().duration_since(g.acquired_at())
         });
         // Let the waiter pass its backoff growth (1+2+...+32 ms) and sit at 50 ms steps.
@@ -659,30 +730,95 @@ mod tests {
     #[tokio::test]
     async fn async_waiter_wakes_and_cancellation_leaves_nothing_held() {
         let d = temp_dir("async");
-        drop(d.try_acquire("unit-async-waiter-wakes-and-cancellation-leav").unwrap());
+        drop(
+            d.try_acquire("unit-async-waiter-wakes-and-cancellation-leav")
+                .unwrap(),
+        );
         let other = std::fs::File::options()
             .read(true)
             .write(true)
-            .open(d.lock_file("unit-async-waiter-wakes-and-cancellation-leav").unwrap())
+            .open(
+                d.lock_file("unit-async-waiter-wakes-and-cancellation-leav")
+                    .unwrap(),
+            )
             .unwrap();
         assert!(os::try_lock(&other).unwrap());
         // A timed-out wait, and a dropped one.
-        let e = d.acquire_timeout("unit-async-waiter-wakes-and-cancellation-leav", Duration::from_millis(30)).await.unwrap_err();
+        let e = d
+            .acquire_timeout(
+                "unit-async-waiter-wakes-and-cancellation-leav",
+                Duration::from_millis(30),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), 8403);
-        assert!(tokio::time::timeout(Duration::from_millis(30), d.acquire("unit-async-waiter-wakes-and-cancellation-leav")).await.is_err());
+        assert!(tokio::time::timeout(
+            Duration::from_millis(30),
+            d.acquire("unit-async-waiter-wakes-and-cancellation-leav")
+        )
+        .await
+        .is_err());
         other.unlock().unwrap();
         // Nothing of ours holds it: a separate descriptor takes it at once.
         assert!(os::try_lock(&other).unwrap());
         other.unlock().unwrap();
-        assert!(!crate::is_locked("unit-async-waiter-wakes-and-cancellation-leav"));
+        assert!(!crate::is_locked(
+            "unit-async-waiter-wakes-and-cancellation-leav"
+        ));
         // And an async waiter wakes on release.
         assert!(os::try_lock(&other).unwrap());
         let d2 = d.clone();
-        let w = tokio::spawn(async move { d2.acquire_timeout("unit-async-waiter-wakes-and-cancellation-leav", Duration::from_secs(10)).await.map(drop) });
+        let w = tokio::spawn(async move {
+            d2.acquire_timeout(
+                "unit-async-waiter-wakes-and-cancellation-leav",
+                Duration::from_secs(10),
+            )
+            .await
+            .map(drop)
+        });
         tokio::time::sleep(Duration::from_millis(100)).await;
         other.unlock().unwrap();
         os::touch(&other);
         w.await.unwrap().unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn releases_wake_exactly_when_someone_waits() {
+        let d = temp_dir("wake-count");
+        let path = d.lock_file("unit-wake-count").unwrap();
+        drop(d.try_acquire("unit-wake-count").unwrap()); // creates the file
+        let open = || std::fs::File::options().read(true).write(true).open(&path).unwrap();
+        // Two descriptors, as two processes would have.
+        let holder = LockFile::new(open(), path.clone());
+        let waiter = LockFile::new(open(), path.clone());
+        let watch = os::Watch::new(&path).unwrap();
+        let quiet = |w: &os::Watch| {
+            let t = Instant::now();
+            w.wait_blocking(Duration::from_millis(40)).unwrap();
+            t.elapsed() >= Duration::from_millis(35)
+        };
+        // Nobody waits: a release makes no event (no system call beyond the unlock).
+        assert!(os::try_lock(&holder.file).unwrap());
+        holder.write_record("unit-wake-count").unwrap();
+        unlock(&holder).unwrap();
+        assert!(quiet(&watch));
+        // Someone waits: the release wakes it.
+        assert!(os::try_lock(&holder.file).unwrap());
+        let waiting = waiter.waiting();
+        assert!(!os::try_lock(&waiter.file).unwrap());
+        unlock(&holder).unwrap();
+        let t = Instant::now();
+        watch.wait_blocking(Duration::from_secs(5)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(os::try_lock(&waiter.file).unwrap());
+        drop(waiting);
+        waiter.file.unlock().unwrap();
+        // The record went through the shared page and reads back.
+        assert_eq!(
+            os::read_holder(&waiter.file, "unit-wake-count").unwrap().pid,
+            Some(std::process::id())
+        );
     }
 
     #[test]
@@ -691,7 +827,10 @@ mod tests {
         let g = d.try_acquire("unit-zero-timeout-tries-once").unwrap();
         let e = std::thread::spawn({
             let d = d.clone();
-            move || d.blocking_acquire("unit-zero-timeout-tries-once", Some(Duration::ZERO)).unwrap_err()
+            move || {
+                d.blocking_acquire("unit-zero-timeout-tries-once", Some(Duration::ZERO))
+                    .unwrap_err()
+            }
         })
         .join()
         .unwrap();
@@ -706,7 +845,9 @@ mod tests {
         let file = base.path().join("plain-file");
         std::fs::write(&file, b"x").unwrap();
         let d = LockDir::new(file.join("sub"));
-        let e = d.try_acquire("unit-unusable-directories-are-io-errors").unwrap_err();
+        let e = d
+            .try_acquire("unit-unusable-directories-are-io-errors")
+            .unwrap_err();
         match &e {
             LockError::Io { name, path, .. } => {
                 assert_eq!(name, "unit-unusable-directories-are-io-errors");

@@ -52,7 +52,11 @@ pub(crate) fn touch(f: &File) {
 #[cfg(not(unix))]
 pub(crate) fn touch(f: &File) {
     let now = SystemTime::now();
-    let _ = f.set_times(std::fs::FileTimes::new().set_accessed(now).set_modified(now));
+    let _ = f.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(now)
+            .set_modified(now),
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -91,20 +95,39 @@ fn raw_host_name() -> Option<String> {
     std::env::var("COMPUTERNAME").ok()
 }
 
-/// The record a holder writes into its lock file, once it holds the OS lock.
-pub(crate) fn record(name: &str, since: SystemTime) -> String {
-    let ms = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    format!(
-        "{MAGIC}\npid={}\nhost={}\nsince_ms={ms}\nname={name}\nend\n",
-        std::process::id(),
-        host_name()
-    )
+/// Room for a record: the name (≤ 256 bytes), the host (≤ 255) and a few numbers.
+pub(crate) const RECORD_MAX: usize = 1024;
+
+/// The part of every record of this process that never changes.
+fn record_head() -> &'static str {
+    static HEAD: OnceLock<String> = OnceLock::new();
+    HEAD.get_or_init(|| format!("{MAGIC}\npid={}\nhost={}\n", std::process::id(), host_name()))
 }
 
-/// Overwrites the start of the lock file with the holder record (in place: the file is
-/// never truncated or unlinked; readers stop at the `end` line).
+/// Writes the record a holder puts into its lock file into `buf` (no allocation: this
+/// is on the uncontended path) and returns its length.
+pub(crate) fn record_into(buf: &mut [u8; RECORD_MAX], name: &str, since: SystemTime) -> usize {
+    use std::io::Write;
+    let ms = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let mut cur = io::Cursor::new(&mut buf[..]);
+    // Cannot fail: head ≤ ~300 bytes, name ≤ 256, numbers ≤ 40, all < RECORD_MAX.
+    let _ = write!(cur, "{}since_ms={ms}\nname={name}\nend\n", record_head());
+    cur.position() as usize
+}
+
+/// The record as a string (tests and the fallback path).
+pub(crate) fn record(name: &str, since: SystemTime) -> String {
+    let mut buf = [0u8; RECORD_MAX];
+    let n = record_into(&mut buf, name, since);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Overwrites the start of the lock file with the holder record, with `pwrite` (in place:
+/// the file is never truncated or unlinked; readers stop at the `end` line).
 pub(crate) fn write_record(f: &File, name: &str) -> io::Result<()> {
-    write_all_at(f, record(name, SystemTime::now()).as_bytes())
+    let mut buf = [0u8; RECORD_MAX];
+    let n = record_into(&mut buf, name, SystemTime::now());
+    write_all_at(f, &buf[..n])
 }
 
 #[cfg(unix)]
@@ -196,7 +219,7 @@ pub(crate) fn parse_record(text: &[u8]) -> Option<Record> {
 /// Who holds the lock, from its record — only if the record is for `name` and its
 /// process still lives (a SIGKILLed holder leaves its record behind, but no lock).
 pub(crate) fn read_holder(f: &File, name: &str) -> Option<Holder> {
-    let mut buf = vec![0u8; 1024];
+    let mut buf = vec![0u8; RECORD_MAX];
     let n = read_at(f, &mut buf).ok()?;
     let rec = parse_record(&buf[..n])?;
     holder_from(rec, name)
@@ -319,7 +342,8 @@ mod linux {
             let mut buf = [0u8; 4096];
             loop {
                 // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-                let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                let n =
+                    unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                 if n < 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::Interrupted {
@@ -398,7 +422,10 @@ mod tests {
         {
             let t = std::time::Instant::now();
             while pid_alive(pid) {
-                assert!(t.elapsed() < Duration::from_secs(10), "zombie {pid} still counted alive");
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "zombie {pid} still counted alive"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
@@ -439,7 +466,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lock-core-watch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("w.lock");
-        let f = File::options().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
         let w = Watch::new(&path).unwrap();
         // Nothing happened: times out.
         let t = Instant::now();

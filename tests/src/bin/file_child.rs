@@ -32,7 +32,10 @@ fn holder_pid(e: &LockError) -> String {
 }
 
 fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 fn step(path: &std::path::Path, i: usize) {
@@ -67,10 +70,16 @@ fn main() {
             let steps: usize = arg(4).parse().unwrap();
             match arg(5) {
                 "async" => {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
                     rt.block_on(async {
                         for i in 0..steps {
-                            let g = dir.acquire_timeout(name, Duration::from_secs(30)).await.unwrap();
+                            let g = dir
+                                .acquire_timeout(name, Duration::from_secs(30))
+                                .await
+                                .unwrap();
                             step(&path, i);
                             g.release().unwrap();
                         }
@@ -78,7 +87,9 @@ fn main() {
                 }
                 "blocking" => {
                     for i in 0..steps {
-                        let g = dir.blocking_acquire(name, Some(Duration::from_secs(30))).unwrap();
+                        let g = dir
+                            .blocking_acquire(name, Some(Duration::from_secs(30)))
+                            .unwrap();
                         step(&path, i);
                         g.release().unwrap();
                     }
@@ -88,7 +99,9 @@ fn main() {
             say("done");
         }
         "hold" => {
-            let g = dir.blocking_acquire(name, Some(Duration::from_secs(30))).unwrap();
+            let g = dir
+                .blocking_acquire(name, Some(Duration::from_secs(30)))
+                .unwrap();
             say(&format!("locked {}", std::process::id()));
             let mut line = String::new();
             let _ = std::io::stdin().lock().read_line(&mut line);
@@ -106,7 +119,10 @@ fn main() {
         },
         "wait" => {
             let ms: u64 = arg(3).parse().unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 match dir.acquire_timeout(name, Duration::from_millis(ms)).await {
                     Ok(g) => {

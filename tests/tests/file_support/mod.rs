@@ -123,7 +123,11 @@ impl Child {
                 assert!(st.success(), "child {} failed: {st}", self.pid());
                 return;
             }
-            assert!(t.elapsed() < Duration::from_secs(60), "child {} did not exit", self.pid());
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "child {} did not exit",
+                self.pid()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -176,5 +180,9 @@ pub fn bump(path: &Path) {
 }
 
 pub fn read_counter(path: &Path) -> u64 {
-    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }

@@ -433,7 +433,8 @@ impl ChildProc {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(msg) = line.strip_prefix("@@ ") {
+                // libtest may print "test lease_child ... " just before our first line.
+                if let Some((_, msg)) = line.split_once("@@ ") {
                     if tx.send(msg.to_owned()).is_err() {
                         break;
                     }
@@ -509,14 +510,15 @@ impl ChildProc {
 
     fn wait_ok_blocking(mut self, within: Duration) {
         let deadline = Instant::now() + within;
+        let pid = self.pid;
         loop {
             match self.child.try_wait().expect("try_wait") {
                 Some(status) => {
-                    assert!(status.success(), "child {} failed: {status}; said {:?}", self.pid, self.drain());
+                    assert!(status.success(), "child {pid} failed: {status}; said {:?}", self.drain());
                     return;
                 }
                 None if Instant::now() > deadline => {
-                    panic!("child {} still running after {within:?}; said {:?}", self.pid, self.drain())
+                    panic!("child {pid} still running after {within:?}; said {:?}", self.drain())
                 }
                 None => std::thread::sleep(Duration::from_millis(20)),
             }

@@ -18,7 +18,7 @@ fn sync_set() -> std::io::Result<usize> {
     Ok(set.guards().len())
 }
 
-#[locked(name = "unsafe-extern")]
+#[locked(name = "unsafe-extern", on_error = "panic")]
 unsafe extern "C" fn ffi_shaped(x: i32) -> i32 {
     #![allow(unused_unsafe)]
     unsafe { x }

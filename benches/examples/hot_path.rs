@@ -1,0 +1,36 @@
+//! A fixed workload for instruction-count profiling of the hot paths:
+//! `valgrind --tool=callgrind target/release/examples/hot_path <case> <n>`.
+//! Cases: `try` (try_acquire+drop of one name), `acquire` (async), `tokio` (tokio Mutex
+//! floor), `fresh` (a new name each time).
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let case = args.next().unwrap_or_else(|| "try".into());
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    match case.as_str() {
+        "try" => {
+            for _ in 0..n {
+                drop(lock_core::try_acquire("hot"));
+            }
+        }
+        "acquire" => rt.block_on(async {
+            for _ in 0..n {
+                drop(lock_core::acquire("hot").await);
+            }
+        }),
+        "tokio" => rt.block_on(async {
+            let m = tokio::sync::Mutex::new(());
+            for _ in 0..n {
+                drop(m.lock().await);
+            }
+        }),
+        "fresh" => {
+            let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+            for name in &names {
+                drop(lock_core::try_acquire(name));
+            }
+        }
+        other => eprintln!("unknown case {other}"),
+    }
+}

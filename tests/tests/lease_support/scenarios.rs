@@ -1,0 +1,367 @@
+//! The fault scenarios, run once per store by `lease_postgres.rs` and `lease_redis.rs`.
+
+use std::time::{Duration, Instant};
+
+use lock_core::__private::{acquire_store, Keys, StoreOptions};
+use lock_core::LockError;
+
+use super::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn field<'a>(line: &'a str, idx: usize) -> &'a str {
+    line.split_whitespace().nth(idx).unwrap_or_default()
+}
+
+fn fence_of(line: &str) -> u64 {
+    field(line, 1).parse().expect("a fence")
+}
+
+/// ≥4 processes × 100 read-modify-write steps under one lease: no lost update, no
+/// refused fenced write, and fences strictly increasing in acquisition order.
+pub async fn many_processes_read_modify_write(kind: Kind) {
+    const PROCS: usize = 4;
+    const STEPS: i64 = 100;
+    let name = unique("rmw");
+    let db = Db::connect().await;
+    db.setup().await;
+    db.init(&name).await;
+    // Create the lease table before the children race to.
+    let _ = take(&AnyStore::new(kind), &unique("warmup"), 500, SEC).await.expect("warm-up");
+
+    let mut children: Vec<ChildProc> = (0..PROCS)
+        .map(|_| {
+            ChildProc::spawn(
+                "rmw",
+                kind,
+                &name,
+                &[("LEASE_STEPS", STEPS.to_string()), ("LEASE_TTL_MS", "1000".into())],
+            )
+        })
+        .collect();
+    for c in &mut children {
+        let done = c.expect("DONE", Duration::from_secs(90));
+        assert_eq!(done, "DONE rejected=0", "a fenced write was refused without any fault");
+    }
+    for c in children {
+        c.wait_ok(10 * SEC);
+    }
+    assert_eq!(db.value(&name).await, PROCS as i64 * STEPS, "lost update");
+    let log = db.fence_log(&name).await;
+    assert_eq!(log.len(), PROCS * STEPS as usize);
+    for w in log.windows(2) {
+        assert!(w[0] < w[1], "fences must strictly increase in acquisition order: {w:?}");
+    }
+}
+
+/// SIGKILL the holder: a waiting process gets the lease within TTL + one renewal period,
+/// with a higher fence.
+pub async fn sigkill_holder(kind: Kind) {
+    const TTL: u64 = 1000;
+    let name = unique("sigkill");
+    let mut a = ChildProc::spawn("hold", kind, &name, &[("LEASE_TTL_MS", TTL.to_string())]);
+    let fa = fence_of(&a.expect("ACQUIRED", 20 * SEC));
+    let mut b = ChildProc::spawn("wait", kind, &name, &[("LEASE_TTL_MS", TTL.to_string())]);
+    b.expect("WAITING", 20 * SEC);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let killed = Instant::now();
+    a.signal(libc::SIGKILL);
+    let got = b.expect("ACQUIRED", 5 * SEC);
+    let took = killed.elapsed();
+    let fb = fence_of(&got);
+    assert!(fb > fa, "fence after takeover {fb} must exceed {fa}");
+    let bound = Duration::from_millis(TTL + TTL / 3 + 250);
+    assert!(took <= bound, "waiter took {took:?} after SIGKILL (bound {bound:?})");
+    b.wait_ok(10 * SEC);
+}
+
+/// SIGSTOP the holder past its TTL: another process takes over with a higher fence; after
+/// SIGCONT the stale holder's lost signal fires and its fenced write is refused.
+pub async fn sigstop_holder(kind: Kind) {
+    const TTL: u64 = 800;
+    let name = unique("sigstop");
+    let db = Db::connect().await;
+    db.setup().await;
+    db.init(&name).await;
+    let mut a = ChildProc::spawn("hold", kind, &name, &[("LEASE_TTL_MS", TTL.to_string())]);
+    let fa = fence_of(&a.expect("ACQUIRED", 20 * SEC));
+    a.send("WRITE");
+    assert!(a.expect("WRITE", 5 * SEC).starts_with("WRITE ok"));
+
+    a.signal(libc::SIGSTOP);
+    tokio::time::sleep(Duration::from_millis(TTL + 400)).await;
+    let store = AnyStore::new(kind);
+    let g = take(&store, &name, TTL, 3 * SEC).await.expect("takeover while the holder is stopped");
+    assert!(g.fence() > fa, "takeover fence {} must exceed {fa}", g.fence());
+    assert!(db.fenced_write(&name, g.fence()).await, "the new holder writes");
+
+    a.signal(libc::SIGCONT);
+    let lost = a.expect("LOST", 3 * SEC);
+    assert!(lost.contains("lease lost"), "{lost}");
+    a.send("WRITE");
+    let w = a.expect("WRITE", 5 * SEC);
+    assert_eq!(w, "WRITE rejected remaining=none lost=true", "stale holder after SIGCONT");
+    a.send("EXIT");
+    a.expect("RELEASED false", 5 * SEC);
+    a.wait_ok(5 * SEC);
+    assert!(g.remaining().is_some() && !g.is_lost(), "the new holder is unaffected");
+    g.release().await.expect("release");
+}
+
+/// The harness ends the lease behind the holder's back: lost within one renewal period.
+pub async fn ended_behind_holders_back(kind: Kind, delete: bool) {
+    const TTL: u64 = 900;
+    let name = unique(if delete { "deleted" } else { "expired" });
+    let store = AnyStore::new(kind);
+    let g = take(&store, &name, TTL, SEC).await.expect("acquire");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(g.remaining().is_some());
+    let t0 = Instant::now();
+    steal(kind, &name, delete).await;
+    let bound = Duration::from_millis(TTL / 3 + 250);
+    let e = tokio::time::timeout(bound, g.lost())
+        .await
+        .unwrap_or_else(|_| panic!("not lost within {bound:?}"));
+    assert!(matches!(e, LockError::Lost { .. }), "{e}");
+    assert!(g.is_lost() && g.remaining().is_none());
+    assert!(matches!(g.check(), Err(LockError::Lost { .. })));
+    eprintln!("{kind:?} delete={delete}: lost after {:?}: {e}", t0.elapsed());
+    let old = g.fence();
+    let released = g.release().await;
+    assert!(matches!(released, Err(LockError::NotHeld { .. })), "{released:?}");
+    let g2 = take(&store, &name, TTL, SEC).await.expect("re-acquire");
+    assert!(g2.fence() > old, "fence {} must exceed {old} even after the lease was deleted", g2.fence());
+    g2.release().await.expect("release");
+}
+
+/// Kill the store connection of a holding process repeatedly: it either reconnects and
+/// keeps the lease, or reports it lost — and never believes it holds the lease while
+/// another process does.
+pub async fn connection_killed(kind: Kind) {
+    const TTL: u64 = 900;
+    let name = unique("connkill");
+    let app = format!("lease_kill_{}_{}", std::process::id(), unix_ms() % 1_000_000_000);
+    let mut a = ChildProc::spawn(
+        "hold",
+        kind,
+        &name,
+        &[
+            ("LEASE_TTL_MS", TTL.to_string()),
+            ("LEASE_APP", app.clone()),
+            ("LEASE_REPORT", "1".into()),
+        ],
+    );
+    let fa = fence_of(&a.expect("ACQUIRED", 20 * SEC));
+    a.expect("HOLD", 5 * SEC);
+
+    let store = AnyStore::new(kind);
+    let contender_name = name.clone();
+    let contender = tokio::spawn(async move {
+        let end = Instant::now() + Duration::from_millis(3000);
+        while Instant::now() < end {
+            if let Ok(g) = take(&store, &contender_name, TTL, Duration::ZERO).await {
+                return Some((unix_ms(), g));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        None
+    });
+
+    let mut kills = 0;
+    for round in 0..5 {
+        let n = match kind {
+            Kind::Postgres => Db::connect().await.terminate_app(&app).await,
+            Kind::Redis => redis_kill_clients_of(a.pid).await,
+        };
+        if round == 0 {
+            assert!(n >= 1, "found the holder's store connection to kill");
+        }
+        kills += n;
+        tokio::time::sleep(Duration::from_millis(TTL / 3 + 50)).await;
+    }
+    let taken = contender.await.expect("contender task");
+    a.send("STATUS");
+    let status = a.expect("STATUS", 5 * SEC);
+    let said = a.drain().to_vec();
+    let holds: Vec<u128> = said
+        .iter()
+        .filter(|l| l.starts_with("HOLD "))
+        .map(|l| field(l, 1).parse().unwrap_or(0))
+        .collect();
+    let lost = said.iter().any(|l| l.starts_with("LOST"));
+    match taken {
+        Some((at, g)) => {
+            // Takeover: the old holder must have known first.
+            assert!(lost, "another process took the lease but the holder was never told");
+            assert!(g.fence() > fa);
+            let late: Vec<_> = holds.iter().filter(|&&t| t >= at).collect();
+            assert!(late.is_empty(), "holder still believed it held the lease after takeover at {at}: {late:?}");
+            eprintln!("{kind:?}: {kills} kills -> lost, taken over (fence {})", g.fence());
+            g.release().await.expect("release");
+        }
+        None => {
+            // Reconnected: still held, never lost, still renewed.
+            assert!(!lost, "lost but nobody took over? {said:?}");
+            assert!(status.starts_with("STATUS lost=false remaining=Some"), "{status}");
+            eprintln!("{kind:?}: {kills} kills -> reconnected, still held");
+        }
+    }
+    a.send("EXIT");
+    a.wait_ok(10 * SEC);
+}
+
+/// Acquire timeouts are honoured; zero means try once; the holder is named.
+pub async fn acquire_timeout(kind: Kind) {
+    let name = unique("timeout");
+    let mut a = ChildProc::spawn("hold", kind, &name, &[("LEASE_TTL_MS", "2000".into())]);
+    a.expect("ACQUIRED", 20 * SEC);
+    let store = AnyStore::new(kind);
+
+    let t0 = Instant::now();
+    let e = take(&store, &name, 1000, Duration::from_millis(400)).await.unwrap_err();
+    let took = t0.elapsed();
+    assert!(matches!(e, LockError::Timeout { .. }), "{e}");
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(900), "{took:?}");
+    if kind == Kind::Redis || e.holder().is_some() {
+        assert_eq!(e.holder().and_then(|h| h.pid), Some(a.pid), "{e}");
+    }
+
+    let t0 = Instant::now();
+    let e = take(&store, &name, 1000, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(e, LockError::Busy { reentrant: false, .. }), "{e}");
+    assert!(t0.elapsed() < Duration::from_millis(300), "try-once took {:?}", t0.elapsed());
+    assert_eq!(e.holder().and_then(|h| h.pid), Some(a.pid), "{e}");
+
+    a.send("EXIT");
+    a.expect("RELEASED true", 5 * SEC);
+    a.wait_ok(5 * SEC);
+    let g = take(&store, &name, 1000, Duration::ZERO).await.expect("free after release");
+    g.release().await.expect("release");
+}
+
+/// 1,000 acquisitions cancelled at random points (waiting locally, mid-request, holding)
+/// leave no lease held, in the process or in the store.
+pub async fn random_cancellations(kind: Kind) {
+    const TASKS: usize = 4;
+    const EACH: usize = 250;
+    let name = unique("cancel");
+    let store = AnyStore::new(kind);
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (store, name) = (store.clone(), name.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::seeded();
+            let mut cancelled = 0usize;
+            for _ in 0..EACH {
+                let limit = Duration::from_micros(rng.below(4000));
+                let hold = Duration::from_micros(rng.below(800));
+                let explicit = rng.below(2) == 0;
+                let r = tokio::time::timeout(limit, async {
+                    let g = take(&store, &name, 1000, 5 * SEC).await.expect("acquire");
+                    tokio::time::sleep(hold).await;
+                    if explicit {
+                        let _ = g.release().await;
+                    }
+                })
+                .await;
+                cancelled += usize::from(r.is_err());
+            }
+            cancelled
+        }));
+    }
+    let mut cancelled = 0;
+    for t in tasks {
+        cancelled += t.await.expect("task");
+    }
+    assert!(cancelled >= 100, "only {cancelled} of {} runs were cancelled", TASKS * EACH);
+
+    let end = Instant::now() + 5 * SEC;
+    while lock_core::is_locked(&name) && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!lock_core::is_locked(&name), "the in-process lock is still held");
+    assert!(!lease_live(kind, &name).await, "a lease is still live in the store");
+    let g = take(&store, &name, 1000, Duration::ZERO).await.expect("free after the storm");
+    eprintln!("{kind:?}: {cancelled} cancellations, final fence {}", g.fence());
+    g.release().await.expect("release");
+}
+
+/// Basics through the attribute's entry point: fences grow across release, re-entry is
+/// refused, several names are refused with a clear error, drop releases in the background.
+pub async fn basics_and_macro_path(kind: Kind) {
+    let store = AnyStore::new(kind);
+    let name = unique("basics");
+    let opts = StoreOptions {
+        timeout_ms: Some(2000),
+        lease_ms: Some(1000),
+    };
+    let held = acquire_store(&store, Keys::Names(vec![name.clone()]), opts).await.expect("acquire");
+    let inner = lock_core::__private::scope(&held, async {
+        lock_core::lease::acquire(&store, &name, opts_ms(1000)).await
+    })
+    .await;
+    assert!(matches!(inner, Err(LockError::Busy { reentrant: true, .. })), "{inner:?}");
+    let g = held.into_lease();
+    let f1 = g.fence();
+    assert!(f1 > 0);
+    let left = g.remaining().expect("fresh lease");
+    assert!(left <= Duration::from_millis(900) && left > Duration::from_millis(500), "{left:?}");
+    assert!(!g.is_lost());
+    assert_eq!(g.name(), name);
+    assert!(g.store().starts_with(kind.as_str()), "{}", g.store());
+    drop(g); // released in the background
+
+    let g = lock_core::lease::acquire(&store, &name, opts_ms(1000).timeout(2 * SEC)).await.expect("re-acquire");
+    assert!(g.fence() > f1);
+    // Renewal keeps it alive well past its TTL.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(g.remaining().is_some() && !g.is_lost(), "{g:?}");
+    assert!(lease_live(kind, &name).await);
+    g.release().await.expect("release");
+    assert!(!lease_live(kind, &name).await);
+
+    let two = acquire_store(
+        &store,
+        Keys::Names(vec![name.clone(), format!("{name}-b")]),
+        opts,
+    )
+    .await;
+    let Err(e) = two else { panic!("several names on a store must be refused") };
+    assert!(e.to_string().contains("exactly one name"), "{e}");
+
+    let bad = lock_core::lease::acquire(&store, "", opts_ms(1000)).await.unwrap_err();
+    assert!(matches!(bad, LockError::InvalidName { .. }));
+    let short = lock_core::lease::acquire(&store, &name, opts_ms(1)).await.unwrap_err();
+    assert!(short.to_string().contains("TTL"), "{short}");
+}
+
+fn opts_ms(ttl: u64) -> lock_core::lease::LeaseOptions {
+    opts(ttl)
+}
+
+/// An unreachable store yields `LockError::Store` naming the store, never the password.
+pub async fn unreachable_store(kind: Kind) {
+    let name = unique("unreachable");
+    let e = match kind {
+        Kind::Postgres => {
+            let s = PostgresStore::builder("postgres://app:s3cr3t-pw@127.0.0.1:1/db")
+                .connect_timeout(Duration::from_millis(500))
+                .build()
+                .unwrap();
+            lease::acquire(&s, &name, opts(1000)).await.unwrap_err()
+        }
+        Kind::Redis => {
+            let s = RedisStore::builder("redis://:s3cr3t-pw@127.0.0.1:1")
+                .timeout(Duration::from_millis(500))
+                .build()
+                .unwrap();
+            lease::acquire(&s, &name, opts(1000)).await.unwrap_err()
+        }
+    };
+    let text = format!("{e} {e:?}");
+    assert!(matches!(&e, LockError::Store { store, .. } if store.starts_with(kind.as_str())), "{text}");
+    assert_eq!(e.name(), name);
+    assert!(!text.contains("s3cr3t"), "credentials leaked: {text}");
+    assert_eq!(e.code(), 8409);
+}

@@ -1,0 +1,8 @@
+use lock_core::{locked, LockError};
+
+#[locked(name = "")]
+async fn f() -> Result<(), LockError> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use lock_core::{locked, LockError};
+
+#[locked(name = "account-{id}", guard = id)]
+async fn f(id: u64) -> Result<(), LockError> {
+    Ok(())
+}
+
+fn main() {}
