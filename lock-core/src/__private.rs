@@ -292,7 +292,7 @@ impl<S: crate::lease::LeaseStore> StoreArg for S {
 }
 
 /// Acquires a lease on `store` for the call's name(s).
-pub async fn acquire_store<S: crate::lease::LeaseStore + ?Sized>(
+pub async fn acquire_store<S: crate::lease::LeaseStore>(
     store: &S,
     keys: Keys,
     opts: StoreOptions,

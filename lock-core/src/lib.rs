@@ -71,6 +71,7 @@ use std::time::Duration;
 pub use chain::Scoped;
 pub use error::{Holder, LockError};
 pub use guard::{LockGuard, LockSet};
+pub use lease::{LeaseGuard, LeaseStore};
 pub use name::{validate_name, MAX_NAME_LEN};
 
 /// Runs the function body under a named lock. See the [crate documentation](crate) and

@@ -146,7 +146,13 @@ fn wrap_async_block(plan: &Plan, n: &Names, user: Expr) -> Expr {
 }
 
 /// `scope(&held, async move { .. })`, or with a guard bound inside the body.
-fn scoped(plan: &Plan, n: &Names, capture: TokenStream, pre: TokenStream, stmts: &[Stmt]) -> TokenStream {
+fn scoped(
+    plan: &Plan,
+    n: &Names,
+    capture: TokenStream,
+    pre: TokenStream,
+    stmts: &[Stmt],
+) -> TokenStream {
     let p = private(plan);
     let held = &n.held;
     let guard = bind_guard(plan, n);
@@ -322,7 +328,7 @@ fn keys(plan: &Plan) -> TokenStream {
             let items = names.iter().map(|d| {
                 let fmt = syn::LitStr::new(&d.format, d.lit.span());
                 if d.args.is_empty() {
-                    quote!(::std::string::String::from(#fmt))
+                    quote!(<::std::string::String as ::core::convert::From<&str>>::from(#fmt))
                 } else {
                     let args = &d.args;
                     quote!(::std::format!(#fmt, #(#args),*))

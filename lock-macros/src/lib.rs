@@ -22,7 +22,60 @@ mod validate;
 #[cfg(test)]
 mod snapshots;
 
-/// Runs the function body under a named lock. See `lock_core::locked` for the grammar.
+/// Runs the function body under a named lock: the lock is taken before the body runs
+/// and released when it finishes, returns early (`return`, `?`), panics, or — for
+/// async — when the future is dropped.
+///
+/// # Arguments
+///
+/// | argument | meaning |
+/// |---|---|
+/// | *(none)* | the lock is named after the function: `module_path!()` + `"::"` + fn name |
+/// | `name = "db"` | a fixed name, checked at compile time (non-empty, ≤ 256 bytes, no control characters) |
+/// | `name = "account-{id}"` | interpolates the argument `id` (its `Display`), evaluated before the body; `{{`/`}}` are literal braces |
+/// | `name = ["db", "cache"]` | several locks, always taken in sorted order (no ABBA deadlock), released in reverse |
+/// | `timeout_ms = 5000` | give up after 5 s with `LockError::Timeout`; `0` tries once (`Busy` if held) |
+/// | `file` / `file = "dir"` | also hold a cross-process file lock, in the default lock directory or in `dir` |
+/// | `store = expr` | hold a lease from a lease store instead (`async fn` only); `lease_ms = N` sets its time to live |
+/// | `guard = g` | binds the guard as `g` in the body: a `LockGuard` (one name), a `LockSet` (an array) or a `LeaseGuard` (`store`) |
+/// | `on_error = "panic"` | panic when the lock cannot be taken |
+/// | `on_error = path` | call `path(e: LockError)` and return its value |
+/// | `crate = "path"` | where `lock_core` is, if renamed or re-exported |
+///
+/// # Failure handling
+///
+/// By default the return type decides, through the type system: `Result<T, E>` with
+/// `E: From<LockError>` returns `Err(e.into())` (`std::io::Error`, `anyhow::Error`
+/// and your own error types work); `()` panics with a message naming the lock and its
+/// holder; any other type is a compile error asking for `on_error`.
+///
+/// # Functions
+///
+/// `async fn` (free functions, methods taking `self` in any form, generics, `impl Trait`,
+/// trait impls, `#[async_trait]` impls, `#[tokio::test]` in either order) take the lock
+/// asynchronously; the returned future is `Send` when the body's is. Sync fns (and
+/// `#[test]`s) block the thread on the same named locks, so sync and async callers
+/// exclude each other. A sync fn whose body ends in an `async` block (`-> impl Future`)
+/// takes the lock when the future first runs.
+///
+/// # Re-entry
+///
+/// A call chain that holds a lock and asks for it again gets `LockError::Busy` at once
+/// instead of deadlocking.
+///
+/// ```rust,ignore
+/// use lock_core::{locked, LockError};
+///
+/// #[locked(name = "account-{id}", timeout_ms = 5_000)]
+/// async fn credit(id: u64, amount: i64) -> Result<i64, LockError> {
+///     Ok(amount)
+/// }
+///
+/// #[locked(name = ["ledger", "audit"], guard = locks)]
+/// fn close_day() -> std::io::Result<usize> {
+///     Ok(locks.guards().len())
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
     locked2(args.into(), item.into()).into()

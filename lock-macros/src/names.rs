@@ -120,9 +120,7 @@ fn split(s: &str) -> Result<Vec<Piece>, String> {
                 text.push('}');
             }
             '}' => {
-                return Err(
-                    "unmatched `}` in lock name; write `}}` for a literal brace".to_owned()
-                )
+                return Err("unmatched `}` in lock name; write `}}` for a literal brace".to_owned())
             }
             '{' => {
                 let mut hole = String::new();
@@ -192,7 +190,10 @@ mod tests {
         );
         assert_eq!(t.format_string(), "acct-{}-{{x}}");
         assert_eq!(t.fixed(), None);
-        assert_eq!(parse_template(&lit("db")).unwrap().fixed().as_deref(), Some("db"));
+        assert_eq!(
+            parse_template(&lit("db")).unwrap().fixed().as_deref(),
+            Some("db")
+        );
     }
 
     #[test]

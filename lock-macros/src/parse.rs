@@ -133,7 +133,10 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Config> {
                 arg.key.span(),
                 format!("duplicate `{key_str}` argument: give it once"),
             );
-            e.combine(syn::Error::new(first.span(), format!("`{key_str}` first given here")));
+            e.combine(syn::Error::new(
+                first.span(),
+                format!("`{key_str}` first given here"),
+            ));
             push(&mut errors, e);
             continue;
         }
@@ -164,7 +167,7 @@ fn needs_value(key: &Ident, example: &str) -> syn::Error {
 
 fn apply(cfg: &mut Config, arg: RawArg) -> syn::Result<()> {
     let RawArg { key, value } = arg;
-    match key.to_string().as_str() {
+    match key.unraw().to_string().as_str() {
         "name" => {
             let v = value.ok_or_else(|| needs_value(&key, "name = \"db\""))?;
             cfg.names = parse_names(v)?;
@@ -298,7 +301,9 @@ fn string_lit(v: &Expr) -> Option<LitStr> {
 }
 
 fn parse_millis(key: &Ident, v: Expr) -> syn::Result<u64> {
-    let shape = format!("`{key}` expects a whole number of milliseconds as an integer literal, e.g. `{key} = 5000`");
+    let shape = format!(
+        "`{key}` expects a whole number of milliseconds as an integer literal, e.g. `{key} = 5000`"
+    );
     match &v {
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..
@@ -325,10 +330,7 @@ fn parse_millis(key: &Ident, v: Expr) -> syn::Result<u64> {
         )),
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
-        }) => Err(syn::Error::new(
-            s.span(),
-            format!("{shape}, not a string"),
-        )),
+        }) => Err(syn::Error::new(s.span(), format!("{shape}, not a string"))),
         _ => Err(syn::Error::new(v.span(), shape)),
     }
 }

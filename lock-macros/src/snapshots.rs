@@ -24,9 +24,17 @@ fn check(case: &str, args: &str, item: &str) {
     } else {
         format!("// #[locked({args})]\n")
     };
-    for line in item.trim().lines() {
-        actual.push_str("// ");
-        actual.push_str(line.trim());
+    let lines: Vec<&str> = item.trim_end().trim_start_matches('\n').lines().collect();
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    for line in lines {
+        let line = line.get(indent..).unwrap_or("").trim_end();
+        actual.push_str(if line.is_empty() { "//" } else { "// " });
+        actual.push_str(line);
         actual.push('\n');
     }
     actual.push('\n');
@@ -120,6 +128,19 @@ fn mixed_fixed_and_dynamic_names() {
             Ok(())
         }
         "#,
+    );
+}
+
+#[test]
+fn sync_fn_with_guard_set() {
+    check(
+        "sync_guard_set",
+        r#"name = ["b-{x}", "a"], timeout_ms = 250, guard = set"#,
+        r"
+        fn both(x: &str) -> anyhow::Result<usize> {
+            Ok(set.guards().len())
+        }
+        ",
     );
 }
 

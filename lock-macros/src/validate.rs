@@ -103,6 +103,18 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
                 ),
             ),
         }
+        if let NameSpec::Given { entries, .. } = &cfg.names {
+            if let Some((second, _)) = entries.get(1) {
+                push(
+                    &mut errors,
+                    syn::Error::new(
+                        second.span(),
+                        "with `store`, a call holds exactly one lease: give one name, or nest two \
+                         locked functions (in sorted name order) to hold several leases",
+                    ),
+                );
+            }
+        }
     } else if let Some((key, _)) = &cfg.lease_ms {
         push(
             &mut errors,
@@ -119,7 +131,10 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
                 g.span(),
                 format!("`guard = {g}` would shadow the argument `{a}`; pick another name"),
             );
-            e.combine(syn::Error::new(a.span(), format!("argument `{a}` declared here")));
+            e.combine(syn::Error::new(
+                a.span(),
+                format!("argument `{a}` declared here"),
+            ));
             push(&mut errors, e);
         }
     }
@@ -180,6 +195,27 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
         },
     };
 
+    if let (Kind::Sync, ReturnType::Type(_, ret)) = (&kind, &item.sig.output) {
+        if matches!(**ret, Type::ImplTrait(_)) && future_output(ret).is_some() {
+            return Err(syn::Error::new_spanned(
+                ret,
+                "`#[locked]` on a fn returning `impl Future` needs the body to end in an `async` \
+                 block, so that the lock is taken when the future runs; or make it an `async fn`",
+            ));
+        }
+    }
+
+    if let (Some(Type::Infer(_)), OnError::Default, ReturnType::Type(_, ret)) =
+        (&output, &cfg.on_error, &item.sig.output)
+    {
+        return Err(syn::Error::new_spanned(
+            ret,
+            "`#[locked]` cannot return a lock failure as an opaque `impl Trait` type; \
+             choose `on_error = \"panic\"` or `on_error = path::to::handler`, \
+             or return `Result<impl Trait, E>` with `E: From<lock_core::LockError>`",
+        ));
+    }
+
     Ok(Plan {
         kind,
         keys,
@@ -195,7 +231,12 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
 }
 
 /// Maps each `{arg}` of a template to the function argument it names.
-fn resolve(lit: &LitStr, t: &Template, fn_args: &[Ident], fn_name: &str) -> syn::Result<Vec<Ident>> {
+fn resolve(
+    lit: &LitStr,
+    t: &Template,
+    fn_args: &[Ident],
+    fn_name: &str,
+) -> syn::Result<Vec<Ident>> {
     let mut out = Vec::new();
     for a in t.args() {
         let wanted = a.strip_prefix("r#").unwrap_or(a);
@@ -265,7 +306,12 @@ fn kind_of(item: &ItemFn) -> Kind {
 pub(crate) fn is_box_pin(func: &Expr) -> bool {
     match func {
         Expr::Path(p) => {
-            let segs: Vec<_> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            let segs: Vec<_> = p
+                .path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect();
             segs.len() >= 2 && segs[segs.len() - 2] == "Box" && segs[segs.len() - 1] == "pin"
         }
         _ => false,
@@ -280,13 +326,20 @@ fn future_output(t: &Type) -> Option<Type> {
         Type::Paren(p) => return future_output(&p.elem),
         Type::Group(g) => return future_output(&g.elem),
         Type::Path(p) => {
-            return p.path.segments.iter().rev().find_map(|seg| match &seg.arguments {
-                syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|ga| match ga {
-                    syn::GenericArgument::Type(t) => future_output(t),
+            return p
+                .path
+                .segments
+                .iter()
+                .rev()
+                .find_map(|seg| match &seg.arguments {
+                    syn::PathArguments::AngleBracketed(a) => {
+                        a.args.iter().find_map(|ga| match ga {
+                            syn::GenericArgument::Type(t) => future_output(t),
+                            _ => None,
+                        })
+                    }
                     _ => None,
-                }),
-                _ => None,
-            })
+                })
         }
         _ => return None,
     };

@@ -26,7 +26,16 @@ async fn timeout_returns_err_and_zero_tries_once() {
     assert_eq!(err.code(), 8403);
     assert_eq!(err.name(), "attr-timeout");
     let err = try_once().await.unwrap_err();
-    assert!(matches!(err, LockError::Busy { reentrant: false, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LockError::Busy {
+                reentrant: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     drop(held);
     with_timeout().await.unwrap();
     try_once().await.unwrap();
@@ -40,7 +49,10 @@ fn sync_with_timeout() -> std::io::Result<u8> {
 #[test]
 fn sync_timeout_converts_into_io_error() {
     let held = lock_core::try_acquire("attr-timeout-sync").unwrap();
-    let err = std::thread::spawn(sync_with_timeout).join().unwrap().unwrap_err();
+    let err = std::thread::spawn(sync_with_timeout)
+        .join()
+        .unwrap()
+        .unwrap_err();
     let inner = err.get_ref().and_then(|e| e.downcast_ref::<LockError>());
     assert!(matches!(inner, Some(LockError::Timeout { .. })), "{err:?}");
     drop(held);
@@ -56,7 +68,10 @@ async fn anyhow_result() -> anyhow::Result<u32> {
 async fn anyhow_errors_carry_the_lock_error() {
     let held = lock_core::acquire("attr-anyhow").await.unwrap();
     let err = anyhow_result().await.unwrap_err();
-    assert_eq!(err.downcast_ref::<LockError>().map(LockError::code), Some(8406));
+    assert_eq!(
+        err.downcast_ref::<LockError>().map(LockError::code),
+        Some(8406)
+    );
     drop(held);
     assert_eq!(anyhow_result().await.unwrap(), 1);
 }
@@ -78,7 +93,16 @@ async fn reentry_is_busy_not_a_deadlock() {
         .expect("re-entry deadlocked")
         .unwrap();
     let err = nested.unwrap_err();
-    assert!(matches!(err, LockError::Busy { reentrant: true, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LockError::Busy {
+                reentrant: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     // Outside the chain the same fn takes the lock normally.
     inner().await.unwrap();
 }
@@ -96,7 +120,16 @@ fn sync_inner() -> Result<(), LockError> {
 #[test]
 fn sync_reentry_is_busy() {
     let err = sync_outer().unwrap().unwrap_err();
-    assert!(matches!(err, LockError::Busy { reentrant: true, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LockError::Busy {
+                reentrant: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     sync_inner().unwrap();
 }
 

@@ -44,7 +44,11 @@ async fn file_mode_excludes_tasks_in_process() {
 }
 
 #[cfg(unix)]
-#[locked(name = "attr-file-dir", file = "/tmp/lock-core-attribute-tests", timeout_ms = 20_000)]
+#[locked(
+    name = "attr-file-dir",
+    file = "/tmp/lock-core-attribute-tests",
+    timeout_ms = 20_000
+)]
 fn in_dir(o: &(AtomicUsize, AtomicUsize)) -> std::io::Result<()> {
     let now = o.0.fetch_add(1, Ordering::SeqCst) + 1;
     o.1.fetch_max(now, Ordering::SeqCst);
@@ -97,7 +101,10 @@ fn wait_for(path: &std::path::Path) -> bool {
 #[locked(name = "attr-xproc-{id}", file)]
 fn hold_in_child(id: &str) -> Result<(), LockError> {
     std::fs::write(scratch(id, "inside"), b"1").unwrap();
-    assert!(wait_for(&scratch(id, "release")), "parent never released the child");
+    assert!(
+        wait_for(&scratch(id, "release")),
+        "parent never released the child"
+    );
     Ok(())
 }
 
@@ -120,11 +127,20 @@ fn file_mode_excludes_another_process() {
     let _ = std::fs::remove_file(scratch(&id, "inside"));
     let _ = std::fs::remove_file(scratch(&id, "release"));
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "file_child_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "file_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &id)
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(&scratch(&id, "inside")), "child never took the lock");
+    assert!(
+        wait_for(&scratch(&id, "inside")),
+        "child never took the lock"
+    );
 
     let err = probe(&id).unwrap_err();
     assert!(matches!(err, LockError::Busy { .. }), "{err:?}");

@@ -47,11 +47,11 @@ async fn methods_with_every_receiver() {
 }
 
 #[locked(name = "attr-kinds-generic-{key}")]
-async fn generic<'a, K, V: Clone + Send>(key: K, values: &'a [V]) -> Result<Vec<V>, LockError>
+async fn generic<'a, K, V: Clone + Send>(key: K, values: &'a [V]) -> Result<&'a [V], LockError>
 where
     K: Display + Send,
 {
-    Ok(values.to_vec())
+    Ok(values)
 }
 
 #[locked(name = "attr-kinds-impl", on_error = "panic")]
@@ -67,7 +67,7 @@ async fn impl_in_result(n: u32) -> Result<impl Display, LockError> {
 #[tokio::test]
 async fn generics_lifetimes_and_impl_returns() {
     let v = [1, 2, 3];
-    assert_eq!(assert_send(generic("k", &v)).await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(assert_send(generic("k", &v)).await.unwrap(), &[1, 2, 3]);
     assert_eq!(impl_return(4).await.to_string(), "8");
     assert_eq!(impl_in_result(4).await.unwrap().to_string(), "5");
 }
@@ -115,7 +115,9 @@ async fn trait_impls_native_and_async_trait() {
     assert!(boxed.by_name(5).await.unwrap());
     // The async-trait future is `Send` (it is a `Pin<Box<dyn Future + Send>>`) and runs
     // on a spawned task.
-    let r = tokio::spawn(async { ViaAsyncTrait.call(10).await }).await.unwrap();
+    let r = tokio::spawn(async { ViaAsyncTrait.call(10).await })
+        .await
+        .unwrap();
     assert_eq!(r.unwrap(), 11);
 }
 
@@ -166,7 +168,7 @@ fn plain_test_returning_result() -> Result<(), LockError> {
 }
 
 /// Documented, `#[must_use]`, and still locked.
-#[must_use]
+#[must_use = "the answer matters"]
 #[locked(name = "attr-kinds-attrs")]
 #[inline]
 fn with_attributes() -> Result<u8, LockError> {

@@ -87,9 +87,13 @@ async fn same_id_is_excluded() {
     // And a held id is busy for try-once, another id is not.
     let b = Arc::new(Barrier::new(2));
     let holder = tokio::spawn(with_account(9, b.clone()));
-    while !lock_core::is_locked("attr-account-9") {
-        tokio::task::yield_now().await;
-    }
+    tokio::time::timeout(LIMIT, async {
+        while !lock_core::is_locked("attr-account-9") {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("holder never took the lock");
     assert!(try_account(9).await.is_err());
     try_account(10).await.unwrap();
     b.wait().await;
@@ -115,7 +119,11 @@ async fn ba(o: Arc<(AtomicUsize, AtomicUsize)>) -> Result<(), LockError> {
 }
 
 #[locked(name = ["attr-multi-{second}", "attr-multi-{first}"])]
-async fn dynamic_pair(first: &str, second: &str, o: Arc<(AtomicUsize, AtomicUsize)>) -> Result<(), LockError> {
+async fn dynamic_pair(
+    first: &str,
+    second: &str,
+    o: Arc<(AtomicUsize, AtomicUsize)>,
+) -> Result<(), LockError> {
     let now = o.0.fetch_add(1, Ordering::SeqCst) + 1;
     o.1.fetch_max(now, Ordering::SeqCst);
     tokio::task::yield_now().await;

@@ -15,9 +15,9 @@ fn many_distinct_names_leave_a_bounded_number_of_open_files() {
     let locks = lock_core::file::LockDir::new(&dir);
     let names_before = lock_core::registered_names();
     let fds_before = open_fds();
-    for i in 0..3000 {
+    for i in 0..3000u32 {
         let name = format!("distinct-{i}");
-        let g = if i % 2 == 0 {
+        let g = if i.is_multiple_of(2) {
             locks.try_acquire(&name).unwrap()
         } else {
             locks

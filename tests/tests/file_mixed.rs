@@ -101,7 +101,8 @@ async fn tasks_threads_and_another_process_exclude_each_other() {
 
 #[tokio::test]
 async fn re_entry_into_a_held_file_lock_is_refused_not_deadlocked() {
-    let locks = LockDir::new(fresh_dir("reentry"));
+    let dir = fresh_dir("reentry");
+    let locks = LockDir::new(&dir);
     let g = locks.acquire("reentrant-file").await.unwrap();
     let inner = lock_core::scope(&g, async {
         let a = locks.try_acquire("reentrant-file");
@@ -130,7 +131,8 @@ async fn re_entry_into_a_held_file_lock_is_refused_not_deadlocked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_of_one_process_queue_in_order_for_the_file_lock() {
-    let locks = LockDir::new(fresh_dir("fifo"));
+    let dir = fresh_dir("fifo");
+    let locks = LockDir::new(&dir);
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let first = locks.acquire("fifo-file").await.unwrap();
     let mut tasks = Vec::new();

@@ -18,7 +18,11 @@ fn six_processes_times_sixty_read_modify_write_steps_lose_no_update() {
     let steps = STEPS.to_string();
     let mut children: Vec<Child> = (0..PROCS)
         .map(|i| {
-            let mode = if i % 2 == 0 { "async" } else { "blocking" };
+            let mode = if i.is_multiple_of(2) {
+                "async"
+            } else {
+                "blocking"
+            };
             Child::spawn(&[
                 "counter",
                 dir.to_str().unwrap(),
@@ -192,4 +196,38 @@ fn a_dead_holders_stale_record_is_not_reported() {
     assert!(matches!(e, LockError::Busy { holder: None, .. }), "{e}");
     f.unlock().unwrap();
     drop(locks.try_acquire("stale").unwrap());
+}
+
+#[test]
+fn a_sigkilled_waiter_leaves_no_lock_and_hand_offs_still_work() {
+    let dir = fresh_dir("kill-waiter");
+    let d = dir.to_str().unwrap();
+    let locks = LockDir::new(&dir);
+    let g = locks.try_acquire("kw").unwrap();
+    let mut waiter = Child::spawn(&["wait", d, "kw", "30000"]);
+    assert!(waiter.silent_for(Duration::from_millis(200)));
+    waiter.kill();
+    drop(waiter);
+    // The dead waiter counted itself in the lock file and could not take that back.
+    let raw = std::fs::read(locks.lock_file("kw").unwrap()).unwrap();
+    assert!(raw.len() >= 1028, "the lock file holds its shared page");
+    assert_eq!(u32::from_ne_bytes(raw[1024..1028].try_into().unwrap()), 1);
+    drop(g);
+    // It holds nothing: another process gets the lock at once.
+    assert_eq!(Child::run(&["try", d, "kw"]), "ok");
+    // And a live waiter is still woken on release.
+    let g = locks.try_acquire("kw").unwrap();
+    let mut waiter = Child::spawn_env(
+        &["wait", d, "kw", "30000"],
+        &[("LOCK_CORE_FILE_POLL_MAX_MS", "60000")],
+    );
+    assert!(waiter.silent_for(Duration::from_millis(1200)));
+    let released = Instant::now();
+    drop(g);
+    assert!(waiter.line().starts_with("acquired "));
+    assert!(
+        released.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        released.elapsed()
+    );
 }

@@ -101,7 +101,8 @@ fn traversal_names_stay_inside_the_directory_and_never_share_a_file() {
 
 #[tokio::test]
 async fn invalid_names_are_refused_by_every_verb() {
-    let locks = LockDir::new(fresh_dir("invalid"));
+    let dir = fresh_dir("invalid");
+    let locks = LockDir::new(&dir);
     let long = "x".repeat(257);
     for bad in ["", "tab\there", "nl\n", "nul\0", long.as_str()] {
         let check = |r: Result<lock_core::LockGuard, LockError>| {

@@ -63,3 +63,23 @@ async fn basics_and_macro_path() {
 async fn unreachable_store_is_a_store_error() {
     scenarios::unreachable_store(KIND).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_attribute() {
+    scenarios::through_the_attribute(KIND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_table_and_concurrent_migrate() {
+    scenarios::pg_custom_table_concurrent_migrate().await;
+}
+
+#[test]
+fn store_survives_runtime_changes() {
+    scenarios::store_survives_runtime_changes(KIND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_killed_between_calls() {
+    scenarios::pg_pooled_connections_killed_between_calls().await;
+}

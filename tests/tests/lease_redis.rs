@@ -63,3 +63,18 @@ async fn basics_and_macro_path() {
 async fn unreachable_store_is_a_store_error() {
     scenarios::unreachable_store(KIND).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_attribute() {
+    scenarios::through_the_attribute(KIND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_prefix_and_tricky_names() {
+    scenarios::redis_prefix_and_tricky_names().await;
+}
+
+#[test]
+fn store_survives_runtime_changes() {
+    scenarios::store_survives_runtime_changes(KIND);
+}

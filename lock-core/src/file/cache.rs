@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sync::lock;
+/// The cache's state is consistent between statements, so a poisoned lock is usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Most lock files kept open per process.
 pub(crate) const CAP: usize = 64;
@@ -90,61 +93,76 @@ struct Slot {
     last_used: Instant,
 }
 
+type Names = HashMap<Box<str>, Slot, foldhash::fast::RandomState>;
+
 struct Cache {
-    /// dir → lock name → open file. Nested so that lookups borrow (`&Path`, `&str`)
-    /// instead of allocating a key; keyed by the lock name so that a hit needs no file
-    /// name computation.
-    dirs: HashMap<PathBuf, HashMap<Box<str>, Slot>>,
+    /// dir → lock name → open file. Lookups borrow (`&Path`, `&str`) instead of
+    /// allocating a key, and are keyed by the lock name so that a hit needs no file name
+    /// computation. A process uses few directories: a list compared byte-wise is faster
+    /// than hashing paths component by component.
+    dirs: Vec<(PathBuf, Names)>,
     len: usize,
     last_sweep: Instant,
 }
 
 static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| {
     Mutex::new(Cache {
-        dirs: HashMap::new(),
+        dirs: Vec::new(),
         len: 0,
         last_sweep: Instant::now(),
     })
 });
 
 impl Cache {
+    fn names(&mut self, dir: &Path) -> Option<&mut Names> {
+        let dir = dir.as_os_str();
+        self.dirs
+            .iter_mut()
+            .find(|(d, _)| d.as_os_str() == dir)
+            .map(|(_, names)| names)
+    }
+
     fn get(&mut self, dir: &Path, name: &str, now: Instant) -> Option<Arc<LockFile>> {
-        let slot = self.dirs.get_mut(dir)?.get_mut(name)?;
+        let slot = self.names(dir)?.get_mut(name)?;
         slot.last_used = now;
         Some(slot.file.clone())
     }
 
     /// Drops entries that nobody else references and that are idle (or, with
-    /// `make_room`, the least recently used such entry if the cache is full).
-    fn sweep(&mut self, now: Instant, make_room: bool) {
-        let mut removed = 0;
-        for files in self.dirs.values_mut() {
+    /// `make_room`, the least recently used such entry if the cache is full). Returns
+    /// them, for the caller to close after releasing the cache lock.
+    #[must_use]
+    fn sweep(&mut self, now: Instant, make_room: bool) -> Vec<Arc<LockFile>> {
+        let mut removed = Vec::new();
+        for (_, files) in &mut self.dirs {
             files.retain(|_, s| {
                 let keep = Arc::strong_count(&s.file) > 1 || now.duration_since(s.last_used) < IDLE;
                 if !keep {
-                    removed += 1;
+                    removed.push(s.file.clone());
                 }
                 keep
             });
         }
-        self.len -= removed;
+        self.len -= removed.len();
         if make_room && self.len >= CAP {
             let lru = self
                 .dirs
                 .iter()
-                .flat_map(|(d, files)| files.iter().map(move |(f, s)| (d, f, s)))
+                .enumerate()
+                .flat_map(|(i, (_, files))| files.iter().map(move |(f, s)| (i, f, s)))
                 .filter(|(_, _, s)| Arc::strong_count(&s.file) == 1)
                 .min_by_key(|(_, _, s)| s.last_used)
-                .map(|(d, f, _)| (d.clone(), f.clone()));
-            if let Some((d, f)) = lru {
-                if let Some(files) = self.dirs.get_mut(&d) {
-                    files.remove(&f);
+                .map(|(i, f, _)| (i, f.clone()));
+            if let Some((i, f)) = lru {
+                if let Some(slot) = self.dirs[i].1.remove(&f) {
+                    removed.push(slot.file);
                     self.len -= 1;
                 }
             }
         }
-        self.dirs.retain(|_, files| !files.is_empty());
+        self.dirs.retain(|(_, files)| !files.is_empty());
         self.last_sweep = now;
+        removed
     }
 }
 
@@ -155,15 +173,23 @@ pub(crate) fn open_count() -> usize {
 }
 
 /// Returns the open lock file of the lock `name` in `dir`, opening (and creating) it on
-/// a miss. The error says which path failed.
-pub(crate) fn open(dir: &Path, name: &str) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
-    let now = Instant::now();
+/// a miss. `now` is the caller's idea of the current time (for idleness). The error says
+/// which path failed.
+pub(crate) fn open(
+    dir: &Path,
+    name: &str,
+    now: Instant,
+) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
+    let evicted;
     {
         let mut c = lock(&CACHE);
         if let Some(f) = c.get(dir, name, now) {
-            if now.duration_since(c.last_sweep) >= SWEEP_EVERY {
-                c.sweep(now, false);
+            if now.saturating_duration_since(c.last_sweep) < SWEEP_EVERY {
+                return Ok(f);
             }
+            evicted = c.sweep(now, false);
+            drop(c);
+            drop(evicted); // closes them outside the cache lock
             return Ok(f);
         }
     }
@@ -171,26 +197,38 @@ pub(crate) fn open(dir: &Path, name: &str) -> Result<Arc<LockFile>, (PathBuf, io
     let path = dir.join(super::fname::file_name(name));
     let file = open_file(dir, &path)?;
     let lf = Arc::new(LockFile::new(file, path));
-    // Closing replaced or evicted files happens after the cache lock is released.
     let mut c = lock(&CACHE);
-    if c.len >= CAP || now.duration_since(c.last_sweep) >= SWEEP_EVERY {
-        c.sweep(now, true);
-    }
+    evicted = if c.len >= CAP || now.saturating_duration_since(c.last_sweep) >= SWEEP_EVERY {
+        c.sweep(now, true)
+    } else {
+        Vec::new()
+    };
     if c.len < CAP {
-        let old = c.dirs.entry(dir.to_path_buf()).or_default().insert(
-            name.into(),
-            Slot {
-                file: lf.clone(),
-                last_used: now,
-            },
-        );
+        let slot = Slot {
+            file: lf.clone(),
+            last_used: now,
+        };
+        let replaced = match c.names(dir) {
+            Some(names) => names.insert(name.into(), slot),
+            None => {
+                let mut names = Names::default();
+                names.insert(name.into(), slot);
+                c.dirs.push((dir.to_path_buf(), names));
+                None
+            }
+        };
         // Only the in-process holder of a name opens its file, so a concurrent insert for
         // the same file is not expected; if it happens the old entry simply goes.
-        if old.is_none() {
+        if replaced.is_none() {
             c.len += 1;
         }
+        drop(c);
+        drop(replaced);
+    } else {
+        // Every cached file is in use; this one is not cached and closes after use.
+        drop(c);
     }
-    // Else: every cached file is in use; this one is not cached and closes after use.
+    drop(evicted);
     Ok(lf)
 }
 
@@ -220,18 +258,18 @@ mod tests {
     #[test]
     fn the_cache_stays_bounded_and_reuses_descriptors() {
         let dir = std::env::temp_dir().join(format!("lock-core-cache-{}", std::process::id()));
-        let a1 = open(&dir, "a").unwrap();
-        let a2 = open(&dir, "a").unwrap();
+        let a1 = open(&dir, "a", Instant::now()).unwrap();
+        let a2 = open(&dir, "a", Instant::now()).unwrap();
         assert_eq!(a1.path, dir.join("a.lock"));
         assert!(Arc::ptr_eq(&a1, &a2), "a hit re-uses the open file");
         drop((a1, a2));
         let held: Vec<_> = (0..CAP + 10)
-            .map(|i| open(&dir, &format!("h{i}")).unwrap())
+            .map(|i| open(&dir, &format!("h{i}"), Instant::now()).unwrap())
             .collect();
         assert!(open_count() <= CAP);
         drop(held);
         for i in 0..3 * CAP {
-            drop(open(&dir, &format!("x{i}")).unwrap());
+            drop(open(&dir, &format!("x{i}"), Instant::now()).unwrap());
             assert!(open_count() <= CAP);
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -37,8 +37,9 @@
 //!   watches the file with inotify, both *before* its next attempt, so no release is
 //!   missed. A releasing holder that sees waiters bumps the file's times after unlocking,
 //!   and a dying holder's descriptor is closed by the kernel; both wake the waiter at
-//!   once. A bounded backoff re-try (1 ms doubling to 50 ms) is only a safety net there;
-//!   on other systems it is the whole mechanism. Async waits register the inotify
+//!   once. A bounded backoff re-try (1 ms doubling to 50 ms, or to
+//!   `$LOCK_CORE_FILE_POLL_MAX_MS`) is only a safety net there; on other systems, and for
+//!   changes made by other machines on network file systems, it is the whole mechanism. Async waits register the inotify
 //!   descriptor with Tokio (the runtime needs its I/O and time drivers, as
 //!   `#[tokio::main]` and `#[tokio::test]` enable), blocking waits use `poll(2)`.
 //! * **Cancellation.** The OS lock is only ever taken by a non-blocking attempt made by
@@ -172,6 +173,10 @@ pub fn blocking_acquire(name: &str, timeout: Option<Duration>) -> Result<LockGua
 /// True if any process — this one included — holds the file lock `name` in the
 /// [default directory](default_dir) right now. An invalid name, a missing lock file or
 /// an unreadable one counts as not locked.
+///
+/// The probe never disturbs a holder: it takes a *shared* OS lock on a descriptor of its
+/// own for an instant (probes do not conflict with each other) and lets waiters know when
+/// it is done. Only a `try_acquire` racing it in that instant may see `Busy`.
 ///
 /// ```
 /// assert!(!lock_core::file::is_locked("doc-file-nobody"));
@@ -407,8 +412,9 @@ fn io_error(name: &str, path: &Path, source: std::io::Error) -> LockError {
     }
 }
 
-fn open_for(name: &str, dir: &Path) -> Result<Arc<LockFile>, LockError> {
-    cache::open(dir, name).map_err(|(path, e)| io_error(name, &path, e))
+fn open_for(guard: &LockGuard, dir: &Path) -> Result<Arc<LockFile>, LockError> {
+    let name = guard.name();
+    cache::open(dir, name, guard.acquired_at()).map_err(|(path, e)| io_error(name, &path, e))
 }
 
 /// One non-blocking attempt at the OS lock.
@@ -463,7 +469,7 @@ pub(crate) async fn lock_entry(
     let start = Instant::now();
     let mut guard = local::lock(entry, timeout).await?;
     let dir = resolve_dir(dir);
-    let lf = open_for(guard.name(), &dir)?;
+    let lf = open_for(&guard, &dir)?;
     if !try_os(&lf, guard.name())? {
         if timeout == Some(Duration::ZERO) {
             return Err(busy(&lf, guard.name()));
@@ -480,7 +486,7 @@ pub(crate) async fn lock_entry(
 pub(crate) fn try_lock_entry(entry: EntryRef, dir: Option<&Path>) -> Result<LockGuard, LockError> {
     let mut guard = local::try_lock(entry)?;
     let dir = resolve_dir(dir);
-    let lf = open_for(guard.name(), &dir)?;
+    let lf = open_for(&guard, &dir)?;
     if !try_os(&lf, guard.name())? {
         return Err(busy(&lf, guard.name()));
     }
@@ -497,7 +503,7 @@ pub(crate) fn blocking_lock_entry(
     let start = Instant::now();
     let mut guard = local::blocking_lock(entry, timeout)?;
     let dir = resolve_dir(dir);
-    let lf = open_for(guard.name(), &dir)?;
+    let lf = open_for(&guard, &dir)?;
     if !try_os(&lf, guard.name())? {
         if timeout == Some(Duration::ZERO) {
             return Err(busy(&lf, guard.name()));
@@ -521,8 +527,9 @@ pub(crate) fn blocking_lock_entry(
 fn register(w: os::Watch) -> Option<tokio::io::unix::AsyncFd<os::Watch>> {
     // `with_interest` is deprecated in newer Tokio releases in favour of an `unsafe`
     // variant whose contract is that the descriptor stays open and unchanged while
-    // registered. `Watch` owns its descriptor (an `OwnedFd` it never replaces or gives
-    // away), so that contract holds; the safe constructor keeps older Tokio 1.x working.
+    // registered. `Watch` owns its descriptor and only gives it up in its own `Drop`,
+    // which `AsyncFd` runs after deregistering it, so that contract holds; the safe
+    // constructor keeps older Tokio 1.x releases working.
     #[allow(deprecated)]
     let afd = tokio::io::unix::AsyncFd::with_interest(w, tokio::io::Interest::READABLE);
     afd.ok()
@@ -566,11 +573,11 @@ async fn wait_async(
                 Ok(Err(_)) => watch = None,
                 Err(_elapsed) => {}
             }
-            backoff = (backoff * 2).min(os::BACKOFF_MAX);
+            backoff = (backoff * 2).min(os::backoff_max());
             continue;
         }
         tokio::time::sleep(step).await;
-        backoff = (backoff * 2).min(os::BACKOFF_MAX);
+        backoff = (backoff * 2).min(os::backoff_max());
     }
 }
 
@@ -597,11 +604,11 @@ fn wait_blocking(
             if w.wait_blocking(step).is_err() {
                 watch = None;
             }
-            backoff = (backoff * 2).min(os::BACKOFF_MAX);
+            backoff = (backoff * 2).min(os::backoff_max());
             continue;
         }
         std::thread::sleep(step);
-        backoff = (backoff * 2).min(os::BACKOFF_MAX);
+        backoff = (backoff * 2).min(os::backoff_max());
     }
 }
 
@@ -788,7 +795,13 @@ mod tests {
         let d = temp_dir("wake-count");
         let path = d.lock_file("unit-wake-count").unwrap();
         drop(d.try_acquire("unit-wake-count").unwrap()); // creates the file
-        let open = || std::fs::File::options().read(true).write(true).open(&path).unwrap();
+        let open = || {
+            std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
         // Two descriptors, as two processes would have.
         let holder = LockFile::new(open(), path.clone());
         let waiter = LockFile::new(open(), path.clone());
@@ -816,7 +829,9 @@ mod tests {
         waiter.file.unlock().unwrap();
         // The record went through the shared page and reads back.
         assert_eq!(
-            os::read_holder(&waiter.file, "unit-wake-count").unwrap().pid,
+            os::read_holder(&waiter.file, "unit-wake-count")
+                .unwrap()
+                .pid,
             Some(std::process::id())
         );
     }

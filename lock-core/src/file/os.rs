@@ -101,21 +101,55 @@ pub(crate) const RECORD_MAX: usize = 1024;
 /// The part of every record of this process that never changes.
 fn record_head() -> &'static str {
     static HEAD: OnceLock<String> = OnceLock::new();
-    HEAD.get_or_init(|| format!("{MAGIC}\npid={}\nhost={}\n", std::process::id(), host_name()))
+    HEAD.get_or_init(|| {
+        format!(
+            "{MAGIC}\npid={}\nhost={}\n",
+            std::process::id(),
+            host_name()
+        )
+    })
 }
 
-/// Writes the record a holder puts into its lock file into `buf` (no allocation: this
-/// is on the uncontended path) and returns its length.
+/// Writes the record a holder puts into its lock file into `buf` and returns its
+/// length. Hand-rolled (no `fmt`, no allocation): this is on the uncontended path.
 pub(crate) fn record_into(buf: &mut [u8; RECORD_MAX], name: &str, since: SystemTime) -> usize {
-    use std::io::Write;
-    let ms = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let mut cur = io::Cursor::new(&mut buf[..]);
-    // Cannot fail: head ≤ ~300 bytes, name ≤ 256, numbers ≤ 40, all < RECORD_MAX.
-    let _ = write!(cur, "{}since_ms={ms}\nname={name}\nend\n", record_head());
-    cur.position() as usize
+    let ms = since
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut digits = [0u8; 20];
+    let mut d = digits.len();
+    let mut v = ms;
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut n = 0;
+    let parts: [&[u8]; 6] = [
+        record_head().as_bytes(),
+        b"since_ms=",
+        &digits[d..],
+        b"\nname=",
+        name.as_bytes(),
+        b"\nend\n",
+    ];
+    for part in parts {
+        // Cannot overflow for valid names (head ≤ ~300 bytes, name ≤ 256); if it
+        // would, the record just stays without its `end` line, i.e. unreadable.
+        let Some(dst) = buf.get_mut(n..n + part.len()) else {
+            break;
+        };
+        dst.copy_from_slice(part);
+        n += part.len();
+    }
+    n
 }
 
-/// The record as a string (tests and the fallback path).
+/// The record as a string.
+#[cfg(test)]
 pub(crate) fn record(name: &str, since: SystemTime) -> String {
     let mut buf = [0u8; RECORD_MAX];
     let n = record_into(&mut buf, name, since);
@@ -286,11 +320,26 @@ pub(crate) fn pid_alive(_pid: u32) -> bool {
 // ---------------------------------------------------------------------------------------
 // Wake-ups for waiters.
 
-/// Lower and upper bound of the safety-net re-try interval. Wake-ups normally come from
-/// [`Watch`]; the backoff only bounds the damage of a missed event (or is the whole
-/// mechanism where there is no inotify).
+/// Lower bound of the safety-net re-try interval. Wake-ups normally come from [`Watch`];
+/// the backoff only bounds the damage of a missed event (or is the whole mechanism where
+/// there is no inotify).
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(1);
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_millis(50);
+const BACKOFF_MAX_DEFAULT: Duration = Duration::from_millis(50);
+
+/// Upper bound of the re-try interval: `$LOCK_CORE_FILE_POLL_MAX_MS` (1 to 60000) if set
+/// when first needed, else 50 ms. Lower it for lock directories on network file
+/// systems, whose remote changes inotify does not see.
+pub(crate) fn backoff_max() -> Duration {
+    static MAX: OnceLock<Duration> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("LOCK_CORE_FILE_POLL_MAX_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(BACKOFF_MAX_DEFAULT, |ms| {
+                Duration::from_millis(ms.clamp(1, 60_000))
+            })
+    })
+}
 
 #[cfg(target_os = "linux")]
 pub(crate) use linux::Watch;
@@ -302,6 +351,7 @@ mod linux {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
+    use std::sync::Mutex;
     use std::time::Duration;
 
     /// An inotify watch on one lock file. It becomes readable when a holder gives the
@@ -310,30 +360,63 @@ mod linux {
     /// releasing closes its descriptor, which drops its lock). Record writes by a new
     /// holder (`IN_MODIFY`) are deliberately not watched.
     ///
-    /// Dropping the watch closes the inotify instance: nothing outlives a cancelled wait.
+    /// Dropping the watch removes it at once: nothing outlives a cancelled wait. The
+    /// inotify instance itself goes back to a small per-process pool instead of being
+    /// closed, because closing one waits for a kernel RCU grace period (milliseconds) —
+    /// which would otherwise be added to every contended hand-off.
     pub(crate) struct Watch {
-        fd: OwnedFd,
+        fd: Option<OwnedFd>,
+        wd: libc::c_int,
+    }
+
+    /// Idle inotify instances kept for re-use; more than this are closed.
+    const POOL_MAX: usize = 8;
+    static POOL: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+    fn pooled_instance() -> io::Result<OwnedFd> {
+        if let Some(fd) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(fd);
+        }
+        // SAFETY: plain syscall without pointer arguments.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    fn give_back(fd: OwnedFd) {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(fd);
+        }
+        // Else `fd` closes here (rare: more than POOL_MAX waits ended at once).
     }
 
     impl Watch {
         pub(crate) fn new(path: &Path) -> io::Result<Watch> {
             let c = CString::new(path.as_os_str().as_bytes())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            // SAFETY: plain syscall without pointer arguments.
-            let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let fd = pooled_instance()?;
             let mask = libc::IN_ATTRIB | libc::IN_CLOSE_WRITE | libc::IN_CLOSE_NOWRITE;
             // SAFETY: `fd` is a valid inotify descriptor and `c` a NUL-terminated path
             // that lives across the call.
             let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
             if wd < 0 {
-                return Err(io::Error::last_os_error());
+                let e = io::Error::last_os_error();
+                give_back(fd);
+                return Err(e);
             }
-            Ok(Watch { fd })
+            let w = Watch { fd: Some(fd), wd };
+            // Events left from an earlier use of the instance would only cause a spurious
+            // attempt; drop them now.
+            let _ = w.drain();
+            Ok(w)
+        }
+
+        fn raw(&self) -> RawFd {
+            self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
         }
 
         /// Reads every queued event; returns `Err(WouldBlock)` once the queue is empty
@@ -342,8 +425,7 @@ mod linux {
             let mut buf = [0u8; 4096];
             loop {
                 // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-                let n =
-                    unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                let n = unsafe { libc::read(self.raw(), buf.as_mut_ptr().cast(), buf.len()) };
                 if n < 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::Interrupted {
@@ -360,7 +442,7 @@ mod linux {
         /// Blocks until an event is queued or `max` has passed.
         pub(crate) fn wait_blocking(&self, max: Duration) -> io::Result<()> {
             let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
+                fd: self.raw(),
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -383,7 +465,22 @@ mod linux {
 
     impl AsRawFd for Watch {
         fn as_raw_fd(&self) -> RawFd {
-            self.fd.as_raw_fd()
+            self.raw()
+        }
+    }
+
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            let Some(fd) = self.fd.take() else { return };
+            // SAFETY: `fd` is our inotify instance and `wd` the watch it returned; removing
+            // it does not wait for anything (the kernel frees the mark later).
+            let rc = unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), self.wd) };
+            if rc != 0 {
+                // Unknown state: do not re-use this instance.
+                return;
+            }
+            // The removal queues IN_IGNORED; the next user drains it (and anything else).
+            give_back(fd);
         }
     }
 }
@@ -492,6 +589,31 @@ mod tests {
         drop(f);
         let t = Instant::now();
         w.wait_blocking(Duration::from_secs(5)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // The instance goes back to the pool and serves the next watch, on another file;
+        // events of the old file no longer reach it.
+        let other = dir.join("other.lock");
+        let g = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&other)
+            .unwrap();
+        let f = File::options().read(true).write(true).open(&path).unwrap();
+        drop(w);
+        // Usually the pooled instance (unless a parallel test took it first).
+        let w2 = Watch::new(&other).unwrap();
+        touch(&f);
+        let t = Instant::now();
+        w2.wait_blocking(Duration::from_millis(30)).unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(25),
+            "no event from the old file"
+        );
+        touch(&g);
+        let t = Instant::now();
+        w2.wait_blocking(Duration::from_secs(5)).unwrap();
         assert!(t.elapsed() < Duration::from_secs(1));
         let _ = std::fs::remove_dir_all(&dir);
     }

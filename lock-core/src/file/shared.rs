@@ -16,7 +16,9 @@
 //!   a waiter's failed attempt is ordered before the holder's unlock by the kernel's lock
 //!   table, and its increment comes before that attempt, so a releaser that unlocks after
 //!   the attempt also sees the count. A waiter killed while waiting leaves the count too
-//!   high: releasers then wake nobody in vain — slower, never wrong.
+//!   high: releasers then wake nobody in vain — slower, never wrong. A process that could
+//!   not map the page (file systems without shared mappings) always wakes on release,
+//!   and when it waits without being counted it relies on its backoff re-tries.
 //!
 //! A lock file must not be truncated by anyone while processes use it (a mapped page
 //! beyond the end of a file faults); this crate never truncates one.
@@ -71,7 +73,8 @@ impl SharedPage {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let ptr =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(SharedPage { ptr })
     }
 
@@ -128,7 +131,8 @@ mod tests {
     use super::*;
 
     fn file(tag: &str) -> (std::path::PathBuf, File) {
-        let dir = std::env::temp_dir().join(format!("lock-core-shared-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("lock-core-shared-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("p.lock");
         let f = File::options()

@@ -8,10 +8,14 @@
 //! * **It expires.** A lease has a time to live (TTL). While the [`LeaseGuard`] lives,
 //!   a watchdog task renews it every TTL/3. If the holder stalls (GC pause, `SIGSTOP`,
 //!   a network partition) for longer than the TTL, another process may take the lease
-//!   while the stalled one still believes it holds it.
+//!   while the stalled one still believes it holds it. A renewal the store *refuses*
+//!   marks the lease lost at once; a renewal that *fails* (connection trouble) is retried
+//!   every few milliseconds — the stores reconnect — for as long as the lease is
+//!   certainly valid, and the lease is marked lost when that time runs out.
 //! * **It carries a fencing token.** [`LeaseGuard::fence`] is a number that strictly
 //!   increases, per name, with every acquisition, across holders, releases and store
-//!   restarts (PostgreSQL; see [`redis`](crate::lease) for Redis' limits). The protected
+//!   restarts (with PostgreSQL; the Redis store's counter restarts if Redis loses its
+//!   data — see its module docs). The protected
 //!   resource must remember the highest token it has seen and refuse writes that carry a
 //!   lower one. This is what makes a stale holder harmless.
 //! * **It can be lost.** [`LeaseGuard::remaining`] says how long the lease is certainly
@@ -72,6 +76,26 @@
 //! the [`LeaseGuard`]. Before the store is asked, the in-process lock of the same name is
 //! taken, so waiters in one process queue locally and only one of them polls the store;
 //! re-entry is detected as for the other modes.
+//!
+//! ```no_run
+//! # #[cfg(feature = "postgres")]
+//! # mod demo {
+//! use std::sync::LazyLock;
+//! use lock_core::lease::postgres::PostgresStore;
+//!
+//! static LOCKS: LazyLock<PostgresStore> = LazyLock::new(|| {
+//!     PostgresStore::new("postgres://app@127.0.0.1/app").expect("a valid URL")
+//! });
+//!
+//! #[lock_core::locked(name = "nightly-report", store = LOCKS, lease_ms = 30_000, guard = g)]
+//! async fn nightly_report() -> Result<u64, lock_core::LockError> {
+//!     let fence = g.check()?; // Err(Lost) once the lease may have expired
+//!     // ... write with `WHERE last_fence <= fence` ...
+//!     Ok(fence)
+//! }
+//! # }
+//! # fn main() {}
+//! ```
 //!
 //! # Writing your own store
 //!
@@ -263,40 +287,6 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
         name: &str,
         lease: &Lease,
     ) -> impl Future<Output = Result<bool, LockError>> + Send;
-}
-
-/// A `&'static` store is a store too, so a `static` (or a leaked or `LazyLock`-held
-/// store) can be passed by reference.
-impl<S: LeaseStore> LeaseStore for &'static S {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    fn default_ttl(&self) -> Duration {
-        (**self).default_ttl()
-    }
-    fn try_acquire(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<Attempt, LockError>> + Send {
-        (**self).try_acquire(name, owner, ttl)
-    }
-    fn refresh(
-        &self,
-        name: &str,
-        lease: &Lease,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, LockError>> + Send {
-        (**self).refresh(name, lease, ttl)
-    }
-    fn release(
-        &self,
-        name: &str,
-        lease: &Lease,
-    ) -> impl Future<Output = Result<bool, LockError>> + Send {
-        (**self).release(name, lease)
-    }
 }
 
 /// How to take a lease: TTL, how long to wait, and the retry pacing.
@@ -506,14 +496,19 @@ impl LeaseGuard {
         }
         match self.remaining() {
             Some(_) => Ok(self.fence()),
-            None => Err(self.lost_error("the lease may have expired (no renewal confirmed in time)")),
+            None => {
+                Err(self.lost_error("the lease may have expired (no renewal confirmed in time)"))
+            }
         }
     }
 
     fn lost_error(&self, reason: &str) -> LockError {
         LockError::Lost {
             name: self.name.to_string(),
-            reason: format!("{reason} (fence {}, store {})", self.lease.fence, self.store),
+            reason: format!(
+                "{reason} (fence {}, store {})",
+                self.lease.fence, self.store
+            ),
         }
     }
 
@@ -560,17 +555,31 @@ impl LeaseGuard {
     /// Releases the lease now and reports the outcome: `Ok` if the store gave it up,
     /// [`LockError::NotHeld`] if it had already expired or been taken over, or the
     /// store's error.
+    ///
+    /// Cancel-safe: if this future is dropped, the release still completes in the
+    /// background.
     pub async fn release(mut self) -> Result<(), LockError> {
         if let Some(w) = self.watchdog.take() {
             w.abort();
         }
         let releaser = self.releaser.take();
         let local = self.local.take();
-        let result = match releaser {
-            Some(r) => r().await,
-            None => Ok(true),
-        };
-        drop(local);
+        // In a task of its own, so that cancelling this future cannot stop a release
+        // half-way (the in-process lock goes once the store has answered).
+        let task = self.runtime.spawn(async move {
+            let result = match releaser {
+                Some(r) => r().await,
+                None => Ok(true),
+            };
+            drop(local);
+            result
+        });
+        let result = task.await.unwrap_or_else(|e| {
+            Err(LockError::ReleaseFailed {
+                name: self.name.to_string(),
+                reason: format!("the release task failed: {e}"),
+            })
+        });
         match result {
             Ok(true) => Ok(()),
             Ok(false) => Err(LockError::NotHeld {
@@ -594,10 +603,10 @@ impl Drop for LeaseGuard {
             let local = self.local.take();
             // Never block here: the release runs on the runtime that acquired the lease;
             // if that runtime is gone, the lease simply expires after its TTL.
-            let _ = self.runtime.spawn(async move {
+            drop(self.runtime.spawn(async move {
                 let _ = r().await;
                 drop(local);
-            });
+            }));
         }
     }
 }
@@ -653,13 +662,18 @@ pub async fn acquire<S: LeaseStore>(
     acquire_entry(store, entry, opts).await
 }
 
-pub(crate) async fn acquire_for_macro<S: LeaseStore + ?Sized>(
+pub(crate) async fn acquire_for_macro<S: LeaseStore>(
     store: &S,
     keys: crate::__private::Keys,
     opts: crate::__private::StoreOptions,
 ) -> Result<LeaseGuard, LockError> {
     let mut entries = crate::__private::entries(keys)?;
-    if entries.len() != 1 {
+    let entry = if entries.len() == 1 {
+        entries.pop()
+    } else {
+        None
+    };
+    let Some(entry) = entry else {
         let names: Vec<&str> = entries.iter().map(|e| e.name()).collect();
         return Err(LockError::AcquireFailed {
             name: names.join(", "),
@@ -667,9 +681,6 @@ pub(crate) async fn acquire_for_macro<S: LeaseStore + ?Sized>(
                      nest two locked functions (in sorted name order) to hold several leases"
                 .into(),
         });
-    }
-    let Some(entry) = entries.pop() else {
-        unreachable!("checked above")
     };
     let mut o = LeaseOptions::new().timeout_opt(opts.timeout_ms.map(Duration::from_millis));
     if let Some(ms) = opts.lease_ms {
@@ -678,7 +689,7 @@ pub(crate) async fn acquire_for_macro<S: LeaseStore + ?Sized>(
     acquire_entry(store, entry, o).await
 }
 
-async fn acquire_entry<S: LeaseStore + ?Sized>(
+async fn acquire_entry<S: LeaseStore>(
     store: &S,
     entry: EntryRef,
     opts: LeaseOptions,
@@ -730,7 +741,9 @@ async fn acquire_entry<S: LeaseStore + ?Sized>(
         match attempt {
             Ok(Attempt::Acquired(lease)) => {
                 let local = pending.local.take();
-                return Ok(start_guard(store, name, lease, ttl, margin, sent, local, runtime));
+                return Ok(start_guard(
+                    store, name, lease, ttl, margin, sent, local, runtime,
+                ));
             }
             Ok(Attempt::Held { holder }) => {
                 let holder = holder.map(|h| util::holder_from_owner(&h, &store.describe()));
@@ -761,7 +774,7 @@ async fn acquire_entry<S: LeaseStore + ?Sized>(
 }
 
 /// The state of an acquisition in progress; its `Drop` cleans up after cancellation.
-struct Pending<S: LeaseStore + ?Sized> {
+struct Pending<S: LeaseStore> {
     store: S,
     name: Arc<str>,
     local: Option<LockGuard>,
@@ -769,14 +782,15 @@ struct Pending<S: LeaseStore + ?Sized> {
     runtime: tokio::runtime::Handle,
 }
 
-impl<S: LeaseStore + ?Sized> Pending<S> {
+impl<S: LeaseStore> Pending<S> {
     async fn wait(&mut self) -> Result<Attempt, LockError> {
-        let Some(task) = self.task.as_mut() else {
-            unreachable!("a request is in flight")
+        let joined = match self.task.as_mut() {
+            Some(task) => task.await,
+            None => return Ok(Attempt::Held { holder: None }),
         };
-        let r = task.await;
+        // Only now: if this future is dropped while awaiting, `Drop` sees the task.
         self.task = None;
-        r.unwrap_or_else(|e| {
+        joined.unwrap_or_else(|e| {
             Err(LockError::AcquireFailed {
                 name: self.name.to_string(),
                 reason: format!("the store request task failed: {e}"),
@@ -785,7 +799,7 @@ impl<S: LeaseStore + ?Sized> Pending<S> {
     }
 }
 
-impl<S: LeaseStore + ?Sized> Drop for Pending<S> {
+impl<S: LeaseStore> Drop for Pending<S> {
     fn drop(&mut self) {
         let Some(task) = self.task.take() else {
             return;
@@ -795,17 +809,17 @@ impl<S: LeaseStore + ?Sized> Drop for Pending<S> {
         let store = self.store.clone();
         let name = self.name.clone();
         let local = self.local.take();
-        let _ = self.runtime.spawn(async move {
+        drop(self.runtime.spawn(async move {
             if let Ok(Ok(Attempt::Acquired(lease))) = task.await {
                 let _ = store.release(&name, &lease).await;
             }
             drop(local);
-        });
+        }));
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn start_guard<S: LeaseStore + ?Sized>(
+fn start_guard<S: LeaseStore>(
     store: &S,
     name: Arc<str>,
     lease: Lease,
@@ -857,7 +871,7 @@ fn start_guard<S: LeaseStore + ?Sized>(
 /// A refused renewal marks the lease lost at once. A failed one (connection trouble) is
 /// retried quickly — the stores reconnect — for as long as the lease is certainly still
 /// valid; when that time runs out without a confirmed renewal, the lease is marked lost.
-async fn watchdog<S: LeaseStore + ?Sized>(
+async fn watchdog<S: LeaseStore>(
     store: S,
     name: Arc<str>,
     lease: Lease,
@@ -904,7 +918,9 @@ async fn watchdog<S: LeaseStore + ?Sized>(
             }
             Err(_) => {
                 let why = last_error.unwrap_or_else(|| "no answer from the store".to_owned());
-                shared.mark_lost(format!("renewal did not complete before the lease may have expired: {why}"));
+                shared.mark_lost(format!(
+                    "renewal did not complete before the lease may have expired: {why}"
+                ));
                 return;
             }
         }

@@ -15,12 +15,17 @@
 //!
 //! * **Acquire** is one `INSERT … ON CONFLICT (name) DO UPDATE … WHERE expires_at <=
 //!   clock_timestamp() RETURNING fence`: it succeeds only when the name is new or its
-//!   lease has expired by the *server's* clock. The fence is a fresh `nextval` of the
+//!   lease has expired by the *server's* clock (or the row already carries the caller's
+//!   own owner string — owners are unique per acquisition, so that only happens when a
+//!   request is repeated after its answer was lost). The fence is a fresh `nextval` of the
 //!   sequence, drawn under the row lock, so it is greater than every earlier fence of the
 //!   name; sequences are durable, so fences survive releases and server restarts.
 //! * **Refresh** and **release** are `UPDATE`s that compare owner *and* fence and require
 //!   the lease to be still live. Release never deletes the row: it sets `expires_at` to
 //!   now, so the name's history (and its fence order) stays.
+//!
+//! A statement that meets a dead pooled connection (server restart,
+//! `pg_terminate_backend`) is repeated on a fresh one; all three are safe to repeat.
 //!
 //! Every operation is a single plain statement sent as an unnamed statement with typed
 //! parameters (one round trip, no named prepared statements, no explicit transaction),
@@ -137,7 +142,7 @@ impl Sql {
                          fence = nextval('{seq}'), \
                          expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond', \
                          acquired_at = clock_timestamp() \
-                     WHERE l.expires_at <= clock_timestamp() \
+                     WHERE l.expires_at <= clock_timestamp() OR l.owner = EXCLUDED.owner \
                    RETURNING l.fence) \
                  SELECT fence, NULL::text AS holder FROM taken \
                  UNION ALL \
@@ -272,7 +277,12 @@ fn describe_config(cfg: &tokio_postgres::Config, schema: &str, table: &str) -> S
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let port = cfg.get_ports().get(i).or(cfg.get_ports().first()).copied().unwrap_or(5432);
+            let port = cfg
+                .get_ports()
+                .get(i)
+                .or(cfg.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
             match h {
                 Host::Tcp(s) => format!("{s}:{port}"),
                 #[cfg(unix)]
@@ -312,7 +322,12 @@ impl PostgresStore {
     /// A store on a pool you built (for TLS, custom settings or sharing the app's pool).
     /// `schema` and `table` name the lease table; `label` describes the store in errors
     /// (it must not contain credentials).
-    pub fn from_pool(pool: Pool, label: &str, schema: &str, table: &str) -> Result<Self, LockError> {
+    pub fn from_pool(
+        pool: Pool,
+        label: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Self, LockError> {
         check_identifier("schema name", schema, 63).map_err(config_error)?;
         check_identifier("table name", table, MAX_TABLE_LEN).map_err(config_error)?;
         Ok(Self::with_pool(
@@ -391,7 +406,7 @@ impl PostgresStore {
         })
     }
 
-    async fn ready(&self, name: &str) -> Result<deadpool_postgres::Object, LockError> {
+    async fn ready(&self, name: &str) -> Result<(), LockError> {
         if self.inner.auto_migrate && self.inner.migrated.get().is_none() {
             self.migrate().await.map_err(|e| match e {
                 LockError::Store { store, message, .. } => LockError::Store {
@@ -402,7 +417,37 @@ impl PostgresStore {
                 other => other,
             })?;
         }
-        self.client(name).await
+        Ok(())
+    }
+
+    /// Runs one statement; if the pooled connection turns out to be dead (server
+    /// restart, `pg_terminate_backend`), again on another one — at most once per pool
+    /// slot plus one, since every idle connection may have died at once. Dead
+    /// connections are dropped from the pool on the way. All three statements
+    /// are safe to repeat: acquire re-grants to its own owner (owners are unique per
+    /// acquisition), refresh and release compare owner and fence.
+    async fn query(
+        &self,
+        name: &str,
+        what: &str,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, LockError> {
+        let max_tries = self.inner.pool.status().max_size + 1;
+        let mut tries = 0;
+        loop {
+            let client = self.client(name).await?;
+            match client.query_typed(sql, params).await {
+                Ok(rows) => return Ok(rows),
+                Err(e) if is_dead_connection(&e) && tries + 1 < max_tries => {
+                    tries += 1;
+                    // Not back into the pool: it is dead.
+                    drop(deadpool_postgres::Object::take(client));
+                    self.inner.pool.retain(|c, _| !c.is_closed());
+                }
+                Err(e) => return Err(self.error(name, what, &e)),
+            }
+        }
     }
 
     fn error(&self, name: &str, what: &str, e: &tokio_postgres::Error) -> LockError {
@@ -420,8 +465,24 @@ impl PostgresStore {
 
 fn is_duplicate(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
-    e.code()
-        .is_some_and(|c| *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE || *c == SqlState::DUPLICATE_OBJECT)
+    e.code().is_some_and(|c| {
+        *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::DUPLICATE_TABLE
+            || *c == SqlState::DUPLICATE_OBJECT
+    })
+}
+
+fn is_dead_connection(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(c) = e.code() {
+        return *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW;
+    }
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
 fn ttl_ms(ttl: Duration) -> i64 {
@@ -449,20 +510,26 @@ impl LeaseStore for PostgresStore {
         self.inner.default_ttl
     }
 
-    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Attempt, LockError> {
-        let client = self.ready(name).await?;
+    async fn try_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Attempt, LockError> {
+        self.ready(name).await?;
         let ms = ttl_ms(ttl);
         let params: [(&(dyn ToSql + Sync), Type); 3] =
             [(&name, Type::TEXT), (&owner, Type::TEXT), (&ms, Type::INT8)];
-        let rows = client
-            .query_typed(&self.inner.sql.acquire, &params)
-            .await
-            .map_err(|e| self.error(name, "acquire", &e))?;
+        let rows = self
+            .query(name, "acquire", &self.inner.sql.acquire, &params)
+            .await?;
         let Some(row) = rows.first() else {
             // A concurrent acquirer inserted the row and is not visible to our snapshot.
             return Ok(Attempt::Held { holder: None });
         };
-        let fence: Option<i64> = row.try_get(0).map_err(|e| self.error(name, "acquire", &e))?;
+        let fence: Option<i64> = row
+            .try_get(0)
+            .map_err(|e| self.error(name, "acquire", &e))?;
         match fence {
             Some(f) => Ok(Attempt::Acquired(Lease::new(
                 u64::try_from(f).unwrap_or(0),
@@ -475,7 +542,6 @@ impl LeaseStore for PostgresStore {
     }
 
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
-        let client = self.client(name).await?;
         let (ms, fence) = (ttl_ms(ttl), fence_param(lease.fence));
         let params: [(&(dyn ToSql + Sync), Type); 4] = [
             (&name, Type::TEXT),
@@ -483,25 +549,22 @@ impl LeaseStore for PostgresStore {
             (&fence, Type::INT8),
             (&ms, Type::INT8),
         ];
-        let rows = client
-            .query_typed(&self.inner.sql.refresh, &params)
-            .await
-            .map_err(|e| self.error(name, "refresh", &e))?;
+        let rows = self
+            .query(name, "refresh", &self.inner.sql.refresh, &params)
+            .await?;
         Ok(!rows.is_empty())
     }
 
     async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
-        let client = self.client(name).await?;
         let fence = fence_param(lease.fence);
         let params: [(&(dyn ToSql + Sync), Type); 3] = [
             (&name, Type::TEXT),
             (&lease.owner, Type::TEXT),
             (&fence, Type::INT8),
         ];
-        let rows = client
-            .query_typed(&self.inner.sql.release, &params)
-            .await
-            .map_err(|e| self.error(name, "release", &e))?;
+        let rows = self
+            .query(name, "release", &self.inner.sql.release, &params)
+            .await?;
         Ok(!rows.is_empty())
     }
 }

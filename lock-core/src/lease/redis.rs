@@ -26,7 +26,7 @@
 //! one when an occasional double run is merely wasteful.
 //!
 //! Connections use the `redis` crate's Tokio connection manager, which reconnects after
-//! a dropped connection. The crate is re-exported as [`redis`](self::redis).
+//! a dropped connection. The crate is re-exported as [`redis`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lock_core::LockError> {
@@ -40,24 +40,33 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use ::redis;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Script};
+use ::redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation};
 
 use super::{Attempt, Lease, LeaseStore, DEFAULT_TTL};
 use crate::LockError;
 
+// KEYS[1] = lock:{name}, KEYS[2] = lock:{name}:fence; ARGV[1] = owner, ARGV[2] = TTL ms.
+// The value is "fence:owner". Owners are unique per acquisition, so finding our own
+// owner means a retry of a request whose answer was lost: it is answered again.
 const ACQUIRE: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], fence .. ':' .. ARGV[1], 'PX', ARGV[2])
   return {fence, ''}
 end
-return {0, redis.call('GET', KEYS[1]) or ''}
+local current = redis.call('GET', KEYS[1]) or ''
+local sep = string.find(current, ':', 1, true)
+if sep and string.sub(current, sep + 1) == ARGV[1] then
+  return {tonumber(string.sub(current, 1, sep - 1)), ''}
+end
+return {0, current}
 ";
 
 const REFRESH: &str = r"
@@ -85,7 +94,9 @@ pub struct RedisStore {
 struct Inner {
     client: Client,
     config: ConnectionManagerConfig,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    /// The shared connection and its generation (see [`RedisStore::conn`]).
+    conn: Mutex<Option<(u64, ConnectionManager)>>,
+    generation: AtomicU64,
     prefix: String,
     describe: String,
     default_ttl: Duration,
@@ -168,7 +179,8 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 client,
                 config,
-                conn: tokio::sync::OnceCell::new(),
+                conn: Mutex::new(None),
+                generation: AtomicU64::new(0),
                 prefix: self.prefix,
                 describe,
                 default_ttl: self.default_ttl,
@@ -227,16 +239,65 @@ impl RedisStore {
         format!("{}:{{{}}}:fence", self.inner.prefix, encode(name))
     }
 
-    async fn conn(&self, name: &str) -> Result<ConnectionManager, LockError> {
-        let inner = &self.inner;
-        inner
-            .conn
-            .get_or_try_init(|| {
-                ConnectionManager::new_with_config(inner.client.clone(), inner.config.clone())
-            })
-            .await
-            .cloned()
-            .map_err(|e| self.error(name, "connect", &e))
+    fn slot(&self) -> MutexGuard<'_, Option<(u64, ConnectionManager)>> {
+        // Never held across an await; a poisoned slot still holds a usable value.
+        self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shared connection, made on first use. Its I/O is driven by a task on the
+    /// runtime that made it; if that connection dies for good (for example because that
+    /// runtime shut down), [`forget`](Self::forget) drops it and the next call makes a
+    /// new one on the caller's runtime.
+    async fn conn(&self, name: &str) -> Result<(u64, ConnectionManager), LockError> {
+        if let Some(c) = self.slot().clone() {
+            return Ok(c);
+        }
+        let made = ConnectionManager::new_with_config(
+            self.inner.client.clone(),
+            self.inner.config.clone(),
+        )
+        .await
+        .map_err(|e| self.error(name, "connect", &e))?;
+        let mut slot = self.slot();
+        if let Some(c) = slot.clone() {
+            return Ok(c);
+        }
+        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *slot = Some((generation, made.clone()));
+        Ok((generation, made))
+    }
+
+    fn forget(&self, generation: u64) {
+        let mut slot = self.slot();
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
+    }
+
+    /// Runs a script; after a connection-level failure, once more on a fresh connection
+    /// (all three scripts are safe to repeat: acquire recognises its own owner, refresh
+    /// and release compare-and-set).
+    async fn run<T: FromRedisValue>(
+        &self,
+        name: &str,
+        what: &str,
+        call: &ScriptInvocation<'_>,
+    ) -> Result<T, LockError> {
+        let mut tries = 0;
+        loop {
+            let (generation, mut conn) = self.conn(name).await?;
+            match call.invoke_async(&mut conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) if is_connection_error(&e) => {
+                    self.forget(generation);
+                    tries += 1;
+                    if tries == 2 {
+                        return Err(self.error(name, what, &e));
+                    }
+                }
+                Err(e) => return Err(self.error(name, what, &e)),
+            }
+        }
     }
 
     fn error(&self, name: &str, what: &str, e: &::redis::RedisError) -> LockError {
@@ -263,6 +324,10 @@ fn encode(name: &str) -> String {
     out
 }
 
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
 fn value_of(lease: &Lease) -> String {
     format!("{}:{}", lease.fence, lease.owner)
 }
@@ -273,7 +338,9 @@ fn ttl_ms(ttl: Duration) -> u64 {
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RedisStore").field(&self.inner.describe).finish()
+        f.debug_tuple("RedisStore")
+            .field(&self.inner.describe)
+            .finish()
     }
 }
 
@@ -286,18 +353,15 @@ impl LeaseStore for RedisStore {
         self.inner.default_ttl
     }
 
-    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Attempt, LockError> {
-        let mut conn = self.conn(name).await?;
-        let (fence, holder): (u64, String) = self
-            .inner
-            .acquire
-            .key(self.lease_key(name))
-            .key(self.fence_key(name))
-            .arg(owner)
-            .arg(ttl_ms(ttl))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(name, "acquire", &e))?;
+    async fn try_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Attempt, LockError> {
+        let mut call = self.inner.acquire.key(self.lease_key(name));
+        call.key(self.fence_key(name)).arg(owner).arg(ttl_ms(ttl));
+        let (fence, holder): (u64, String) = self.run(name, "acquire", &call).await?;
         if fence > 0 {
             return Ok(Attempt::Acquired(Lease::new(fence, owner)));
         }
@@ -311,29 +375,16 @@ impl LeaseStore for RedisStore {
     }
 
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
-        let mut conn = self.conn(name).await?;
-        let n: i64 = self
-            .inner
-            .refresh
-            .key(self.lease_key(name))
-            .arg(value_of(lease))
-            .arg(ttl_ms(ttl))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(name, "refresh", &e))?;
+        let mut call = self.inner.refresh.key(self.lease_key(name));
+        call.arg(value_of(lease)).arg(ttl_ms(ttl));
+        let n: i64 = self.run(name, "refresh", &call).await?;
         Ok(n == 1)
     }
 
     async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
-        let mut conn = self.conn(name).await?;
-        let n: i64 = self
-            .inner
-            .release
-            .key(self.lease_key(name))
-            .arg(value_of(lease))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error(name, "release", &e))?;
+        let mut call = self.inner.release.key(self.lease_key(name));
+        call.arg(value_of(lease));
+        let n: i64 = self.run(name, "release", &call).await?;
         Ok(n == 1)
     }
 }

@@ -120,9 +120,7 @@ impl Backoff {
 /// with a digit, at most `max` bytes.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn check_identifier(what: &str, s: &str, max: usize) -> Result<(), String> {
-    let ok_chars = s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     let starts_ok = s
         .bytes()
         .next()

@@ -2,7 +2,7 @@
 // /// Docs stay.
 // #[must_use = "check it"]
 // pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
-// Ok(entry * 2)
+//     Ok(entry * 2)
 // }
 
 /// Docs stay.

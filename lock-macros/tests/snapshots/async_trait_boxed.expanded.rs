@@ -2,13 +2,13 @@
 // fn call<'life0, 'async_trait>(&'life0 self, n: u32) -> ::core::pin::Pin<Box<dyn ::core::future::Future<Output = Result<u32, std::io::Error>> + ::core::marker::Send + 'async_trait>>
 // where 'life0: 'async_trait, Self: 'async_trait
 // {
-// Box::pin(async move {
-// let __self = self;
-// let n = n;
-// let __ret: Result<u32, std::io::Error> = { Ok(n) };
-// #[allow(unreachable_code)]
-// __ret
-// })
+//     Box::pin(async move {
+//         let __self = self;
+//         let n = n;
+//         let __ret: Result<u32, std::io::Error> = { Ok(n) };
+//         #[allow(unreachable_code)]
+//         __ret
+//     })
 // }
 
 fn call<'life0, 'async_trait>(

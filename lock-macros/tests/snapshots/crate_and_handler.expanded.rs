@@ -1,7 +1,7 @@
 // #[locked(name = "db", crate = "my_locks", on_error = crate::to_status)]
 // fn status() -> Status {
-// #![allow(clippy::let_unit_value)]
-// Status::Ok
+//     #![allow(clippy::let_unit_value)]
+//     Status::Ok
 // }
 
 fn status() -> Status {

@@ -1,7 +1,7 @@
 // #[locked(name = "account-{id}", guard = g, on_error = "panic")]
 // async fn credit(id: u32, amount: i64) -> i64 {
-// let _ = g.name();
-// amount
+//     let _ = g.name();
+//     amount
 // }
 
 async fn credit(id: u32, amount: i64) -> i64 {

@@ -4,4 +4,5 @@
 ::core::compile_error! {
     "unknown argument `nmae` (did you mean `name`?); valid arguments are `name`, `timeout_ms`, `file`, `store`, `lease_ms`, `guard`, `on_error`, `crate`"
 }
+#[allow(unused_variables)]
 async fn f() {}

@@ -1,7 +1,7 @@
 // #[locked(name = "job-{id}", file = "target/locks")]
 // fn job(id: u64) -> impl std::future::Future<Output = Result<u64, std::io::Error>> + Send {
-// let doubled = id * 2;
-// async move { Ok(doubled) }
+//     let doubled = id * 2;
+//     async move { Ok(doubled) }
 // }
 
 fn job(

@@ -1,6 +1,6 @@
 // #[locked(name = ["user-{from}", "user-{to}"], timeout_ms = 0)]
 // async fn transfer<T: std::fmt::Display + Send>(from: T, to: T) -> anyhow::Result<()> where T: Sync {
-// Ok(())
+//     Ok(())
 // }
 
 async fn transfer<T: std::fmt::Display + Send>(from: T, to: T) -> anyhow::Result<()>

@@ -1,6 +1,6 @@
 // #[locked(name = ["cache", "db", "cache"], file)]
 // fn both() -> std::io::Result<()> {
-// Ok(())
+//     Ok(())
 // }
 
 fn both() -> std::io::Result<()> {

@@ -1,11 +1,14 @@
 // #[locked(name = "report", store = crate::LOCKS, lease_ms = 30000, guard = lease)]
 // async fn report() -> Result<(), lock_core::LockError> {
-// Ok(())
+//     Ok(())
 // }
 
 async fn report() -> Result<(), lock_core::LockError> {
     let lock_core_held = match ::lock_core::__private::acquire_store(
-            &(crate::LOCKS),
+            {
+                use ::lock_core::__private::StoreArg as _;
+                (crate::LOCKS).lock_core_store()
+            },
             ::lock_core::__private::Keys::Site({
                 static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
                     "report",

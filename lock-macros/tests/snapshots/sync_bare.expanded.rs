@@ -1,6 +1,6 @@
 // #[locked]
 // fn tick(counter: &std::sync::atomic::AtomicUsize) {
-// counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+//     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 // }
 
 fn tick(counter: &std::sync::atomic::AtomicUsize) {

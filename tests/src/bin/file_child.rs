@@ -10,6 +10,8 @@
 //! * `wait <dir> <name> <timeout-ms>` — `acquire_timeout`; prints `acquired <unix-ns>`
 //!   (the moment it got the lock) or `err <code> <holder pid>`.
 //! * `is-locked <dir> <name>` — prints `true` or `false`.
+//! * `stamp <dir> <name>` — waits for a line on stdin, prints `at <unix-ns>` (the
+//!   wake-up floor through a pipe, to compare hand-offs with).
 //!
 //! Every wait is bounded; a child never outlives a minute.
 
@@ -45,7 +47,7 @@ fn step(path: &std::path::Path, i: usize) {
         Err(e) => panic!("read {}: {e}", path.display()),
     };
     // Widen the read-modify-write window so that a broken lock loses updates.
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         std::thread::sleep(Duration::from_micros(200));
     } else {
         std::thread::yield_now();
@@ -135,6 +137,12 @@ fn main() {
             });
         }
         "is-locked" => say(&dir.is_locked(name).to_string()),
+        "stamp" => {
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            say(&format!("at {}", now_ns()));
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        }
         other => panic!("unknown command {other}"),
     }
 }

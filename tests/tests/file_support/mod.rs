@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-/// A directory no other test (or run) uses: `<temp>/lock-core-it-<tag>-<pid>-<n>-<ns>`.
-pub fn fresh_dir(tag: &str) -> PathBuf {
+/// A directory no other test (or run) uses: `<temp>/lock-core-it-<tag>-<pid>-<n>-<ns>`,
+/// removed with its lock files when the test is done with it.
+pub fn fresh_dir(tag: &str) -> TestDir {
     static N: AtomicUsize = AtomicUsize::new(0);
     let ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -23,7 +24,37 @@ pub fn fresh_dir(tag: &str) -> PathBuf {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TestDir(dir)
+}
+
+/// See [`fresh_dir`]. Declared first in a test, it is dropped last — after the guards
+/// and child processes that use it.
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TestDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        // Test hygiene only: the library itself never deletes lock files.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running `file_child`; killed (and reaped) on drop.
@@ -37,8 +68,14 @@ pub const LINE_WAIT: Duration = Duration::from_secs(20);
 
 impl Child {
     pub fn spawn(args: &[&str]) -> Child {
+        Child::spawn_env(args, &[])
+    }
+
+    /// Like [`Child::spawn`], with extra environment variables.
+    pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Child {
         let mut proc = Command::new(env!("CARGO_BIN_EXE_file_child"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

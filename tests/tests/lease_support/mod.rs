@@ -137,7 +137,12 @@ impl LeaseStore for AnyStore {
             AnyStore::Redis(s) => s.describe(),
         }
     }
-    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Attempt, LockError> {
+    async fn try_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Attempt, LockError> {
         match self {
             AnyStore::Postgres(s) => s.try_acquire(name, owner, ttl).await,
             AnyStore::Redis(s) => s.try_acquire(name, owner, ttl).await,
@@ -210,7 +215,10 @@ impl Db {
         let fence = fence as i64;
         let row = self
             .client
-            .query_one("SELECT value FROM lease_test_resource WHERE name = $1", &[&name])
+            .query_one(
+                "SELECT value FROM lease_test_resource WHERE name = $1",
+                &[&name],
+            )
             .await
             .expect("read");
         let v: i64 = row.get(0);
@@ -251,7 +259,10 @@ impl Db {
 
     pub async fn value(&self, name: &str) -> i64 {
         self.client
-            .query_one("SELECT value FROM lease_test_resource WHERE name = $1", &[&name])
+            .query_one(
+                "SELECT value FROM lease_test_resource WHERE name = $1",
+                &[&name],
+            )
             .await
             .expect("value")
             .get(0)
@@ -259,7 +270,10 @@ impl Db {
 
     pub async fn fence_log(&self, name: &str) -> Vec<i64> {
         self.client
-            .query("SELECT fence FROM lease_test_log WHERE name = $1 ORDER BY id", &[&name])
+            .query(
+                "SELECT fence FROM lease_test_log WHERE name = $1 ORDER BY id",
+                &[&name],
+            )
             .await
             .expect("log")
             .iter()
@@ -335,7 +349,11 @@ pub async fn steal(kind: Kind, name: &str, delete: bool) {
             let store = RedisStore::new(&redis_url()).unwrap();
             let mut c = redis_conn().await;
             let n: i64 = if delete {
-                redis::cmd("DEL").arg(store.lease_key(name)).query_async(&mut c).await.unwrap()
+                redis::cmd("DEL")
+                    .arg(store.lease_key(name))
+                    .query_async(&mut c)
+                    .await
+                    .unwrap()
             } else {
                 redis::cmd("PEXPIRE")
                     .arg(store.lease_key(name))
@@ -373,14 +391,22 @@ pub async fn redis_kill_clients_of(pid: u32) -> usize {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() > 9 && inodes.iter().any(|i| i == f[9]) {
-                if let Some(port) = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                if let Some(port) = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                {
                     ports.push(port);
                 }
             }
         }
     }
     let mut c = redis_conn().await;
-    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let mut killed = 0;
     for line in list.lines() {
         let addr = line
@@ -417,13 +443,19 @@ impl ChildProc {
     pub fn spawn(role: &str, kind: Kind, name: &str, env: &[(&str, String)]) -> ChildProc {
         let exe = std::env::current_exe().expect("test binary path");
         let mut cmd = Command::new(exe);
-        cmd.args(["--exact", "lease_child", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, role)
-            .env("LEASE_STORE", kind.as_str())
-            .env("LEASE_NAME", name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "--exact",
+            "lease_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, role)
+        .env("LEASE_STORE", kind.as_str())
+        .env("LEASE_NAME", name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -514,11 +546,18 @@ impl ChildProc {
         loop {
             match self.child.try_wait().expect("try_wait") {
                 Some(status) => {
-                    assert!(status.success(), "child {pid} failed: {status}; said {:?}", self.drain());
+                    assert!(
+                        status.success(),
+                        "child {pid} failed: {status}; said {:?}",
+                        self.drain()
+                    );
                     return;
                 }
                 None if Instant::now() > deadline => {
-                    panic!("child {pid} still running after {within:?}; said {:?}", self.drain())
+                    panic!(
+                        "child {pid} still running after {within:?}; said {:?}",
+                        self.drain()
+                    )
                 }
                 None => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -542,7 +581,10 @@ fn say(msg: impl AsRef<str>) {
 }
 
 fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The body of the `lease_child` test in a child process; a no-op elsewhere.
@@ -648,6 +690,11 @@ async fn child_hold(store: &AnyStore, name: &str, ttl: u64) {
 }
 
 /// Acquires in this (the parent) process.
-pub async fn take(store: &AnyStore, name: &str, ttl: u64, timeout: Duration) -> Result<LeaseGuard, LockError> {
+pub async fn take(
+    store: &AnyStore,
+    name: &str,
+    ttl: u64,
+    timeout: Duration,
+) -> Result<LeaseGuard, LockError> {
     lease::acquire(store, name, opts(ttl).timeout(timeout)).await
 }

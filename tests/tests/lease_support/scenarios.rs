@@ -9,7 +9,7 @@ use super::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn field<'a>(line: &'a str, idx: usize) -> &'a str {
+fn field(line: &str, idx: usize) -> &str {
     line.split_whitespace().nth(idx).unwrap_or_default()
 }
 
@@ -27,7 +27,9 @@ pub async fn many_processes_read_modify_write(kind: Kind) {
     db.setup().await;
     db.init(&name).await;
     // Create the lease table before the children race to.
-    let _ = take(&AnyStore::new(kind), &unique("warmup"), 500, SEC).await.expect("warm-up");
+    let _ = take(&AnyStore::new(kind), &unique("warmup"), 500, SEC)
+        .await
+        .expect("warm-up");
 
     let mut children: Vec<ChildProc> = (0..PROCS)
         .map(|_| {
@@ -35,13 +37,19 @@ pub async fn many_processes_read_modify_write(kind: Kind) {
                 "rmw",
                 kind,
                 &name,
-                &[("LEASE_STEPS", STEPS.to_string()), ("LEASE_TTL_MS", "1000".into())],
+                &[
+                    ("LEASE_STEPS", STEPS.to_string()),
+                    ("LEASE_TTL_MS", "1000".into()),
+                ],
             )
         })
         .collect();
     for c in &mut children {
         let done = c.expect("DONE", Duration::from_secs(90));
-        assert_eq!(done, "DONE rejected=0", "a fenced write was refused without any fault");
+        assert_eq!(
+            done, "DONE rejected=0",
+            "a fenced write was refused without any fault"
+        );
     }
     for c in children {
         c.wait_ok(10 * SEC);
@@ -50,7 +58,10 @@ pub async fn many_processes_read_modify_write(kind: Kind) {
     let log = db.fence_log(&name).await;
     assert_eq!(log.len(), PROCS * STEPS as usize);
     for w in log.windows(2) {
-        assert!(w[0] < w[1], "fences must strictly increase in acquisition order: {w:?}");
+        assert!(
+            w[0] < w[1],
+            "fences must strictly increase in acquisition order: {w:?}"
+        );
     }
 }
 
@@ -72,7 +83,10 @@ pub async fn sigkill_holder(kind: Kind) {
     let fb = fence_of(&got);
     assert!(fb > fa, "fence after takeover {fb} must exceed {fa}");
     let bound = Duration::from_millis(TTL + TTL / 3 + 250);
-    assert!(took <= bound, "waiter took {took:?} after SIGKILL (bound {bound:?})");
+    assert!(
+        took <= bound,
+        "waiter took {took:?} after SIGKILL (bound {bound:?})"
+    );
     b.wait_ok(10 * SEC);
 }
 
@@ -92,20 +106,35 @@ pub async fn sigstop_holder(kind: Kind) {
     a.signal(libc::SIGSTOP);
     tokio::time::sleep(Duration::from_millis(TTL + 400)).await;
     let store = AnyStore::new(kind);
-    let g = take(&store, &name, TTL, 3 * SEC).await.expect("takeover while the holder is stopped");
-    assert!(g.fence() > fa, "takeover fence {} must exceed {fa}", g.fence());
-    assert!(db.fenced_write(&name, g.fence()).await, "the new holder writes");
+    let g = take(&store, &name, TTL, 3 * SEC)
+        .await
+        .expect("takeover while the holder is stopped");
+    assert!(
+        g.fence() > fa,
+        "takeover fence {} must exceed {fa}",
+        g.fence()
+    );
+    assert!(
+        db.fenced_write(&name, g.fence()).await,
+        "the new holder writes"
+    );
 
     a.signal(libc::SIGCONT);
     let lost = a.expect("LOST", 3 * SEC);
     assert!(lost.contains("lease lost"), "{lost}");
     a.send("WRITE");
     let w = a.expect("WRITE", 5 * SEC);
-    assert_eq!(w, "WRITE rejected remaining=none lost=true", "stale holder after SIGCONT");
+    assert_eq!(
+        w, "WRITE rejected remaining=none lost=true",
+        "stale holder after SIGCONT"
+    );
     a.send("EXIT");
     a.expect("RELEASED false", 5 * SEC);
     a.wait_ok(5 * SEC);
-    assert!(g.remaining().is_some() && !g.is_lost(), "the new holder is unaffected");
+    assert!(
+        g.remaining().is_some() && !g.is_lost(),
+        "the new holder is unaffected"
+    );
     g.release().await.expect("release");
 }
 
@@ -126,12 +155,22 @@ pub async fn ended_behind_holders_back(kind: Kind, delete: bool) {
     assert!(matches!(e, LockError::Lost { .. }), "{e}");
     assert!(g.is_lost() && g.remaining().is_none());
     assert!(matches!(g.check(), Err(LockError::Lost { .. })));
-    eprintln!("{kind:?} delete={delete}: lost after {:?}: {e}", t0.elapsed());
+    eprintln!(
+        "{kind:?} delete={delete}: lost after {:?}: {e}",
+        t0.elapsed()
+    );
     let old = g.fence();
     let released = g.release().await;
-    assert!(matches!(released, Err(LockError::NotHeld { .. })), "{released:?}");
+    assert!(
+        matches!(released, Err(LockError::NotHeld { .. })),
+        "{released:?}"
+    );
     let g2 = take(&store, &name, TTL, SEC).await.expect("re-acquire");
-    assert!(g2.fence() > old, "fence {} must exceed {old} even after the lease was deleted", g2.fence());
+    assert!(
+        g2.fence() > old,
+        "fence {} must exceed {old} even after the lease was deleted",
+        g2.fence()
+    );
     g2.release().await.expect("release");
 }
 
@@ -141,7 +180,11 @@ pub async fn ended_behind_holders_back(kind: Kind, delete: bool) {
 pub async fn connection_killed(kind: Kind) {
     const TTL: u64 = 900;
     let name = unique("connkill");
-    let app = format!("lease_kill_{}_{}", std::process::id(), unix_ms() % 1_000_000_000);
+    let app = format!(
+        "lease_kill_{}_{}",
+        std::process::id(),
+        unix_ms() % 1_000_000_000
+    );
     let mut a = ChildProc::spawn(
         "hold",
         kind,
@@ -193,17 +236,29 @@ pub async fn connection_killed(kind: Kind) {
     match taken {
         Some((at, g)) => {
             // Takeover: the old holder must have known first.
-            assert!(lost, "another process took the lease but the holder was never told");
+            assert!(
+                lost,
+                "another process took the lease but the holder was never told"
+            );
             assert!(g.fence() > fa);
             let late: Vec<_> = holds.iter().filter(|&&t| t >= at).collect();
-            assert!(late.is_empty(), "holder still believed it held the lease after takeover at {at}: {late:?}");
-            eprintln!("{kind:?}: {kills} kills -> lost, taken over (fence {})", g.fence());
+            assert!(
+                late.is_empty(),
+                "holder still believed it held the lease after takeover at {at}: {late:?}"
+            );
+            eprintln!(
+                "{kind:?}: {kills} kills -> lost, taken over (fence {})",
+                g.fence()
+            );
             g.release().await.expect("release");
         }
         None => {
             // Reconnected: still held, never lost, still renewed.
             assert!(!lost, "lost but nobody took over? {said:?}");
-            assert!(status.starts_with("STATUS lost=false remaining=Some"), "{status}");
+            assert!(
+                status.starts_with("STATUS lost=false remaining=Some"),
+                "{status}"
+            );
             eprintln!("{kind:?}: {kills} kills -> reconnected, still held");
         }
     }
@@ -219,41 +274,67 @@ pub async fn acquire_timeout(kind: Kind) {
     let store = AnyStore::new(kind);
 
     let t0 = Instant::now();
-    let e = take(&store, &name, 1000, Duration::from_millis(400)).await.unwrap_err();
+    let e = take(&store, &name, 1000, Duration::from_millis(400))
+        .await
+        .unwrap_err();
     let took = t0.elapsed();
     assert!(matches!(e, LockError::Timeout { .. }), "{e}");
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(900), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
     if kind == Kind::Redis || e.holder().is_some() {
         assert_eq!(e.holder().and_then(|h| h.pid), Some(a.pid), "{e}");
     }
 
     let t0 = Instant::now();
     let e = take(&store, &name, 1000, Duration::ZERO).await.unwrap_err();
-    assert!(matches!(e, LockError::Busy { reentrant: false, .. }), "{e}");
-    assert!(t0.elapsed() < Duration::from_millis(300), "try-once took {:?}", t0.elapsed());
+    assert!(
+        matches!(
+            e,
+            LockError::Busy {
+                reentrant: false,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(300),
+        "try-once took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(e.holder().and_then(|h| h.pid), Some(a.pid), "{e}");
 
     a.send("EXIT");
     a.expect("RELEASED true", 5 * SEC);
     a.wait_ok(5 * SEC);
-    let g = take(&store, &name, 1000, Duration::ZERO).await.expect("free after release");
+    let g = take(&store, &name, 1000, Duration::ZERO)
+        .await
+        .expect("free after release");
     g.release().await.expect("release");
 }
 
-/// 1,000 acquisitions cancelled at random points (waiting locally, mid-request, holding)
-/// leave no lease held, in the process or in the store.
+/// 1,000 acquisitions cancelled at random points (waiting locally, mid-request, holding,
+/// releasing) leave no lease held, in the process or in the store.
 pub async fn random_cancellations(kind: Kind) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     const TASKS: usize = 4;
-    const EACH: usize = 250;
+    const WANTED: usize = 1000;
+    const MAX_RUNS: usize = 1000; // per task
     let name = unique("cancel");
     let store = AnyStore::new(kind);
+    let cancelled = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..TASKS {
-        let (store, name) = (store.clone(), name.clone());
+        let (store, name, cancelled) = (store.clone(), name.clone(), cancelled.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::seeded();
-            let mut cancelled = 0usize;
-            for _ in 0..EACH {
+            for _ in 0..MAX_RUNS {
+                if cancelled.load(Ordering::Relaxed) >= WANTED {
+                    break;
+                }
                 let limit = Duration::from_micros(rng.below(4000));
                 let hold = Duration::from_micros(rng.below(800));
                 let explicit = rng.below(2) == 0;
@@ -265,25 +346,37 @@ pub async fn random_cancellations(kind: Kind) {
                     }
                 })
                 .await;
-                cancelled += usize::from(r.is_err());
+                if r.is_err() {
+                    cancelled.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            cancelled
         }));
     }
-    let mut cancelled = 0;
     for t in tasks {
-        cancelled += t.await.expect("task");
+        t.await.expect("task");
     }
-    assert!(cancelled >= 100, "only {cancelled} of {} runs were cancelled", TASKS * EACH);
+    let cancelled = cancelled.load(Ordering::Relaxed);
+    assert!(cancelled >= WANTED, "only {cancelled} cancellations");
 
     let end = Instant::now() + 5 * SEC;
     while lock_core::is_locked(&name) && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(!lock_core::is_locked(&name), "the in-process lock is still held");
-    assert!(!lease_live(kind, &name).await, "a lease is still live in the store");
-    let g = take(&store, &name, 1000, Duration::ZERO).await.expect("free after the storm");
-    eprintln!("{kind:?}: {cancelled} cancellations, final fence {}", g.fence());
+    assert!(
+        !lock_core::is_locked(&name),
+        "the in-process lock is still held"
+    );
+    assert!(
+        !lease_live(kind, &name).await,
+        "a lease is still live in the store"
+    );
+    let g = take(&store, &name, 1000, Duration::ZERO)
+        .await
+        .expect("free after the storm");
+    eprintln!(
+        "{kind:?}: {cancelled} cancellations, final fence {}",
+        g.fence()
+    );
     g.release().await.expect("release");
 }
 
@@ -296,23 +389,39 @@ pub async fn basics_and_macro_path(kind: Kind) {
         timeout_ms: Some(2000),
         lease_ms: Some(1000),
     };
-    let held = acquire_store(&store, Keys::Names(vec![name.clone()]), opts).await.expect("acquire");
+    let held = acquire_store(&store, Keys::Names(vec![name.clone()]), opts)
+        .await
+        .expect("acquire");
     let inner = lock_core::__private::scope(&held, async {
         lock_core::lease::acquire(&store, &name, opts_ms(1000)).await
     })
     .await;
-    assert!(matches!(inner, Err(LockError::Busy { reentrant: true, .. })), "{inner:?}");
+    assert!(
+        matches!(
+            inner,
+            Err(LockError::Busy {
+                reentrant: true,
+                ..
+            })
+        ),
+        "{inner:?}"
+    );
     let g = held.into_lease();
     let f1 = g.fence();
     assert!(f1 > 0);
     let left = g.remaining().expect("fresh lease");
-    assert!(left <= Duration::from_millis(900) && left > Duration::from_millis(500), "{left:?}");
+    assert!(
+        left <= Duration::from_millis(900) && left > Duration::from_millis(500),
+        "{left:?}"
+    );
     assert!(!g.is_lost());
     assert_eq!(g.name(), name);
     assert!(g.store().starts_with(kind.as_str()), "{}", g.store());
     drop(g); // released in the background
 
-    let g = lock_core::lease::acquire(&store, &name, opts_ms(1000).timeout(2 * SEC)).await.expect("re-acquire");
+    let g = lock_core::lease::acquire(&store, &name, opts_ms(1000).timeout(2 * SEC))
+        .await
+        .expect("re-acquire");
     assert!(g.fence() > f1);
     // Renewal keeps it alive well past its TTL.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -327,12 +436,18 @@ pub async fn basics_and_macro_path(kind: Kind) {
         opts,
     )
     .await;
-    let Err(e) = two else { panic!("several names on a store must be refused") };
+    let Err(e) = two else {
+        panic!("several names on a store must be refused")
+    };
     assert!(e.to_string().contains("exactly one name"), "{e}");
 
-    let bad = lock_core::lease::acquire(&store, "", opts_ms(1000)).await.unwrap_err();
+    let bad = lock_core::lease::acquire(&store, "", opts_ms(1000))
+        .await
+        .unwrap_err();
     assert!(matches!(bad, LockError::InvalidName { .. }));
-    let short = lock_core::lease::acquire(&store, &name, opts_ms(1)).await.unwrap_err();
+    let short = lock_core::lease::acquire(&store, &name, opts_ms(1))
+        .await
+        .unwrap_err();
     assert!(short.to_string().contains("TTL"), "{short}");
 }
 
@@ -360,8 +475,241 @@ pub async fn unreachable_store(kind: Kind) {
         }
     };
     let text = format!("{e} {e:?}");
-    assert!(matches!(&e, LockError::Store { store, .. } if store.starts_with(kind.as_str())), "{text}");
+    assert!(
+        matches!(&e, LockError::Store { store, .. } if store.starts_with(kind.as_str())),
+        "{text}"
+    );
     assert_eq!(e.name(), name);
     assert!(!text.contains("s3cr3t"), "credentials leaked: {text}");
     assert_eq!(e.code(), 8409);
+}
+
+static PG_STORE: std::sync::LazyLock<AnyStore> =
+    std::sync::LazyLock::new(|| AnyStore::new(Kind::Postgres));
+static REDIS_STORE: std::sync::LazyLock<AnyStore> =
+    std::sync::LazyLock::new(|| AnyStore::new(Kind::Redis));
+
+#[lock_core::locked(name = "lease-macro/{tag}", store = PG_STORE, lease_ms = 1000, timeout_ms = 3000, guard = g)]
+async fn pg_locked(tag: &str) -> Result<(u64, bool, bool), LockError> {
+    let nested = lease::acquire(&*PG_STORE, &format!("lease-macro/{tag}"), opts(1000)).await;
+    let reentry = matches!(
+        nested,
+        Err(LockError::Busy {
+            reentrant: true,
+            ..
+        })
+    );
+    let live = lease_live(Kind::Postgres, &format!("lease-macro/{tag}")).await;
+    Ok((g.check()?, reentry, live))
+}
+
+#[lock_core::locked(name = "lease-macro/{tag}", store = REDIS_STORE, lease_ms = 1000, timeout_ms = 3000, guard = g)]
+async fn redis_locked(tag: &str) -> Result<(u64, bool, bool), LockError> {
+    let nested = lease::acquire(&*REDIS_STORE, &format!("lease-macro/{tag}"), opts(1000)).await;
+    let reentry = matches!(
+        nested,
+        Err(LockError::Busy {
+            reentrant: true,
+            ..
+        })
+    );
+    let live = lease_live(Kind::Redis, &format!("lease-macro/{tag}")).await;
+    Ok((g.check()?, reentry, live))
+}
+
+/// `#[locked(store = STATIC, lease_ms, timeout_ms, guard = g)]` end to end: the body sees
+/// a live lease and its fence, re-entry is refused, and the lease goes when the body ends.
+pub async fn through_the_attribute(kind: Kind) {
+    let tag = unique("attr").replace('/', "-");
+    let name = format!("lease-macro/{tag}");
+    let call = || async {
+        match kind {
+            Kind::Postgres => pg_locked(&tag).await,
+            Kind::Redis => redis_locked(&tag).await,
+        }
+    };
+    let (f1, reentry, live) = call().await.expect("first call");
+    assert!(reentry, "re-entry inside the body must be refused");
+    assert!(live, "the lease is live while the body runs");
+    // Released in the background after the body: the next call waits for it if needed.
+    let (f2, _, _) = call().await.expect("second call");
+    assert!(f2 > f1, "fences {f1} then {f2}");
+    let end = Instant::now() + 2 * SEC;
+    while lease_live(kind, &name).await && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!lease_live(kind, &name).await, "released after the body");
+}
+
+/// PostgreSQL: a schema-qualified custom table, created by several stores (separate
+/// pools) at once; identifiers are validated.
+pub async fn pg_custom_table_concurrent_migrate() {
+    let suffix = format!("{}_{}", std::process::id(), unix_ms() % 1_000_000_000);
+    let schema = "lease_test_schema";
+    let table = format!("leases_{suffix}");
+    let stores: Vec<PostgresStore> = (0..4)
+        .map(|_| {
+            PostgresStore::builder(&pg_url())
+                .table(schema, &table)
+                .pool_size(2)
+                .build()
+                .expect("valid settings")
+        })
+        .collect();
+    let results = futures::future::join_all(stores.iter().map(|s| s.migrate())).await;
+    for r in results {
+        r.expect("concurrent migrate");
+    }
+    let name = unique("custom-table");
+    let g = lease::acquire(&stores[1], &name, opts(1000))
+        .await
+        .expect("acquire");
+    assert!(
+        g.store().contains(&format!("{schema}.{table}")),
+        "{}",
+        g.store()
+    );
+    let busy = lease::acquire(&stores[2], &name, opts(1000).timeout(Duration::ZERO)).await;
+    // Same process: refused by the in-process lock already.
+    assert!(matches!(busy, Err(LockError::Busy { .. })));
+    let db = Db::connect().await;
+    let live: bool = db
+        .client
+        .query_one(
+            &format!("SELECT expires_at > clock_timestamp() FROM {schema}.{table} WHERE name = $1"),
+            &[&name],
+        )
+        .await
+        .expect("row in the custom table")
+        .get(0);
+    assert!(live);
+    g.release().await.expect("release");
+    db.client
+        .batch_execute(&format!(
+            "DROP TABLE {schema}.{table}; DROP SEQUENCE {schema}.{table}_fence_seq"
+        ))
+        .await
+        .expect("cleanup");
+
+    for (s, t) in [
+        ("public", "bad\"name"),
+        ("public", "1abc"),
+        ("pub lic", "ok"),
+        ("public", ""),
+    ] {
+        let e = PostgresStore::builder(&pg_url())
+            .table(s, t)
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, LockError::Store { .. }), "{e}");
+    }
+    let long = "t".repeat(lock_core::lease::postgres::MAX_TABLE_LEN + 1);
+    assert!(PostgresStore::builder(&pg_url())
+        .table("public", &long)
+        .build()
+        .is_err());
+}
+
+/// Redis: a custom key prefix is used, and names with hash-tag characters get keys of
+/// their own.
+pub async fn redis_prefix_and_tricky_names() {
+    let store = RedisStore::builder(&redis_url())
+        .prefix("lease-test:locks")
+        .build()
+        .expect("valid prefix");
+    let base = unique("tricky");
+    let names = [
+        format!("{base}{{a}}"),
+        format!("{base}%7Ba%7D"),
+        format!("{base}}}"),
+    ];
+    let mut guards = Vec::new();
+    for n in &names {
+        guards.push(
+            lease::acquire(&store, n, opts(1000))
+                .await
+                .expect("distinct keys"),
+        );
+    }
+    let mut c = redis_conn().await;
+    for n in &names {
+        let key = store.lease_key(n);
+        assert!(key.starts_with("lease-test:locks:{"), "{key}");
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(exists, 1, "{key}");
+    }
+    for g in guards {
+        g.release().await.expect("release");
+    }
+    assert!(RedisStore::builder(&redis_url())
+        .prefix("bad prefix")
+        .build()
+        .is_err());
+    assert!(RedisStore::builder(&redis_url())
+        .prefix("")
+        .build()
+        .is_err());
+}
+
+/// One store (as in a `static`) used from several Tokio runtimes in turn, each shut down
+/// before the next: the store's connection follows (PostgreSQL's pool recycles dead
+/// connections, the Redis store reconnects on the new runtime).
+pub fn store_survives_runtime_changes(kind: Kind) {
+    let store = AnyStore::new(kind);
+    let name = unique("runtimes");
+    let mut last = 0;
+    for round in 0..3 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let fence = rt.block_on(async {
+            let g = lease::acquire(&store, &name, opts(1000).timeout(2 * SEC))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let f = g.fence();
+            g.release().await.expect("release");
+            f
+        });
+        assert!(fence > last, "round {round}: fence {fence} after {last}");
+        last = fence;
+        drop(rt);
+    }
+}
+
+/// PostgreSQL: the pooled (idle) connections are terminated between two acquisitions;
+/// the next acquire, renewal and release go through on fresh connections.
+pub async fn pg_pooled_connections_killed_between_calls() {
+    let app = format!(
+        "lease_idle_{}_{}",
+        std::process::id(),
+        unix_ms() % 1_000_000_000
+    );
+    let store = AnyStore::with_app(Kind::Postgres, Some(&app));
+    let name = unique("idle-kill");
+    let g = take(&store, &name, 600, SEC).await.expect("first acquire");
+    let f1 = g.fence();
+    g.release().await.expect("release");
+    let db = Db::connect().await;
+    assert!(
+        db.terminate_app(&app).await >= 1,
+        "the pool kept a connection"
+    );
+    // No pause: the pool may hand out the dead connection before noticing it is dead.
+    let g = take(&store, &name, 600, SEC)
+        .await
+        .expect("acquire on a fresh connection");
+    assert!(g.fence() > f1);
+    assert!(db.terminate_app(&app).await >= 1);
+    // Renewals (every 200 ms) cross the kill.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(!g.is_lost() && g.remaining().is_some(), "{g:?}");
+    assert!(db.terminate_app(&app).await >= 1);
+    g.release().await.expect("release on a fresh connection");
+    assert!(!db.pg_lease_live(&name).await);
 }

@@ -47,6 +47,16 @@ async fn in_dir() -> Result<(), LockError> {
     Ok(())
 }
 
+#[locked(name = "boxed-error")]
+async fn boxed_error() -> Result<(), Box<dyn std::error::Error>> {
+    Ok(())
+}
+
+#[locked(name = "boxed-error-send")]
+fn boxed_error_send() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    Ok(())
+}
+
 fn assert_send<T: Send>(_: &T) {}
 
 #[tokio::main]
@@ -61,4 +71,6 @@ async fn main() {
     assert_eq!(answer().await, 42);
     assert_eq!(handled().await, 1);
     let _ = in_dir;
+    boxed_error().await.unwrap();
+    boxed_error_send().unwrap();
 }
