@@ -84,7 +84,9 @@ fn uncontended(c: &mut Criterion) {
     g.bench_function("lock_core::file::try_acquire", |b| {
         b.iter(|| drop(lc_dir.try_acquire("bench-file-try").expect("lock")))
     });
-    g.bench_function("#[locked(file)] async fn", |b| b.to_async(&rt).iter(attr_file));
+    g.bench_function("#[locked(file)] async fn", |b| {
+        b.to_async(&rt).iter(attr_file)
+    });
     g.finish();
 }
 
@@ -114,7 +116,10 @@ struct CoreLocks {
 
 impl Locks for CoreLocks {
     fn take(&mut self, i: usize) {
-        let g = self.dir.blocking_acquire(&format!("handoff-{i}"), None).expect("lock");
+        let g = self
+            .dir
+            .blocking_acquire(&format!("handoff-{i}"), None)
+            .expect("lock");
         self.held[i] = Some(g);
     }
     fn give(&mut self, i: usize) {
@@ -124,7 +129,11 @@ impl Locks for CoreLocks {
 
 fn locks_for(mode: &str, dir: &Path) -> Box<dyn Locks> {
     match mode {
-        "raw" => Box::new(RawLocks((0..3).map(|i| open(&dir.join(format!("raw-{i}")))).collect())),
+        "raw" => Box::new(RawLocks(
+            (0..3)
+                .map(|i| open(&dir.join(format!("raw-{i}"))))
+                .collect(),
+        )),
         _ => Box::new(CoreLocks {
             dir: lock_core::file::LockDir::new(dir),
             held: [None, None, None],
@@ -157,7 +166,10 @@ fn handoff_parent(mode: &str, rounds: u64) -> Duration {
     locks.take(0);
     locks.take(1);
     let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .env(CHILD_ENV, format!("handoff:{mode}:{}:{rounds}", dir.display()))
+        .env(
+            CHILD_ENV,
+            format!("handoff:{mode}:{}:{rounds}", dir.display()),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn child");
@@ -219,7 +231,9 @@ fn handoff(c: &mut Criterion) {
     let mut g = c.benchmark_group("cross_process_round_trip");
     g.sample_size(20);
     g.bench_function("pipe ping-pong (floor)", |b| b.iter_custom(pingpong_parent));
-    g.bench_function("raw flock hand-off", |b| b.iter_custom(|n| handoff_parent("raw", n)));
+    g.bench_function("raw flock hand-off", |b| {
+        b.iter_custom(|n| handoff_parent("raw", n))
+    });
     g.bench_function("lock_core::file hand-off", |b| {
         b.iter_custom(|n| handoff_parent("core", n))
     });

@@ -32,12 +32,14 @@ fn uncontended(c: &mut Criterion) {
 
     let tokio_mutex = tokio::sync::Mutex::new(());
     g.bench_function("tokio_mutex", |b| {
-        b.to_async(&rt).iter(|| async { drop(tokio_mutex.lock().await) })
+        b.to_async(&rt)
+            .iter(|| async { drop(tokio_mutex.lock().await) })
     });
 
     let pool_static: LockPool<&'static str> = LockPool::new();
     g.bench_function("lockable &'static str", |b| {
-        b.to_async(&rt).iter(|| async { drop(pool_static.async_lock("db").await) })
+        b.to_async(&rt)
+            .iter(|| async { drop(pool_static.async_lock("db").await) })
     });
     let pool_string: LockPool<String> = LockPool::new();
     g.bench_function("lockable String", |b| {
@@ -87,7 +89,11 @@ where
         }
     });
     let elapsed = start.elapsed();
-    assert_eq!(counter.load(Ordering::SeqCst), per_task * TASKS, "lost update");
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        per_task * TASKS,
+        "lost update"
+    );
     elapsed
 }
 

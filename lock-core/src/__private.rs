@@ -146,19 +146,31 @@ pub(crate) fn entries(keys: Keys) -> Result<Vec<EntryRef>, LockError> {
     }
 }
 
-async fn lock_one(entry: EntryRef, file: FileMode, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
+async fn lock_one(
+    entry: EntryRef,
+    file: FileMode,
+    timeout: Option<Duration>,
+) -> Result<LockGuard, LockError> {
     match file {
         FileMode::Off => local::lock(entry, timeout).await,
         FileMode::DefaultDir => crate::file::lock_entry(entry, None, timeout).await,
-        FileMode::Dir(d) => crate::file::lock_entry(entry, Some(std::path::Path::new(d)), timeout).await,
+        FileMode::Dir(d) => {
+            crate::file::lock_entry(entry, Some(std::path::Path::new(d)), timeout).await
+        }
     }
 }
 
-fn blocking_lock_one(entry: EntryRef, file: FileMode, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
+fn blocking_lock_one(
+    entry: EntryRef,
+    file: FileMode,
+    timeout: Option<Duration>,
+) -> Result<LockGuard, LockError> {
     match file {
         FileMode::Off => local::blocking_lock(entry, timeout),
         FileMode::DefaultDir => crate::file::blocking_lock_entry(entry, None, timeout),
-        FileMode::Dir(d) => crate::file::blocking_lock_entry(entry, Some(std::path::Path::new(d)), timeout),
+        FileMode::Dir(d) => {
+            crate::file::blocking_lock_entry(entry, Some(std::path::Path::new(d)), timeout)
+        }
     }
 }
 
@@ -175,7 +187,9 @@ fn one_or_many(mut guards: Vec<LockGuard>) -> Held {
 pub async fn acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
     let timeout = opts.timeout_ms.map(Duration::from_millis);
     if let Keys::Site(site) = keys {
-        return lock_one(site.entry()?, opts.file, timeout).await.map(Held::One);
+        return lock_one(site.entry()?, opts.file, timeout)
+            .await
+            .map(Held::One);
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut guards = Vec::new();
@@ -192,7 +206,11 @@ pub fn blocking_acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut guards = Vec::new();
     for e in entries(keys)? {
-        guards.push(blocking_lock_one(e, opts.file, remaining(deadline, timeout))?);
+        guards.push(blocking_lock_one(
+            e,
+            opts.file,
+            remaining(deadline, timeout),
+        )?);
     }
     Ok(one_or_many(guards))
 }
@@ -266,7 +284,11 @@ impl LockFailure for () {
 /// Panics with a message naming the lock, the failure and the holder.
 #[track_caller]
 pub fn lock_panic(e: LockError) -> ! {
-    panic!("#[locked] could not take lock `{}`: {e} [code {}]", e.name(), e.code())
+    panic!(
+        "#[locked] could not take lock `{}`: {e} [code {}]",
+        e.name(),
+        e.code()
+    )
 }
 
 /// The options of a `store = ...` call.
@@ -297,5 +319,7 @@ pub async fn acquire_store<S: crate::lease::LeaseStore>(
     keys: Keys,
     opts: StoreOptions,
 ) -> Result<Held, LockError> {
-    crate::lease::acquire_for_macro(store, keys, opts).await.map(Held::Lease)
+    crate::lease::acquire_for_macro(store, keys, opts)
+        .await
+        .map(Held::Lease)
 }

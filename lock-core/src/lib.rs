@@ -50,8 +50,8 @@
 mod chain;
 mod error;
 pub mod file;
-pub mod lease;
 mod guard;
+pub mod lease;
 mod local;
 mod name;
 mod raw;

@@ -73,7 +73,10 @@ pub(crate) fn try_lock(entry: EntryRef) -> Result<LockGuard, LockError> {
 }
 
 /// Waits in FIFO order; `Some(0)` tries once, `None` waits for ever.
-pub(crate) async fn lock(entry: EntryRef, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
+pub(crate) async fn lock(
+    entry: EntryRef,
+    timeout: Option<Duration>,
+) -> Result<LockGuard, LockError> {
     check_reentry(&entry)?;
     // Fast path needs no timer and no runtime.
     match entry.raw.try_lock(None) {
@@ -102,7 +105,10 @@ pub(crate) async fn lock(entry: EntryRef, timeout: Option<Duration>) -> Result<L
 
 /// Blocks the calling thread. On a multi-thread Tokio worker the wait is announced with
 /// `block_in_place`, so the runtime moves its other tasks away instead of stalling them.
-pub(crate) fn blocking_lock(entry: EntryRef, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
+pub(crate) fn blocking_lock(
+    entry: EntryRef,
+    timeout: Option<Duration>,
+) -> Result<LockGuard, LockError> {
     check_reentry(&entry)?;
     if timeout == Some(Duration::ZERO) {
         return try_lock(entry);

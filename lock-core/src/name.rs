@@ -58,7 +58,10 @@ fn has_control(name: &str) -> bool {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
-        if c < 0x20 || c == 0x7f || (c == 0xc2 && i + 1 < b.len() && (0x80..=0x9f).contains(&b[i + 1])) {
+        if c < 0x20
+            || c == 0x7f
+            || (c == 0xc2 && i + 1 < b.len() && (0x80..=0x9f).contains(&b[i + 1]))
+        {
             return true;
         }
         i += 1;

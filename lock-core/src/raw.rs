@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::sync::{current_thread, lock, park_until, Arc, AtomicBool, Mutex, Ordering, Thread, ThreadId};
+use crate::sync::{
+    current_thread, lock, park_until, Arc, AtomicBool, Mutex, Ordering, Thread, ThreadId,
+};
 
 /// Grant tokens are unique across all locks of the process, so a token seen once can
 /// never be mistaken for a later grant of the same (or a re-allocated) lock.

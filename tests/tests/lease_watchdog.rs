@@ -144,7 +144,7 @@ async fn failing_renewals_mark_lost_when_validity_runs_out() {
     let at = t0.elapsed();
     // Valid until TTL − margin (300 − 30 ms) after the request: not lost earlier.
     assert!(
-        at >= Duration::from_millis(265) && at < Duration::from_millis(450),
+        at >= Duration::from_millis(265) && at < Duration::from_millis(600),
         "{at:?}"
     );
     assert!(e.to_string().contains("injected connection failure"), "{e}");
@@ -184,7 +184,7 @@ async fn a_hanging_renewal_marks_lost_in_time() {
         .expect("lost fires");
     let at = t0.elapsed();
     assert!(
-        at >= Duration::from_millis(265) && at < Duration::from_millis(450),
+        at >= Duration::from_millis(265) && at < Duration::from_millis(600),
         "{at:?}"
     );
     assert!(e.to_string().contains("did not complete"), "{e}");
@@ -204,7 +204,7 @@ async fn a_refused_renewal_marks_lost_at_once() {
     let at = t0.elapsed();
     // The first renewal is due after TTL/3.
     assert!(
-        at >= Duration::from_millis(95) && at < Duration::from_millis(250),
+        at >= Duration::from_millis(95) && at < Duration::from_millis(400),
         "{at:?}"
     );
     assert!(e.to_string().contains("refused"), "{e}");

@@ -65,12 +65,20 @@ fn ten_thousand_random_cancellations_leave_the_lock_usable_and_the_registry_empt
             }
         }
         for h in handles.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(30), h).await.expect("no task may hang");
+            let _ = tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("no task may hang");
         }
         // Still usable, and free.
         assert!(!lock_core::is_locked(&name));
-        let g = lock_core::acquire_timeout(&name, Duration::from_secs(1)).await.unwrap();
+        let g = lock_core::acquire_timeout(&name, Duration::from_secs(1))
+            .await
+            .unwrap();
         drop(g);
     });
-    assert_eq!(lock_core::registered_names(), baseline, "no entry left behind");
+    assert_eq!(
+        lock_core::registered_names(),
+        baseline,
+        "no entry left behind"
+    );
 }

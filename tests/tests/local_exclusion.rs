@@ -72,7 +72,9 @@ async fn futures_joined_on_one_thread_queue_and_never_overlap() {
 async fn waiters_are_served_in_arrival_order() {
     let name = unique("fifo");
     let holder = lock_core::acquire(&name).await.unwrap();
-    let mut waiters: Vec<_> = (0..8).map(|_| Box::pin(lock_core::acquire(&name))).collect();
+    let mut waiters: Vec<_> = (0..8)
+        .map(|_| Box::pin(lock_core::acquire(&name)))
+        .collect();
     for w in waiters.iter_mut() {
         assert!(poll!(w.as_mut()).is_pending(), "queued behind the holder");
     }
@@ -81,7 +83,10 @@ async fn waiters_are_served_in_arrival_order() {
     for i in 0..waiters.len() {
         assert!(lock_core::try_acquire(&name).is_err());
         for later in waiters.iter_mut().skip(i + 1) {
-            assert!(poll!(later.as_mut()).is_pending(), "waiter after {i} must not win");
+            assert!(
+                poll!(later.as_mut()).is_pending(),
+                "waiter after {i} must not win"
+            );
         }
         let g = poll!(waiters[i].as_mut());
         let g = match g {
@@ -103,7 +108,11 @@ async fn timeout_is_honoured_and_reports_the_wait() {
         .unwrap_err();
     let elapsed = start.elapsed();
     match &err {
-        LockError::Timeout { name: n, waited, holder } => {
+        LockError::Timeout {
+            name: n,
+            waited,
+            holder,
+        } => {
             assert_eq!(n, &name);
             assert!(*waited >= Duration::from_millis(150), "waited {waited:?}");
             let h = holder.as_ref().expect("holder known in-process");
@@ -112,7 +121,10 @@ async fn timeout_is_honoured_and_reports_the_wait() {
         other => panic!("expected Timeout, got {other:?}"),
     }
     assert!(elapsed >= Duration::from_millis(150));
-    assert!(elapsed < Duration::from_secs(5), "gave up far too late: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "gave up far too late: {elapsed:?}"
+    );
     assert_eq!(err.code(), 8403);
     // The timed-out waiter left the queue: once the holder goes, the lock is free.
     drop(_held);
@@ -123,10 +135,23 @@ async fn timeout_is_honoured_and_reports_the_wait() {
 async fn zero_timeout_tries_once() {
     let name = unique("zero");
     let held = lock_core::acquire(&name).await.unwrap();
-    let err = lock_core::acquire_timeout(&name, Duration::ZERO).await.unwrap_err();
-    assert!(matches!(err, LockError::Busy { reentrant: false, .. }), "{err:?}");
+    let err = lock_core::acquire_timeout(&name, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockError::Busy {
+                reentrant: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     drop(held);
-    assert!(lock_core::acquire_timeout(&name, Duration::ZERO).await.is_ok());
+    assert!(lock_core::acquire_timeout(&name, Duration::ZERO)
+        .await
+        .is_ok());
 }
 
 #[test]
@@ -143,7 +168,16 @@ fn try_acquire_and_is_locked() {
     .join()
     .unwrap();
     let err = other.unwrap_err();
-    assert!(matches!(err, LockError::Busy { reentrant: false, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LockError::Busy {
+                reentrant: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.code(), 8406);
     assert!(err.to_string().contains(&name));
     g.release().unwrap();
@@ -191,7 +225,10 @@ fn sync_threads_and_async_tasks_exclude_each_other_on_one_name() {
     }
     rt.block_on(async {
         for t in tasks {
-            tokio::time::timeout(Duration::from_secs(60), t).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .unwrap()
+                .unwrap();
         }
     });
     assert_eq!(overlap.max(), 1);
@@ -209,7 +246,10 @@ fn blocking_acquire_times_out_and_names_the_lock() {
     .join()
     .unwrap()
     .unwrap_err();
-    assert!(matches!(&err, LockError::Timeout { waited, .. } if *waited >= Duration::from_millis(100)), "{err:?}");
+    assert!(
+        matches!(&err, LockError::Timeout { waited, .. } if *waited >= Duration::from_millis(100)),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&name));
     drop(held);
     assert!(lock_core::blocking_acquire(&name, Some(Duration::ZERO)).is_ok());
@@ -236,7 +276,10 @@ async fn a_blocking_waiter_inside_a_runtime_gets_the_lock_after_release() {
     // The other tasks of the runtime still run, so the holder can release.
     tokio::task::yield_now().await;
     drop(held);
-    let got = tokio::time::timeout(Duration::from_secs(30), waiter).await.unwrap().unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.unwrap(), name);
 }
 

@@ -28,7 +28,10 @@ fn assert_invalid(r: Result<impl std::fmt::Debug, LockError>, why: &str) {
 async fn every_verb_refuses_invalid_names_without_panicking() {
     for (name, why) in invalid_names() {
         assert_invalid(lock_core::acquire(&name).await, why);
-        assert_invalid(lock_core::acquire_timeout(&name, Duration::from_millis(1)).await, why);
+        assert_invalid(
+            lock_core::acquire_timeout(&name, Duration::from_millis(1)).await,
+            why,
+        );
         assert_invalid(lock_core::try_acquire(&name), why);
         assert_invalid(lock_core::blocking_acquire(&name, None), why);
         assert_invalid(lock_core::with_lock(&name, async {}).await, why);
@@ -41,7 +44,13 @@ async fn every_verb_refuses_invalid_names_without_panicking() {
 fn boundary_names_are_valid() {
     let max = "y".repeat(256);
     let unicode = "ключ-🔒-名前";
-    for name in [max.as_str(), unicode, " spaced name ", "../../etc/passwd", "a/b"] {
+    for name in [
+        max.as_str(),
+        unicode,
+        " spaced name ",
+        "../../etc/passwd",
+        "a/b",
+    ] {
         let g = lock_core::try_acquire(name).unwrap_or_else(|e| panic!("{name:?}: {e}"));
         assert_eq!(g.name(), name);
     }
@@ -61,6 +70,9 @@ fn errors_convert_to_io_errors_and_keep_their_code() {
         .unwrap();
     let io: std::io::Error = e.into();
     assert_eq!(io.kind(), std::io::ErrorKind::WouldBlock);
-    let inner = io.get_ref().and_then(|e| e.downcast_ref::<LockError>()).unwrap();
+    let inner = io
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<LockError>())
+        .unwrap();
     assert_eq!(inner.code(), 8406);
 }

@@ -7,7 +7,11 @@ use lock_core_tests::unique;
 
 fn assert_reentrant(r: Result<lock_core::LockGuard, LockError>, name: &str) {
     match r {
-        Err(LockError::Busy { name: n, reentrant: true, .. }) => assert_eq!(n, name),
+        Err(LockError::Busy {
+            name: n,
+            reentrant: true,
+            ..
+        }) => assert_eq!(n, name),
         other => panic!("expected re-entrant Busy, got {other:?}"),
     }
 }
@@ -18,7 +22,10 @@ async fn async_reentry_is_busy_for_every_verb() {
     let n = name.as_str();
     lock_core::with_lock(n, async {
         assert_reentrant(lock_core::acquire(n).await, n);
-        assert_reentrant(lock_core::acquire_timeout(n, Duration::from_secs(5)).await, n);
+        assert_reentrant(
+            lock_core::acquire_timeout(n, Duration::from_secs(5)).await,
+            n,
+        );
         assert_reentrant(lock_core::try_acquire(n), n);
         // Nested deeper: an awaited helper future is still the same call chain.
         async fn deeper(n: &str) -> Result<lock_core::LockGuard, LockError> {
@@ -56,7 +63,10 @@ async fn reentry_is_detected_after_the_task_moves_between_threads() {
 fn sync_reentry_on_the_same_thread_is_busy() {
     let name = unique("reenter-sync");
     let g = lock_core::blocking_acquire(&name, None).unwrap();
-    assert_reentrant(lock_core::blocking_acquire(&name, Some(Duration::from_secs(5))), &name);
+    assert_reentrant(
+        lock_core::blocking_acquire(&name, Some(Duration::from_secs(5))),
+        &name,
+    );
     assert_reentrant(lock_core::blocking_acquire(&name, None), &name);
     assert_reentrant(lock_core::try_acquire(&name), &name);
     drop(g);
@@ -66,7 +76,10 @@ fn sync_reentry_on_the_same_thread_is_busy() {
 #[test]
 fn two_tasks_on_one_thread_queue_rather_than_being_refused() {
     let name = unique("two-tasks");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let local = tokio::task::LocalSet::new();
     let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     local.block_on(&rt, async {
@@ -85,7 +98,9 @@ fn two_tasks_on_one_thread_queue_rather_than_being_refused() {
         tokio::task::yield_now().await;
         let (n2, o2) = (name.clone(), order.clone());
         let b = tokio::task::spawn_local(async move {
-            let g = lock_core::acquire(&n2).await.expect("b queues, it is not re-entry");
+            let g = lock_core::acquire(&n2)
+                .await
+                .expect("b queues, it is not re-entry");
             o2.borrow_mut().push("b-in");
             drop(g);
         });
@@ -104,11 +119,17 @@ fn two_tasks_on_one_thread_queue_rather_than_being_refused() {
 #[test]
 fn blocking_acquire_inside_a_locked_async_body_is_reentry() {
     let name = unique("reenter-mixed");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         lock_core::with_lock(&name, async {
             // A sync helper called from the locked body is part of the same call chain.
-            assert_reentrant(lock_core::blocking_acquire(&name, Some(Duration::from_secs(5))), &name);
+            assert_reentrant(
+                lock_core::blocking_acquire(&name, Some(Duration::from_secs(5))),
+                &name,
+            );
         })
         .await
         .unwrap();
@@ -126,7 +147,9 @@ async fn the_scope_ends_with_its_future() {
     .await;
     // Outside the scope the guard is just held: a try is plainly busy, not re-entry.
     match lock_core::try_acquire(&name) {
-        Err(LockError::Busy { reentrant: false, .. }) => {}
+        Err(LockError::Busy {
+            reentrant: false, ..
+        }) => {}
         other => panic!("expected plain Busy, got {other:?}"),
     }
     drop(g);

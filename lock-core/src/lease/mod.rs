@@ -15,9 +15,9 @@
 //! * **It carries a fencing token.** [`LeaseGuard::fence`] is a number that strictly
 //!   increases, per name, with every acquisition, across holders, releases and store
 //!   restarts (with PostgreSQL; the Redis store's counter restarts if Redis loses its
-//!   data — see its module docs). The protected
-//!   resource must remember the highest token it has seen and refuse writes that carry a
-//!   lower one. This is what makes a stale holder harmless.
+//!   data — see its module docs). The protected resource must remember the highest
+//!   token it has seen and refuse writes that carry a lower one. This is what makes a
+//!   stale holder harmless.
 //! * **It can be lost.** [`LeaseGuard::remaining`] says how long the lease is certainly
 //!   still held (measured from a local instant taken *before* the acquire request, minus
 //!   a safety margin) and becomes `None` once it may have expired; [`LeaseGuard::lost`]
@@ -184,8 +184,8 @@ pub enum Attempt {
     },
 }
 
-/// A store of leases: PostgreSQL ([`postgres::PostgresStore`]), Redis
-/// ([`redis::RedisStore`]), or your own.
+/// A store of leases: PostgreSQL (`postgres::PostgresStore`, cargo feature `postgres`),
+/// Redis (`redis::RedisStore`, feature `redis`), or your own.
 ///
 /// A store is a cheap handle (clone it freely: clones share connections); the lease
 /// machinery keeps a clone in the background task that renews a lease. The three
@@ -263,6 +263,9 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
     /// Takes the lease on `name` for `owner` with time to live `ttl` if nobody holds a
     /// live one, issuing a fencing token greater than every earlier one for `name`.
     /// Must be a single atomic step on the store. Never waits for the lease to be free.
+    ///
+    /// `owner` is unique per acquisition (see [`owner_id`]); a store may grant a live
+    /// lease again to the same owner (a repeated request whose answer was lost).
     fn try_acquire(
         &self,
         name: &str,
@@ -635,7 +638,8 @@ impl fmt::Debug for LeaseGuard {
 /// Cancel-safe: if the future is dropped while a request is in flight, a background
 /// task waits for the answer and gives back a lease granted too late.
 ///
-/// Needs a Tokio runtime (the watchdog and the release-on-drop run on it).
+/// Needs a Tokio runtime with its I/O and time drivers enabled (as `#[tokio::main]` and
+/// `#[tokio::test]` set up): the watchdog and the release-on-drop run on it.
 ///
 /// ```no_run
 /// # #[cfg(feature = "postgres")]

@@ -24,6 +24,10 @@
 //!   the lease to be still live. Release never deletes the row: it sets `expires_at` to
 //!   now, so the name's history (and its fence order) stays.
 //!
+//! Expiry follows the database server's clock only (never the clients'); a jump of that
+//! clock moves every expiry with it, which is one more reason to check the fence in the
+//! protected resource.
+//!
 //! A statement that meets a dead pooled connection (server restart,
 //! `pg_terminate_backend`) is repeated on a fresh one; all three are safe to repeat.
 //!
