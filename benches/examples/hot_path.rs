@@ -1,7 +1,13 @@
 //! A fixed workload for instruction-count profiling of the hot paths:
 //! `valgrind --tool=callgrind target/release/examples/hot_path <case> <n>`.
 //! Cases: `try` (try_acquire+drop of one name), `acquire` (async), `tokio` (tokio Mutex
-//! floor), `fresh` (a new name each time).
+//! floor), `attr` / `attr-sync` (`#[locked]` fns), `fresh` (a new name each time).
+
+#[lock_core::locked(name = "hot-attr")]
+async fn attr() {}
+
+#[lock_core::locked(name = "hot-attr-sync")]
+fn attr_sync() {}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -21,6 +27,16 @@ fn main() {
                 drop(lock_core::acquire("hot").await);
             }
         }),
+        "attr" => rt.block_on(async {
+            for _ in 0..n {
+                attr().await;
+            }
+        }),
+        "attr-sync" => {
+            for _ in 0..n {
+                attr_sync();
+            }
+        }
         "tokio" => rt.block_on(async {
             let m = tokio::sync::Mutex::new(());
             for _ in 0..n {

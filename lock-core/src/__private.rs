@@ -75,7 +75,7 @@ pub enum Held {
     /// Several, released in reverse order.
     Many(LockSet),
     /// A lease from a store (`store = ...`).
-    Lease(crate::lease::LeaseGuard),
+    Lease(Box<crate::lease::LeaseGuard>),
 }
 
 impl Held {
@@ -101,7 +101,7 @@ impl Held {
     /// The lease of a `store = ...` call (`guard = g`).
     pub fn into_lease(self) -> crate::lease::LeaseGuard {
         match self {
-            Held::Lease(l) => l,
+            Held::Lease(l) => *l,
             _ => unreachable!("the macro binds a lease only with a store"),
         }
     }
@@ -187,15 +187,33 @@ fn one_or_many(mut guards: Vec<LockGuard>) -> Held {
 pub async fn acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
     let timeout = opts.timeout_ms.map(Duration::from_millis);
     if let Keys::Site(site) = keys {
-        return lock_one(site.entry()?, opts.file, timeout)
+        let mut entry = site.entry()?;
+        if let FileMode::Off = opts.file {
+            // The common case, uncontended: no nested futures, no timer.
+            match local::try_fast(entry, None)? {
+                Ok(g) => return Ok(Held::One(g)),
+                Err(e) => entry = e,
+            }
+        }
+        // Waiting (or file locking) lives in its own heap frame so that the future of
+        // every annotated fn stays small for the common case above.
+        return Box::pin(lock_one(entry, opts.file, timeout))
             .await
             .map(Held::One);
     }
+    Box::pin(acquire_many(keys, opts.file, timeout)).await
+}
+
+async fn acquire_many(
+    keys: Keys,
+    file: FileMode,
+    timeout: Option<Duration>,
+) -> Result<Held, LockError> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut guards = Vec::new();
     for e in entries(keys)? {
         // On failure, guards taken so far drop here, in reverse order.
-        guards.push(lock_one(e, opts.file, remaining(deadline, timeout)).await?);
+        guards.push(lock_one(e, file, remaining(deadline, timeout)).await?);
     }
     Ok(one_or_many(guards))
 }
@@ -203,6 +221,9 @@ pub async fn acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
 /// Blocking twin of [`acquire`], for sync functions.
 pub fn blocking_acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
     let timeout = opts.timeout_ms.map(Duration::from_millis);
+    if let Keys::Site(site) = keys {
+        return blocking_lock_one(site.entry()?, opts.file, timeout).map(Held::One);
+    }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut guards = Vec::new();
     for e in entries(keys)? {
@@ -321,5 +342,5 @@ pub async fn acquire_store<S: crate::lease::LeaseStore>(
 ) -> Result<Held, LockError> {
     crate::lease::acquire_for_macro(store, keys, opts)
         .await
-        .map(Held::Lease)
+        .map(|l| Held::Lease(Box::new(l)))
 }

@@ -57,10 +57,24 @@ fn check_reentry(entry: &EntryRef) -> Result<(), LockError> {
 /// Whether a non-async caller's call chain is its thread: not when it runs inside a
 /// Tokio runtime or a locked async body, where the thread is shared by many tasks.
 fn thread_owner() -> Option<crate::sync::ThreadId> {
-    if chain::in_scope() || tokio::runtime::Handle::try_current().is_ok() {
+    if chain::in_scope() || tokio::task::try_id().is_some() {
         None
     } else {
         Some(crate::sync::current_thread().id())
+    }
+}
+
+/// One uncontended attempt: the guard, or the entry back if the lock is taken (so the
+/// caller can wait), or the re-entry error.
+pub(crate) fn try_fast(
+    entry: EntryRef,
+    thread: Option<crate::sync::ThreadId>,
+) -> Result<Result<LockGuard, EntryRef>, LockError> {
+    check_reentry(&entry)?;
+    match entry.raw.try_lock(thread) {
+        Ok(grant) => Ok(Ok(LockGuard::new(entry, grant))),
+        Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
+        Err(Refused::Held(_)) => Ok(Err(entry)),
     }
 }
 
@@ -109,13 +123,17 @@ pub(crate) fn blocking_lock(
     entry: EntryRef,
     timeout: Option<Duration>,
 ) -> Result<LockGuard, LockError> {
-    check_reentry(&entry)?;
-    if timeout == Some(Duration::ZERO) {
-        return try_lock(entry);
-    }
+    let owner = thread_owner();
+    let entry = match try_fast(entry, owner)? {
+        Ok(g) => return Ok(g),
+        Err(entry) if timeout == Some(Duration::ZERO) => {
+            let holder = entry.raw.holder();
+            return Err(refused(&entry, Refused::Held(holder)));
+        }
+        Err(entry) => entry,
+    };
     let start = Instant::now();
     let deadline = timeout.and_then(|t| start.checked_add(t));
-    let owner = thread_owner();
     let wait = || entry.raw.lock_blocking(deadline, owner);
     let result = match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

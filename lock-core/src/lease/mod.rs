@@ -131,6 +131,9 @@ pub use util::owner_id;
 /// The shortest TTL a lease may have.
 pub const MIN_TTL: Duration = Duration::from_millis(10);
 
+/// How long a failed acquisition may spend asking the store who holds the lease.
+const HOLDER_LOOKUP: Duration = Duration::from_millis(250);
+
 /// The TTL used when neither the caller nor the store chooses one.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
@@ -272,6 +275,14 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
         owner: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<Attempt, LockError>> + Send;
+
+    /// Who holds the live lease on `name`, if the store can tell (an owner string). Only
+    /// used to name the holder in `Busy` and `Timeout` errors when
+    /// [`try_acquire`](Self::try_acquire) did not say; the default knows nothing.
+    fn holder(&self, name: &str) -> impl Future<Output = Result<Option<String>, LockError>> + Send {
+        let _ = name;
+        std::future::ready(Ok(None))
+    }
 
     /// Extends a live lease to `ttl` from now, if it is still held with exactly this owner
     /// and fence. `Ok(false)` means it was not (expired, released or taken over).
@@ -750,6 +761,23 @@ async fn acquire_entry<S: LeaseStore>(
                 ));
             }
             Ok(Attempt::Held { holder }) => {
+                let give_up = try_once || deadline.is_some_and(|d| Instant::now() >= d);
+                if !give_up {
+                    let mut pause = backoff.next();
+                    if let Some(d) = deadline {
+                        pause = pause.min(d.saturating_duration_since(Instant::now()));
+                    }
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                let holder = match holder {
+                    Some(h) => Some(h),
+                    None => tokio::time::timeout(HOLDER_LOOKUP, store.holder(&name))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten(),
+                };
                 let holder = holder.map(|h| util::holder_from_owner(&h, &store.describe()));
                 if try_once {
                     return Err(LockError::Busy {
@@ -758,19 +786,11 @@ async fn acquire_entry<S: LeaseStore>(
                         reentrant: false,
                     });
                 }
-                let mut pause = backoff.next();
-                if let Some(d) = deadline {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(LockError::Timeout {
-                            name: name.to_string(),
-                            waited: start.elapsed(),
-                            holder,
-                        });
-                    }
-                    pause = pause.min(d - now);
-                }
-                tokio::time::sleep(pause).await;
+                return Err(LockError::Timeout {
+                    name: name.to_string(),
+                    waited: start.elapsed(),
+                    holder,
+                });
             }
             Err(e) => return Err(e),
         }

@@ -20,6 +20,8 @@
 //!   request is repeated after its answer was lost). The fence is a fresh `nextval` of the
 //!   sequence, drawn under the row lock, so it is greater than every earlier fence of the
 //!   name; sequences are durable, so fences survive releases and server restarts.
+//!   No row back means the lease is held; who holds it is asked (one `SELECT`) only
+//!   when an acquisition finally fails, for the error message.
 //! * **Refresh** and **release** are `UPDATE`s that compare owner *and* fence and require
 //!   the lease to be still live. Release never deletes the row: it sets `expires_at` to
 //!   now, so the name's history (and its fence order) stays.
@@ -114,6 +116,7 @@ struct Sql {
     create_table: String,
     create_seq: String,
     acquire: String,
+    holder: String,
     refresh: String,
     release: String,
 }
@@ -134,24 +137,22 @@ impl Sql {
                  acquired_at timestamptz NOT NULL)"
             ),
             create_seq: format!("CREATE SEQUENCE IF NOT EXISTS {seq} AS bigint"),
-            // One statement: take the row if new or expired (fresh fence drawn under the
-            // row lock), else report the current owner from the statement's snapshot.
+            // One statement: take the row if new or expired, with a fresh fence drawn
+            // under the row lock; no row back means someone else holds a live lease.
             acquire: format!(
-                "WITH taken AS (\
-                   INSERT INTO {t} AS l (name, owner, fence, expires_at, acquired_at) \
-                   VALUES ($1, $2, nextval('{seq}'), \
-                           clock_timestamp() + $3::float8 * interval '1 millisecond', clock_timestamp()) \
-                   ON CONFLICT (name) DO UPDATE \
-                     SET owner = EXCLUDED.owner, \
-                         fence = nextval('{seq}'), \
-                         expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond', \
-                         acquired_at = clock_timestamp() \
-                     WHERE l.expires_at <= clock_timestamp() OR l.owner = EXCLUDED.owner \
-                   RETURNING l.fence) \
-                 SELECT fence, NULL::text AS holder FROM taken \
-                 UNION ALL \
-                 SELECT NULL::bigint, owner FROM {t} \
-                   WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM taken)"
+                "INSERT INTO {t} AS l (name, owner, fence, expires_at, acquired_at) \
+                 VALUES ($1, $2, nextval('{seq}'), \
+                         clock_timestamp() + $3::float8 * interval '1 millisecond', clock_timestamp()) \
+                 ON CONFLICT (name) DO UPDATE \
+                   SET owner = EXCLUDED.owner, \
+                       fence = nextval('{seq}'), \
+                       expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond', \
+                       acquired_at = clock_timestamp() \
+                   WHERE l.expires_at <= clock_timestamp() OR l.owner = EXCLUDED.owner \
+                 RETURNING l.fence"
+            ),
+            holder: format!(
+                "SELECT owner FROM {t} WHERE name = $1 AND expires_at > clock_timestamp()"
             ),
             refresh: format!(
                 "UPDATE {t} SET expires_at = clock_timestamp() + $4::float8 * interval '1 millisecond' \
@@ -528,21 +529,24 @@ impl LeaseStore for PostgresStore {
             .query(name, "acquire", &self.inner.sql.acquire, &params)
             .await?;
         let Some(row) = rows.first() else {
-            // A concurrent acquirer inserted the row and is not visible to our snapshot.
+            // Held by someone else; who is asked only for error messages (`holder`).
             return Ok(Attempt::Held { holder: None });
         };
-        let fence: Option<i64> = row
+        let fence: i64 = row
             .try_get(0)
             .map_err(|e| self.error(name, "acquire", &e))?;
-        match fence {
-            Some(f) => Ok(Attempt::Acquired(Lease::new(
-                u64::try_from(f).unwrap_or(0),
-                owner,
-            ))),
-            None => Ok(Attempt::Held {
-                holder: row.try_get(1).ok().flatten(),
-            }),
-        }
+        Ok(Attempt::Acquired(Lease::new(
+            u64::try_from(fence).unwrap_or(0),
+            owner,
+        )))
+    }
+
+    async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
+        let params: [(&(dyn ToSql + Sync), Type); 1] = [(&name, Type::TEXT)];
+        let rows = self
+            .query(name, "holder", &self.inner.sql.holder, &params)
+            .await?;
+        Ok(rows.first().and_then(|r| r.try_get(0).ok()))
     }
 
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {

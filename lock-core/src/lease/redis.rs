@@ -26,7 +26,10 @@
 //! one when an occasional double run is merely wasteful.
 //!
 //! Connections use the `redis` crate's Tokio connection manager, which reconnects after
-//! a dropped connection. The crate is re-exported as [`redis`].
+//! a dropped connection; a script that meets a dropped connection is sent once more on a
+//! fresh one (all three are safe to repeat: acquire recognises its own owner string).
+//! The connection is made on first use and remade if it dies for good, for example when
+//! the Tokio runtime that made it shuts down. The crate is re-exported as [`redis`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lock_core::LockError> {

@@ -148,6 +148,12 @@ impl LeaseStore for AnyStore {
             AnyStore::Redis(s) => s.try_acquire(name, owner, ttl).await,
         }
     }
+    async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
+        match self {
+            AnyStore::Postgres(s) => s.holder(name).await,
+            AnyStore::Redis(s) => s.holder(name).await,
+        }
+    }
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
         match self {
             AnyStore::Postgres(s) => s.refresh(name, lease, ttl).await,

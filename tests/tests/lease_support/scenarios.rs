@@ -283,9 +283,7 @@ pub async fn acquire_timeout(kind: Kind) {
         took >= Duration::from_millis(400) && took < Duration::from_millis(900),
         "{took:?}"
     );
-    if kind == Kind::Redis || e.holder().is_some() {
-        assert_eq!(e.holder().and_then(|h| h.pid), Some(a.pid), "{e}");
-    }
+    assert_eq!(e.holder().and_then(|h| h.pid), Some(a.pid), "{e}");
 
     let t0 = Instant::now();
     let e = take(&store, &name, 1000, Duration::ZERO).await.unwrap_err();
