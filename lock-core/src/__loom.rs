@@ -4,7 +4,8 @@ use std::future::Future;
 
 use crate::raw::RawLock;
 
-/// A bare lock (no registry, no names) as the model tests drive it.
+/// A bare lock (no registry, no names) as the model tests drive it. Acquisitions return
+/// their grant token, which the caller hands back to `unlock`.
 pub struct Lock(RawLock);
 
 impl Default for Lock {
@@ -14,24 +15,25 @@ impl Default for Lock {
 }
 
 impl Lock {
-    /// Takes the lock if free; true on success.
-    pub fn try_lock(&self) -> bool {
-        self.0.try_lock(None).is_ok()
+    /// Takes the lock if free.
+    pub fn try_lock(&self) -> Option<u64> {
+        self.0.try_lock(0).ok().map(|g| g.token)
     }
     /// Blocks until granted.
-    pub fn lock_blocking(&self) {
-        let _ = self.0.lock_blocking(None, None);
-    }
-    /// A cancel-safe waiting future.
-    pub fn lock_async(&self) -> impl Future<Output = ()> + '_ {
-        let acquire = self.0.lock_async();
-        async move {
-            acquire.await;
+    pub fn lock_blocking(&self) -> u64 {
+        match self.0.lock_blocking(None, 0) {
+            Ok(g) => g.token,
+            Err(e) => panic!("a wait without deadline cannot fail: {e:?}"),
         }
     }
-    /// Releases the current grant.
-    pub fn unlock(&self) {
-        self.0.unlock()
+    /// A cancel-safe waiting future.
+    pub fn lock_async(&self) -> impl Future<Output = u64> + '_ {
+        let acquire = self.0.lock_async();
+        async move { acquire.await.token }
+    }
+    /// Releases the grant `token`.
+    pub fn unlock(&self, token: u64) {
+        self.0.unlock(token)
     }
     /// True while held.
     pub fn is_locked(&self) -> bool {

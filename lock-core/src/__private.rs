@@ -28,6 +28,7 @@ impl Site {
         }
     }
 
+    #[inline]
     fn entry(&'static self) -> Result<EntryRef, LockError> {
         if let Some(h) = self.entry.get() {
             return Ok(EntryRef::Pinned(h));
@@ -82,7 +83,8 @@ impl Held {
     /// The guard of a one-lock call (`guard = g`).
     pub fn into_guard(self) -> LockGuard {
         match self {
-            Held::One(g) => g,
+            // The body can see this guard: give it a precise acquisition time.
+            Held::One(g) => g.stamped(),
             Held::Many(_) | Held::Lease(_) => {
                 unreachable!("the macro binds a single guard only for one in-process/file name")
             }
@@ -93,7 +95,7 @@ impl Held {
     pub fn into_set(self) -> LockSet {
         match self {
             Held::Many(s) => s,
-            Held::One(g) => LockSet::new(vec![g]),
+            Held::One(g) => LockSet::new(vec![g.stamped()]),
             Held::Lease(_) => unreachable!("the macro binds a lock set only without a store"),
         }
     }
@@ -106,6 +108,7 @@ impl Held {
         }
     }
 
+    #[inline]
     fn frame(&self) -> Frame {
         let mut set = HeldSet::default();
         match self {
@@ -190,7 +193,7 @@ pub async fn acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
         let mut entry = site.entry()?;
         if let FileMode::Off = opts.file {
             // The common case, uncontended: no nested futures, no timer.
-            match local::try_fast(entry, None)? {
+            match local::try_fast(entry, 0)? {
                 Ok(g) => return Ok(Held::One(g)),
                 Err(e) => entry = e,
             }
@@ -222,7 +225,14 @@ async fn acquire_many(
 pub fn blocking_acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
     let timeout = opts.timeout_ms.map(Duration::from_millis);
     if let Keys::Site(site) = keys {
-        return blocking_lock_one(site.entry()?, opts.file, timeout).map(Held::One);
+        let mut entry = site.entry()?;
+        if let FileMode::Off = opts.file {
+            match local::try_fast(entry, local::thread_owner())? {
+                Ok(g) => return Ok(Held::One(g)),
+                Err(e) => entry = e,
+            }
+        }
+        return blocking_lock_one(entry, opts.file, timeout).map(Held::One);
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut guards = Vec::new();
@@ -237,12 +247,14 @@ pub fn blocking_acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
 }
 
 /// Runs an async body as a call chain holding `held`.
+#[inline]
 pub fn scope<F: Future>(held: &Held, fut: F) -> Scoped<F> {
     Scoped::new(held.frame(), fut)
 }
 
 /// Like [`scope`], for a body that takes the guard by value (`guard = g`): the frame
 /// is built first (`scope_with(frame(&held), async move { let g = held.into_guard(); .. })`).
+#[inline]
 pub fn scope_with<F: Future>(frame: SyncFrame, fut: F) -> Scoped<F> {
     Scoped::new(frame.0, fut)
 }
@@ -257,6 +269,7 @@ pub fn run<R>(held: &Held, body: impl FnOnce() -> R) -> R {
 pub struct SyncFrame(Frame);
 
 /// Builds the scope record for a sync body holding `held`.
+#[inline]
 pub fn frame(held: &Held) -> SyncFrame {
     SyncFrame(held.frame())
 }
@@ -266,6 +279,7 @@ pub fn frame(held: &Held) -> SyncFrame {
 ///
 /// Generated code: `let f = frame(&held); let _e = enter(&f); <body>` — the borrow
 /// keeps `f` in place while it is published.
+#[inline]
 pub fn enter(frame: &SyncFrame) -> Entered<'_> {
     Entered {
         _restore: chain::enter(&frame.0),

@@ -39,6 +39,7 @@ impl Default for HeldSet {
 }
 
 impl HeldSet {
+    #[inline]
     pub(crate) fn push(&mut self, entry: &Entry, token: u64) {
         if self.first.0.is_null() {
             self.first = (entry as *const Entry, token);
@@ -60,6 +61,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    #[inline]
     pub(crate) fn new(held: HeldSet) -> Self {
         Frame {
             held,
@@ -68,6 +70,7 @@ impl Frame {
     }
 
     /// True if this frame still holds the very grant that `entry` is currently under.
+    #[inline]
     fn holds(&self, entry: &Entry) -> bool {
         let current = entry.raw.current_token();
         current != 0 && self.held.contains(entry, current)
@@ -76,6 +79,7 @@ impl Frame {
 
 /// True if the current call chain (the scopes being polled on this thread right now)
 /// holds `entry`.
+#[inline]
 pub(crate) fn held_by_chain(entry: &Entry) -> bool {
     CURRENT.with(|c| {
         let mut p = c.get();
@@ -96,6 +100,7 @@ pub(crate) fn held_by_chain(entry: &Entry) -> bool {
 }
 
 /// True if any scope is active on this thread (i.e. we run inside a locked body).
+#[inline]
 pub(crate) fn in_scope() -> bool {
     CURRENT.with(|c| !c.get().is_null())
 }
@@ -103,6 +108,7 @@ pub(crate) fn in_scope() -> bool {
 pub(crate) struct Restore(*const Frame);
 
 impl Drop for Restore {
+    #[inline]
     fn drop(&mut self) {
         CURRENT.with(|c| c.set(self.0));
     }
@@ -110,6 +116,7 @@ impl Drop for Restore {
 
 /// Makes `frame` the innermost scope of this thread until the returned value drops.
 /// The borrow keeps `frame` in place for that long.
+#[inline]
 pub(crate) fn enter(frame: &Frame) -> Restore {
     let prev = CURRENT.with(|c| c.replace(frame as *const Frame));
     frame.parent.set(prev);
@@ -133,6 +140,7 @@ pub struct Scoped<F> {
 }
 
 impl<F> Scoped<F> {
+    #[inline]
     pub(crate) fn new(frame: Frame, fut: F) -> Self {
         Scoped {
             frame,

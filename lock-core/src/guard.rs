@@ -25,24 +25,38 @@ use crate::LockError;
 pub struct LockGuard {
     entry: EntryRef,
     grant: Grant,
+    /// Precise acquisition time, taken for every guard a user can see (see `clock`).
+    since: Option<Instant>,
     /// The cross-process part, for file locks. Given back before the in-process lock, so
     /// the next in-process waiter finds the OS lock free.
     pub(crate) file: Option<crate::file::FileHold>,
 }
 
 impl LockGuard {
+    #[inline]
     pub(crate) fn new(entry: EntryRef, grant: Grant) -> Self {
         LockGuard {
             entry,
             grant,
+            since: None,
             file: None,
         }
     }
 
+    /// Records the precise acquisition time (now), if not yet recorded.
+    pub(crate) fn stamped(mut self) -> Self {
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
+        self
+    }
+
+    #[inline]
     pub(crate) fn entry(&self) -> &Entry {
         &self.entry
     }
 
+    #[inline]
     pub(crate) fn token(&self) -> u64 {
         self.grant.token
     }
@@ -54,12 +68,19 @@ impl LockGuard {
 
     /// How long the lock has been held by this guard.
     pub fn held_for(&self) -> Duration {
-        self.grant.since.elapsed()
+        match self.since {
+            Some(t) => t.elapsed(),
+            None => self.entry.raw.holder().map(|h| h.held).unwrap_or_default(),
+        }
     }
 
     /// When the lock was acquired.
     pub fn acquired_at(&self) -> Instant {
-        self.grant.since
+        self.since.unwrap_or_else(|| {
+            Instant::now()
+                .checked_sub(self.held_for())
+                .unwrap_or_else(Instant::now)
+        })
     }
 
     /// True if this guard also holds a cross-process file lock.
@@ -82,11 +103,12 @@ impl LockGuard {
 }
 
 impl Drop for LockGuard {
+    #[inline]
     fn drop(&mut self) {
         if let Some(f) = self.file.take() {
             let _ = f.release(self.entry.name());
         }
-        self.entry.raw.unlock();
+        self.entry.raw.unlock(self.grant.token);
     }
 }
 

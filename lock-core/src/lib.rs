@@ -48,6 +48,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod chain;
+mod clock;
 mod error;
 pub mod file;
 mod guard;

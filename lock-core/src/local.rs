@@ -11,9 +11,9 @@ pub(crate) fn holder_of(snap: Option<HolderSnapshot>) -> Option<Holder> {
     let snap = snap?;
     let mut h = Holder::new();
     h.pid = Some(std::process::id());
-    h.since = SystemTime::now().checked_sub(snap.since.elapsed());
+    h.since = SystemTime::now().checked_sub(snap.held);
     h.detail = Some(match snap.thread {
-        Some(t) => format!("thread {t:?} of this process"),
+        Some(t) => format!("blocking thread #{t} of this process"),
         None => "a task of this process".to_owned(),
     });
     Some(h)
@@ -47,6 +47,7 @@ fn timed_out(entry: &EntryRef, waited: Duration) -> LockError {
 }
 
 /// Refuses at once if the current call chain already holds `entry`.
+#[inline]
 fn check_reentry(entry: &EntryRef) -> Result<(), LockError> {
     if chain::held_by_chain(entry) {
         return Err(reentry(entry, entry.raw.holder()));
@@ -56,22 +57,26 @@ fn check_reentry(entry: &EntryRef) -> Result<(), LockError> {
 
 /// Whether a non-async caller's call chain is its thread: not when it runs inside a
 /// Tokio runtime or a locked async body, where the thread is shared by many tasks.
-fn thread_owner() -> Option<crate::sync::ThreadId> {
+#[inline]
+pub(crate) fn thread_owner() -> u64 {
     if chain::in_scope() || tokio::task::try_id().is_some() {
-        None
+        0
     } else {
-        Some(crate::sync::current_thread().id())
+        crate::raw::thread_key()
     }
 }
 
 /// One uncontended attempt: the guard, or the entry back if the lock is taken (so the
 /// caller can wait), or the re-entry error.
+#[inline]
 pub(crate) fn try_fast(
     entry: EntryRef,
-    thread: Option<crate::sync::ThreadId>,
+    thread: u64,
 ) -> Result<Result<LockGuard, EntryRef>, LockError> {
     check_reentry(&entry)?;
     match entry.raw.try_lock(thread) {
+        // Not stamped: only the attribute takes this path, and its guard is hidden
+        // unless bound with `guard = g`, which stamps it then.
         Ok(grant) => Ok(Ok(LockGuard::new(entry, grant))),
         Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
         Err(Refused::Held(_)) => Ok(Err(entry)),
@@ -81,7 +86,7 @@ pub(crate) fn try_fast(
 pub(crate) fn try_lock(entry: EntryRef) -> Result<LockGuard, LockError> {
     check_reentry(&entry)?;
     match entry.raw.try_lock(thread_owner()) {
-        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Ok(grant) => Ok(LockGuard::new(entry, grant).stamped()),
         Err(r) => Err(refused(&entry, r)),
     }
 }
@@ -93,8 +98,8 @@ pub(crate) async fn lock(
 ) -> Result<LockGuard, LockError> {
     check_reentry(&entry)?;
     // Fast path needs no timer and no runtime.
-    match entry.raw.try_lock(None) {
-        Ok(grant) => return Ok(LockGuard::new(entry, grant)),
+    match entry.raw.try_lock(0) {
+        Ok(grant) => return Ok(LockGuard::new(entry, grant).stamped()),
         Err(r) if timeout == Some(Duration::ZERO) => return Err(refused(&entry, r)),
         Err(_) => {}
     }
@@ -114,7 +119,7 @@ pub(crate) async fn lock(
             }
         }
     };
-    Ok(LockGuard::new(entry, grant))
+    Ok(LockGuard::new(entry, grant).stamped())
 }
 
 /// Blocks the calling thread. On a multi-thread Tokio worker the wait is announced with
@@ -125,7 +130,7 @@ pub(crate) fn blocking_lock(
 ) -> Result<LockGuard, LockError> {
     let owner = thread_owner();
     let entry = match try_fast(entry, owner)? {
-        Ok(g) => return Ok(g),
+        Ok(g) => return Ok(g.stamped()),
         Err(entry) if timeout == Some(Duration::ZERO) => {
             let holder = entry.raw.holder();
             return Err(refused(&entry, Refused::Held(holder)));
@@ -142,7 +147,7 @@ pub(crate) fn blocking_lock(
         _ => wait(),
     };
     match result {
-        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Ok(grant) => Ok(LockGuard::new(entry, grant).stamped()),
         Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
         Err(Refused::Held(_)) => Err(timed_out(&entry, start.elapsed())),
     }

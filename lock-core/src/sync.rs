@@ -26,11 +26,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-#[cfg(loom)]
-pub(crate) use loom::thread::ThreadId;
-#[cfg(not(loom))]
-pub(crate) use std::thread::ThreadId;
-
 /// loom has no timed park; model tests never rely on a timeout firing.
 #[cfg(loom)]
 pub(crate) fn park_until(_deadline: Option<std::time::Instant>) {

@@ -14,6 +14,16 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
+/// Every interleaving with up to three preemptions (the usual bound: bugs of this kind
+/// need one or two), so the suite runs in seconds.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
 fn critical(inside: &AtomicUsize) {
     let before = inside.fetch_add(1, Ordering::SeqCst);
     assert_eq!(before, 0, "two holders at once");
@@ -22,21 +32,21 @@ fn critical(inside: &AtomicUsize) {
 
 #[test]
 fn blocking_and_async_callers_exclude_each_other() {
-    loom::model(|| {
+    model(|| {
         let lock = Arc::new(Lock::default());
         let inside = Arc::new(AtomicUsize::new(0));
-        let t = {
+        let other = {
             let (lock, inside) = (lock.clone(), inside.clone());
             thread::spawn(move || {
-                lock.lock_blocking();
+                let t = lock.lock_blocking();
                 critical(&inside);
-                lock.unlock();
+                lock.unlock(t);
             })
         };
-        loom::future::block_on(lock.lock_async());
+        let t = loom::future::block_on(lock.lock_async());
         critical(&inside);
-        lock.unlock();
-        t.join().unwrap();
+        lock.unlock(t);
+        other.join().unwrap();
         assert!(!lock.is_locked());
         assert_eq!(lock.waiters(), 0);
     });
@@ -44,19 +54,19 @@ fn blocking_and_async_callers_exclude_each_other() {
 
 #[test]
 fn a_cancelled_waiter_never_swallows_the_next_wake_up() {
-    loom::model(|| {
+    model(|| {
         let lock = Arc::new(Lock::default());
         let inside = Arc::new(AtomicUsize::new(0));
-        assert!(lock.try_lock());
+        let held = lock.try_lock().expect("free at start");
         // A waiter that polls once and is then dropped (cancelled), racing the release.
         let canceller = {
             let (lock, inside) = (lock.clone(), inside.clone());
             thread::spawn(move || {
                 let mut fut = pin!(lock.lock_async());
                 let mut cx = Context::from_waker(Waker::noop());
-                if let Poll::Ready(()) = fut.as_mut().poll(&mut cx) {
+                if let Poll::Ready(t) = fut.as_mut().poll(&mut cx) {
                     critical(&inside);
-                    lock.unlock();
+                    lock.unlock(t);
                 }
                 // Dropped here, possibly after having been handed the lock.
             })
@@ -64,12 +74,12 @@ fn a_cancelled_waiter_never_swallows_the_next_wake_up() {
         let waiter = {
             let (lock, inside) = (lock.clone(), inside.clone());
             thread::spawn(move || {
-                loom::future::block_on(lock.lock_async());
+                let t = loom::future::block_on(lock.lock_async());
                 critical(&inside);
-                lock.unlock();
+                lock.unlock(t);
             })
         };
-        lock.unlock();
+        lock.unlock(held);
         canceller.join().unwrap();
         waiter.join().unwrap();
         assert!(!lock.is_locked());
@@ -79,30 +89,69 @@ fn a_cancelled_waiter_never_swallows_the_next_wake_up() {
 
 #[test]
 fn try_lock_never_barges_past_a_handed_off_grant() {
-    loom::model(|| {
+    model(|| {
         let lock = Arc::new(Lock::default());
         let inside = Arc::new(AtomicUsize::new(0));
-        assert!(lock.try_lock());
+        let held = lock.try_lock().expect("free at start");
         let waiter = {
             let (lock, inside) = (lock.clone(), inside.clone());
             thread::spawn(move || {
-                lock.lock_blocking();
+                let t = lock.lock_blocking();
                 critical(&inside);
-                lock.unlock();
+                lock.unlock(t);
             })
         };
         let trier = {
             let (lock, inside) = (lock.clone(), inside.clone());
             thread::spawn(move || {
-                if lock.try_lock() {
+                if let Some(t) = lock.try_lock() {
                     critical(&inside);
-                    lock.unlock();
+                    lock.unlock(t);
                 }
             })
         };
-        lock.unlock();
+        lock.unlock(held);
         waiter.join().unwrap();
         trier.join().unwrap();
         assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+fn a_timed_out_blocking_waiter_and_an_async_waiter_race_the_release() {
+    model(|| {
+        let lock = Arc::new(Lock::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let held = lock.try_lock().expect("free at start");
+        // Two waiters queue; one is cancelled by dropping its future mid-way, racing
+        // the holder's release and the other waiter's registration.
+        let a = {
+            let (lock, inside) = (lock.clone(), inside.clone());
+            thread::spawn(move || {
+                let t = loom::future::block_on(lock.lock_async());
+                critical(&inside);
+                lock.unlock(t);
+            })
+        };
+        let b = {
+            let (lock, inside) = (lock.clone(), inside.clone());
+            thread::spawn(move || {
+                let mut fut = pin!(lock.lock_async());
+                let mut cx = Context::from_waker(Waker::noop());
+                for _ in 0..2 {
+                    if let Poll::Ready(t) = fut.as_mut().poll(&mut cx) {
+                        critical(&inside);
+                        lock.unlock(t);
+                        return;
+                    }
+                    thread::yield_now();
+                }
+            })
+        };
+        lock.unlock(held);
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(!lock.is_locked());
+        assert_eq!(lock.waiters(), 0);
     });
 }
