@@ -46,9 +46,9 @@
 //! use std::time::Duration;
 //! use lock_core::lease::{self, LeaseOptions, postgres::PostgresStore};
 //!
-//! let store = PostgresStore::new("postgres://app@db.internal/app")?;
+//! let store = PostgresStore::new("postgres://app@127.0.0.1/app")?;
 //! let (client, conn) = lock_core::lease::postgres::tokio_postgres::connect(
-//!     "postgres://app@db.internal/app",
+//!     "postgres://app@127.0.0.1/app",
 //!     lock_core::lease::postgres::tokio_postgres::NoTls,
 //! )
 //! .await?;
