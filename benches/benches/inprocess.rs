@@ -17,6 +17,12 @@ async fn attr_fixed() {}
 #[lock_core::locked(name = "bench-attr-sync")]
 fn attr_fixed_sync() {}
 
+#[lock_core::locked(name = "hot")]
+async fn attr_hot(counter: Arc<AtomicU64>) {
+    unprotected_increment(&counter);
+    tokio::task::yield_now().await;
+}
+
 #[serial_test::serial(bench_serial)]
 async fn serial_async() {}
 
@@ -134,7 +140,10 @@ fn contended(c: &mut Criterion) {
             })
         })
     });
-    g.bench_function("lock_core", |b| {
+    g.bench_function("#[locked] async fn", |b| {
+        b.iter_custom(|iters| contended_run(&rt, iters, attr_hot))
+    });
+    g.bench_function("lock_core::acquire", |b| {
         b.iter_custom(|iters| {
             contended_run(&rt, iters, |c| async move {
                 let _g = lock_core::acquire("hot").await.expect("lock");

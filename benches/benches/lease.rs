@@ -1,5 +1,5 @@
-//! 6. Lease acquire+release on PostgreSQL and Redis against one round trip on the same
-//! store (`SELECT 1` / `PING`), in one group per store.
+//! Case 6: lease acquire+release on PostgreSQL and Redis against one round trip on the
+//! same store (`SELECT 1` / `PING`), in one group per store.
 //!
 //! Needs the servers: `scripts/services.sh`, then
 //! `cargo bench -p lock-core-benches --bench lease`. Addresses come from

@@ -1,7 +1,8 @@
 //! A fixed workload for instruction-count profiling of the hot paths:
 //! `valgrind --tool=callgrind target/release/examples/hot_path <case> <n>`.
 //! Cases: `try` (try_acquire+drop of one name), `acquire` (async), `tokio` (tokio Mutex
-//! floor), `attr` / `attr-sync` (`#[locked]` fns), `fresh` (a new name each time).
+//! floor), `attr` / `attr-sync` (`#[locked]` fns), `file`
+//! (`LockDir::try_acquire`), `fresh` (a new name each time).
 
 #[lock_core::locked(name = "hot-attr")]
 async fn attr() {}
@@ -35,6 +36,13 @@ fn main() {
         "attr-sync" => {
             for _ in 0..n {
                 attr_sync();
+            }
+        }
+        "file" => {
+            let dir =
+                lock_core::file::LockDir::new(std::env::temp_dir().join("lock-core-hot-path"));
+            for _ in 0..n {
+                drop(dir.try_acquire("hot-file"));
             }
         }
         "tokio" => rt.block_on(async {

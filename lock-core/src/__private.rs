@@ -197,6 +197,10 @@ pub async fn acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
                 Ok(g) => return Ok(Held::One(g)),
                 Err(e) => entry = e,
             }
+            // Contended without a timeout: queue right here (a small future).
+            if timeout.is_none() {
+                return Ok(Held::One(local::wait(entry).await));
+            }
         }
         // Waiting (or file locking) lives in its own heap frame so that the future of
         // every annotated fn stays small for the common case above.

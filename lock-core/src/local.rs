@@ -91,6 +91,13 @@ pub(crate) fn try_lock(entry: EntryRef) -> Result<LockGuard, LockError> {
     }
 }
 
+/// Queues for `entry` without timeout or re-entry check (the caller's `try_fast` did it).
+/// The guard is not stamped: only the attribute takes this path.
+pub(crate) async fn wait(entry: EntryRef) -> LockGuard {
+    let grant = entry.raw.lock_async().await;
+    LockGuard::new(entry, grant)
+}
+
 /// Waits in FIFO order; `Some(0)` tries once, `None` waits for ever.
 pub(crate) async fn lock(
     entry: EntryRef,
