@@ -43,7 +43,8 @@
 //!
 //! A name is a non-empty UTF-8 string of at most 256 bytes without control characters;
 //! anything else is [`LockError::InvalidName`] from every verb (see [`validate_name`]).
-//! Names that are no longer locked or waited for take no memory.
+//! Names that are no longer locked or waited for are reclaimed (a bounded number of idle
+//! entries is kept for reuse; see [`stored_entries`]).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
