@@ -263,12 +263,6 @@ pub fn scope_with<F: Future>(frame: SyncFrame, fut: F) -> Scoped<F> {
     Scoped::new(frame.0, fut)
 }
 
-/// Runs a sync body as a call chain holding `held`.
-pub fn run<R>(held: &Held, body: impl FnOnce() -> R) -> R {
-    let frame = held.frame();
-    chain::run_sync(&frame, body)
-}
-
 /// The scope record of a sync body; see [`enter`].
 pub struct SyncFrame(Frame);
 

@@ -123,12 +123,6 @@ pub(crate) fn enter(frame: &Frame) -> Restore {
     Restore(prev)
 }
 
-/// Runs `f` with `frame` as the innermost scope of this thread.
-pub(crate) fn run_sync<R>(frame: &Frame, f: impl FnOnce() -> R) -> R {
-    let _restore = enter(frame);
-    f()
-}
-
 /// A future that runs its inner future as a scope holding some locks.
 ///
 /// Produced by the `#[locked]` attribute and [`crate::with_lock`]; it is `Send` when the

@@ -38,6 +38,22 @@ fn refused(entry: &EntryRef, r: Refused) -> LockError {
     }
 }
 
+/// Plainly busy (not re-entry), naming the current holder.
+fn busy(entry: &EntryRef) -> LockError {
+    refused(entry, Refused::Held(entry.raw.holder()))
+}
+
+/// Runs a blocking wait. On a multi-thread Tokio worker it is announced with
+/// `block_in_place`, so the runtime moves its other tasks away instead of stalling them.
+pub(crate) fn block_here<R>(wait: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
 fn timed_out(entry: &EntryRef, waited: Duration) -> LockError {
     LockError::Timeout {
         name: entry.name().to_owned(),
@@ -56,7 +72,7 @@ fn check_reentry(entry: &EntryRef) -> Result<(), LockError> {
 }
 
 /// Whether a non-async caller's call chain is its thread: not when it runs inside a
-/// Tokio runtime or a locked async body, where the thread is shared by many tasks.
+/// Tokio task or a locked async body, where the thread is shared by many tasks.
 #[inline]
 pub(crate) fn thread_owner() -> u64 {
     if chain::in_scope() || tokio::task::try_id().is_some() {
@@ -75,8 +91,8 @@ pub(crate) fn try_fast(
 ) -> Result<Result<LockGuard, EntryRef>, LockError> {
     check_reentry(&entry)?;
     match entry.raw.try_lock(thread) {
-        // Not stamped: only the attribute takes this path, and its guard is hidden
-        // unless bound with `guard = g`, which stamps it then.
+        // Not stamped: the public verbs stamp what they return; the attribute's guard
+        // is hidden unless bound with `guard = g`, which stamps it then.
         Ok(grant) => Ok(Ok(LockGuard::new(entry, grant))),
         Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
         Err(Refused::Held(_)) => Ok(Err(entry)),
@@ -103,13 +119,12 @@ pub(crate) async fn lock(
     entry: EntryRef,
     timeout: Option<Duration>,
 ) -> Result<LockGuard, LockError> {
-    check_reentry(&entry)?;
     // Fast path needs no timer and no runtime.
-    match entry.raw.try_lock(0) {
-        Ok(grant) => return Ok(LockGuard::new(entry, grant).stamped()),
-        Err(r) if timeout == Some(Duration::ZERO) => return Err(refused(&entry, r)),
-        Err(_) => {}
-    }
+    let entry = match try_fast(entry, 0)? {
+        Ok(g) => return Ok(g.stamped()),
+        Err(entry) if timeout == Some(Duration::ZERO) => return Err(busy(&entry)),
+        Err(entry) => entry,
+    };
     let grant = match timeout {
         None => entry.raw.lock_async().await,
         Some(t) => {
@@ -129,8 +144,7 @@ pub(crate) async fn lock(
     Ok(LockGuard::new(entry, grant).stamped())
 }
 
-/// Blocks the calling thread. On a multi-thread Tokio worker the wait is announced with
-/// `block_in_place`, so the runtime moves its other tasks away instead of stalling them.
+/// Blocks the calling thread (see [`block_here`]).
 pub(crate) fn blocking_lock(
     entry: EntryRef,
     timeout: Option<Duration>,
@@ -138,22 +152,12 @@ pub(crate) fn blocking_lock(
     let owner = thread_owner();
     let entry = match try_fast(entry, owner)? {
         Ok(g) => return Ok(g.stamped()),
-        Err(entry) if timeout == Some(Duration::ZERO) => {
-            let holder = entry.raw.holder();
-            return Err(refused(&entry, Refused::Held(holder)));
-        }
+        Err(entry) if timeout == Some(Duration::ZERO) => return Err(busy(&entry)),
         Err(entry) => entry,
     };
     let start = Instant::now();
     let deadline = timeout.and_then(|t| start.checked_add(t));
-    let wait = || entry.raw.lock_blocking(deadline, owner);
-    let result = match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(wait)
-        }
-        _ => wait(),
-    };
-    match result {
+    match block_here(|| entry.raw.lock_blocking(deadline, owner)) {
         Ok(grant) => Ok(LockGuard::new(entry, grant).stamped()),
         Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
         Err(Refused::Held(_)) => Err(timed_out(&entry, start.elapsed())),

@@ -511,12 +511,7 @@ pub(crate) fn blocking_lock_entry(
         let deadline = deadline_of(start, timeout);
         let wait = || wait_blocking(&lf, guard.name(), start, deadline);
         // On a multi-thread runtime's worker, let the runtime move other tasks away.
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)?
-            }
-            _ => wait()?,
-        }
+        local::block_here(wait)?;
     }
     attach(&mut guard, lf);
     Ok(guard)
