@@ -1,14 +1,18 @@
 //! A fixed workload for instruction-count profiling of the hot paths:
 //! `valgrind --tool=callgrind target/release/examples/hot_path <case> <n>`.
 //! Cases: `try` (try_acquire+drop of one name), `acquire` (async), `tokio` (tokio Mutex
-//! floor), `attr` / `attr-sync` (`#[locked]` fns), `file`
-//! (`LockDir::try_acquire`), `fresh` (a new name each time).
+//! floor), `attr` / `attr-sync` / `attr-file` (`#[locked]` fns), `file`
+//! (`LockDir::try_acquire`), `fresh` (a new name each time), `contended` /
+//! `contended-tokio` (8 tasks on 2 workers, as in the criterion group).
 
 #[lock_core::locked(name = "hot-attr")]
 async fn attr() {}
 
 #[lock_core::locked(name = "hot-attr-sync")]
 fn attr_sync() {}
+
+#[lock_core::locked(name = "hot-attr-file", file)]
+async fn attr_file() {}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -45,6 +49,11 @@ fn main() {
                 drop(dir.try_acquire("hot-file"));
             }
         }
+        "attr-file" => rt.block_on(async {
+            for _ in 0..n {
+                attr_file().await;
+            }
+        }),
         "tokio" => rt.block_on(async {
             let m = tokio::sync::Mutex::new(());
             for _ in 0..n {
@@ -57,6 +66,37 @@ fn main() {
                 drop(lock_core::try_acquire(name));
             }
         }
+        "contended" | "contended-tokio" => contended(case == "contended-tokio", n),
         other => eprintln!("unknown case {other}"),
     }
+}
+
+/// `n` lock/yield/unlock rounds spread over 8 tasks on a 2-worker runtime.
+fn contended(tokio_mutex: bool, n: u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let mutex = std::sync::Arc::new(tokio::sync::Mutex::new(0u64));
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let mutex = mutex.clone();
+                tokio::spawn(async move {
+                    for _ in 0..n / 8 {
+                        if tokio_mutex {
+                            let _g = mutex.lock().await;
+                            tokio::task::yield_now().await;
+                        } else {
+                            let _g = lock_core::acquire("hot-contended").await;
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
 }

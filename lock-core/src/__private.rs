@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::chain::{self, Frame, HeldSet, Scoped};
+use crate::local::{self, Fast};
 use crate::registry::{self, EntryRef, Handle};
-use crate::{local, LockError, LockGuard, LockSet};
+use crate::{LockError, LockGuard, LockSet};
 
 pub use crate::LockError as Error;
 pub use std::time::Duration as StdDuration;
@@ -30,12 +31,17 @@ impl Site {
 
     #[inline]
     fn entry(&'static self) -> Result<EntryRef, LockError> {
+        self.pinned().map(EntryRef::Pinned)
+    }
+
+    /// The site's entry, pinned for the life of the process (so freely copied).
+    #[inline]
+    fn pinned(&'static self) -> Result<&'static registry::Entry, LockError> {
         if let Some(h) = self.entry.get() {
-            return Ok(EntryRef::Pinned(h));
+            return Ok(h);
         }
         crate::validate_name(self.name)?;
-        let h = self.entry.get_or_init(|| registry::get(self.name));
-        Ok(EntryRef::Pinned(h))
+        Ok(self.entry.get_or_init(|| registry::get(self.name)))
     }
 }
 
@@ -48,6 +54,17 @@ pub enum FileMode {
     DefaultDir,
     /// `file = "dir"`.
     Dir(&'static str),
+}
+
+impl FileMode {
+    /// `None` for in-process locks, else the directory (`None` inside: the default).
+    fn dir(self) -> Option<Option<&'static std::path::Path>> {
+        match self {
+            FileMode::Off => None,
+            FileMode::DefaultDir => Some(None),
+            FileMode::Dir(d) => Some(Some(std::path::Path::new(d))),
+        }
+    }
 }
 
 /// The attribute's options, evaluated once per call.
@@ -83,8 +100,7 @@ impl Held {
     /// The guard of a one-lock call (`guard = g`).
     pub fn into_guard(self) -> LockGuard {
         match self {
-            // The body can see this guard: give it a precise acquisition time.
-            Held::One(g) => g.stamped(),
+            Held::One(g) => g,
             Held::Many(_) | Held::Lease(_) => {
                 unreachable!("the macro binds a single guard only for one in-process/file name")
             }
@@ -95,7 +111,7 @@ impl Held {
     pub fn into_set(self) -> LockSet {
         match self {
             Held::Many(s) => s,
-            Held::One(g) => LockSet::new(vec![g.stamped()]),
+            Held::One(g) => LockSet::new(vec![g]),
             Held::Lease(_) => unreachable!("the macro binds a lock set only without a store"),
         }
     }
@@ -108,11 +124,11 @@ impl Held {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn frame(&self) -> Frame {
         let mut set = HeldSet::default();
         match self {
-            Held::One(g) => set.push(g.entry(), g.token()),
+            Held::One(g) => return Frame::new(HeldSet::one(g.entry(), g.token())),
             Held::Many(s) => {
                 for g in s.guards() {
                     set.push(g.entry(), g.token());
@@ -186,29 +202,77 @@ fn one_or_many(mut guards: Vec<LockGuard>) -> Held {
     Held::Many(LockSet::new(guards))
 }
 
-/// Acquires the call's locks in sorted order, waiting as the options say.
-pub async fn acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
-    let timeout = opts.timeout_ms.map(Duration::from_millis);
-    if let Keys::Site(site) = keys {
-        let mut entry = site.entry()?;
-        if let FileMode::Off = opts.file {
-            // The common case, uncontended: no nested futures, no timer.
-            match local::try_fast(entry, 0)? {
-                Ok(g) => return Ok(Held::One(g)),
-                Err(e) => entry = e,
+/// The first, synchronous step of an async call: the locks if they can be had right
+/// now, else what is left to do ([`Slow::wait`]). Generated code awaits nothing on the
+/// fast path, so the common uncontended call builds no nested future at all:
+///
+/// `match try_acquire(keys, opts) { Ok(h) => h, Err(slow) => match slow.wait().await { .. } }`
+#[inline(always)]
+pub fn try_acquire(keys: Keys, opts: Options) -> Result<Held, Slow> {
+    let Keys::Site(site) = keys else {
+        return Err(Slow(Pending::Many(keys, opts)));
+    };
+    let pinned = match site.pinned() {
+        Ok(p) => p,
+        Err(e) => return Err(Slow::failed(e)),
+    };
+    match opts.file.dir() {
+        None => match local::try_fast(EntryRef::Pinned(pinned), 0) {
+            Fast::Got(g) => return Ok(Held::One(g)),
+            Fast::Taken(_) => {}
+            Fast::Reentry(e) => return Err(Slow(Pending::Failed(e))),
+        },
+        Some(dir) => match crate::file::try_now(EntryRef::Pinned(pinned), dir, 0) {
+            Ok(Some(g)) => return Ok(Held::One(g)),
+            Ok(None) => {}
+            Err(e) => return Err(Slow::failed(e)),
+        },
+    }
+    Err(Slow(Pending::One(pinned, opts)))
+}
+
+/// What an async call still has to do after [`try_acquire`] could not finish it.
+pub struct Slow(Pending);
+
+enum Pending {
+    /// Wait for one fixed name (taken when tried).
+    One(&'static registry::Entry, Options),
+    /// Several names, or computed ones.
+    Many(Keys, Options),
+    /// Failed already (re-entry, a bad name, an I/O error).
+    Failed(Box<LockError>),
+}
+
+impl Slow {
+    #[cold]
+    fn failed(e: LockError) -> Slow {
+        Slow(Pending::Failed(Box::new(e)))
+    }
+
+    /// Waits as the options say (or reports the failure).
+    pub async fn wait(self) -> Result<Held, LockError> {
+        match self.0 {
+            Pending::Failed(e) => Err(*e),
+            Pending::One(pinned, opts) => {
+                let entry = EntryRef::Pinned(pinned);
+                let timeout = opts.timeout_ms.map(Duration::from_millis);
+                if let (FileMode::Off, None) = (opts.file, timeout) {
+                    // Queue right here (a small future); `try_acquire` checked re-entry
+                    // and tried once already, in this same poll.
+                    return Ok(Held::One(local::wait(entry).await));
+                }
+                // Waiting with a timer, or for a file lock, lives in its own heap frame
+                // so that the future of every annotated fn stays small.
+                Box::pin(lock_one(entry, opts.file, timeout))
+                    .await
+                    .map(Held::One)
             }
-            // Contended without a timeout: queue right here (a small future).
-            if timeout.is_none() {
-                return Ok(Held::One(local::wait(entry).await));
+            Pending::Many(keys, opts) => {
+                let timeout = opts.timeout_ms.map(Duration::from_millis);
+                Box::pin(acquire_many(keys, opts.file, timeout)).await
             }
         }
-        // Waiting (or file locking) lives in its own heap frame so that the future of
-        // every annotated fn stays small for the common case above.
-        return Box::pin(lock_one(entry, opts.file, timeout))
-            .await
-            .map(Held::One);
     }
-    Box::pin(acquire_many(keys, opts.file, timeout)).await
 }
 
 async fn acquire_many(
@@ -225,15 +289,23 @@ async fn acquire_many(
     Ok(one_or_many(guards))
 }
 
-/// Blocking twin of [`acquire`], for sync functions.
+/// Blocking twin of [`try_acquire`] and [`Slow::wait`], for sync functions.
 pub fn blocking_acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
     let timeout = opts.timeout_ms.map(Duration::from_millis);
     if let Keys::Site(site) = keys {
-        let mut entry = site.entry()?;
-        if let FileMode::Off = opts.file {
-            match local::try_fast(entry, local::thread_owner())? {
-                Ok(g) => return Ok(Held::One(g)),
-                Err(e) => entry = e,
+        let pinned = site.pinned()?;
+        let mut entry = EntryRef::Pinned(pinned);
+        let owner = local::thread_owner();
+        match opts.file.dir() {
+            None => match local::try_fast(entry, owner) {
+                Fast::Got(g) => return Ok(Held::One(g)),
+                Fast::Taken(e) => entry = e,
+                Fast::Reentry(e) => return Err(*e),
+            },
+            Some(dir) => {
+                if let Some(g) = crate::file::try_now(EntryRef::Pinned(pinned), dir, owner)? {
+                    return Ok(Held::One(g));
+                }
             }
         }
         return blocking_lock_one(entry, opts.file, timeout).map(Held::One);
@@ -355,4 +427,11 @@ pub async fn acquire_store<S: crate::lease::LeaseStore>(
     crate::lease::acquire_for_macro(store, keys, opts)
         .await
         .map(|l| Held::Lease(Box::new(l)))
+}
+
+/// How many registrations the crate's wake-up thread holds right now (pending timers and
+/// readiness waits, and wait handles alive). Zero whenever no contended async wait is in
+/// progress: for tests that check that cancelled waits leave nothing behind.
+pub fn wait_registrations() -> usize {
+    crate::reactor::global_counts().total()
 }

@@ -23,34 +23,49 @@ thread_local! {
 
 /// The locks one scope holds: entry addresses plus the grant tokens they were held with.
 /// Addresses are only compared, never dereferenced.
-/// The first lock is stored inline, so the common one-lock scope allocates nothing.
+/// The first lock is stored inline, so the common one-lock scope allocates nothing, and
+/// the rest behind one thin pointer: a frame is built and moved on every locked call, so
+/// it is kept to four words.
 pub(crate) struct HeldSet {
     first: (*const Entry, u64),
-    rest: Vec<(*const Entry, u64)>,
+    // Boxed on purpose: a thin pointer instead of a three-word `Vec` in every frame.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<Vec<(*const Entry, u64)>>>,
 }
 
 impl Default for HeldSet {
     fn default() -> Self {
         HeldSet {
             first: (ptr::null(), 0),
-            rest: Vec::new(),
+            rest: None,
         }
     }
 }
 
 impl HeldSet {
+    /// A set of exactly one lock (the common case).
+    #[inline(always)]
+    pub(crate) fn one(entry: &Entry, token: u64) -> Self {
+        HeldSet {
+            first: (entry as *const Entry, token),
+            rest: None,
+        }
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, entry: &Entry, token: u64) {
         if self.first.0.is_null() {
             self.first = (entry as *const Entry, token);
         } else {
-            self.rest.push((entry as *const Entry, token));
+            self.rest
+                .get_or_insert_with(Default::default)
+                .push((entry as *const Entry, token));
         }
     }
 
     fn contains(&self, entry: &Entry, token: u64) -> bool {
         std::iter::once(&self.first)
-            .chain(self.rest.iter())
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
             .any(|&(p, tok)| ptr::eq(p, entry) && tok == token)
     }
 }
@@ -61,7 +76,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(held: HeldSet) -> Self {
         Frame {
             held,

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::clock;
 use crate::raw::Grant;
 use crate::registry::{Entry, EntryRef};
 use crate::LockError;
@@ -25,8 +26,6 @@ use crate::LockError;
 pub struct LockGuard {
     entry: EntryRef,
     grant: Grant,
-    /// Precise acquisition time, taken for every guard a user can see (see `clock`).
-    since: Option<Instant>,
     /// The cross-process part, for file locks. Given back before the in-process lock, so
     /// the next in-process waiter finds the OS lock free.
     pub(crate) file: Option<crate::file::FileHold>,
@@ -38,22 +37,19 @@ impl LockGuard {
         LockGuard {
             entry,
             grant,
-            since: None,
             file: None,
         }
-    }
-
-    /// Records the precise acquisition time (now), if not yet recorded.
-    pub(crate) fn stamped(mut self) -> Self {
-        if self.since.is_none() {
-            self.since = Some(Instant::now());
-        }
-        self
     }
 
     #[inline]
     pub(crate) fn entry(&self) -> &Entry {
         &self.entry
+    }
+
+    /// When the grant was made, on the `clock` module's clocks.
+    #[inline]
+    pub(crate) fn granted_nanos(&self) -> u64 {
+        self.grant.since
     }
 
     #[inline]
@@ -67,20 +63,19 @@ impl LockGuard {
     }
 
     /// How long the lock has been held by this guard.
+    ///
+    /// Never less than the true time; it may be more by up to one tick of the kernel's
+    /// coarse clock (1 to 4 ms on Linux). The acquisition reads only that coarse clock:
+    /// a precise reading costs as much as the rest of an uncontended acquisition.
     pub fn held_for(&self) -> Duration {
-        match self.since {
-            Some(t) => t.elapsed(),
-            None => self.entry.raw.holder().map(|h| h.held).unwrap_or_default(),
-        }
+        clock::since_precise(self.grant.since)
     }
 
-    /// When the lock was acquired.
+    /// When the lock was acquired (up to one coarse clock tick early; see
+    /// [`held_for`](Self::held_for)).
     pub fn acquired_at(&self) -> Instant {
-        self.since.unwrap_or_else(|| {
-            Instant::now()
-                .checked_sub(self.held_for())
-                .unwrap_or_else(Instant::now)
-        })
+        let now = Instant::now();
+        now.checked_sub(self.held_for()).unwrap_or(now)
     }
 
     /// True if this guard also holds a cross-process file lock.

@@ -18,6 +18,16 @@
 //! [`try_acquire`] and [`blocking_acquire`]; one name is one lock for async and blocking
 //! callers alike. [`file`](mod@file) adds exclusion across processes.
 //!
+//! # Executors
+//!
+//! The async verbs, in-process and [`file`](mod@file), work on any executor: Tokio
+//! (current-thread or multi-thread, with or without its time and I/O drivers),
+//! `futures::executor::block_on`, smol, and others. An uncontended acquire touches
+//! nothing but the lock. Timeouts of contended waits and the wake-ups of file-lock waiters
+//! come from one background thread of this crate (`lock-core-reactor`, started by the
+//! first wait that needs it), never from the runtime; a dropped wait deregisters at once.
+//! Only the [lease stores](lease) need a Tokio runtime.
+//!
 //! # Re-entry
 //!
 //! A call chain that already holds a lock and asks for it again gets
@@ -57,6 +67,7 @@ pub mod lease;
 mod local;
 mod name;
 mod raw;
+mod reactor;
 mod registry;
 mod sync;
 
@@ -114,6 +125,9 @@ pub async fn acquire(name: &str) -> Result<LockGuard, LockError> {
 
 /// Like [`acquire`], but gives up after `timeout` with [`LockError::Timeout`].
 /// A zero timeout tries once ([`LockError::Busy`] if held).
+///
+/// Needs no particular runtime (see [Executors](crate#executors)): the timer is the
+/// crate's own.
 ///
 /// ```
 /// use std::time::Duration;
@@ -216,8 +230,9 @@ pub fn registered_names() -> usize {
     registry::in_use()
 }
 
-/// How many entries the in-process registry stores, idle ones included. Idle entries
-/// are kept briefly so that a name locked again soon costs no allocation, and swept
+/// How many entries the in-process registry stores, idle ones and spares included. Idle
+/// entries are kept briefly so that a name locked again soon costs no allocation (and a
+/// few swept ones are kept as spares to be reused for new names), and swept
 /// whenever a shard doubles, so this stays within a small multiple of
 /// [`registered_names`] plus a constant (a few hundred), however many distinct names
 /// have been used.

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::chain;
 use crate::raw::{HolderSnapshot, Refused};
+use crate::reactor::{self, Stop};
 use crate::registry::EntryRef;
 use crate::{Holder, LockError, LockGuard};
 
@@ -84,31 +85,44 @@ pub(crate) fn thread_owner() -> u64 {
 
 /// One uncontended attempt: the guard, or the entry back if the lock is taken (so the
 /// caller can wait), or the re-entry error.
-#[inline]
-pub(crate) fn try_fast(
-    entry: EntryRef,
-    thread: u64,
-) -> Result<Result<LockGuard, EntryRef>, LockError> {
-    check_reentry(&entry)?;
-    match entry.raw.try_lock(thread) {
-        // Not stamped: the public verbs stamp what they return; the attribute's guard
-        // is hidden unless bound with `guard = g`, which stamps it then.
-        Ok(grant) => Ok(Ok(LockGuard::new(entry, grant))),
-        Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
-        Err(Refused::Held(_)) => Ok(Err(entry)),
+#[inline(always)]
+pub(crate) fn try_fast(entry: EntryRef, thread: u64) -> Fast {
+    if chain::held_by_chain(&entry) {
+        return Fast::Reentry(reentry_boxed(&entry, entry.raw.holder()));
     }
+    match entry.raw.try_lock(thread) {
+        Ok(grant) => Fast::Got(LockGuard::new(entry, grant)),
+        Err(Refused::SameThread(snap)) => Fast::Reentry(reentry_boxed(&entry, Some(snap))),
+        Err(Refused::Held(_)) => Fast::Taken(entry),
+    }
+}
+
+/// The outcome of [`try_fast`]. Small on purpose (the error is boxed): it is moved
+/// around by value on the hot path of every locked call.
+pub(crate) enum Fast {
+    /// The lock is ours.
+    Got(LockGuard),
+    /// Someone else holds it: the entry, to wait for it.
+    Taken(EntryRef),
+    /// The current call chain holds it already.
+    Reentry(Box<LockError>),
+}
+
+#[cold]
+#[inline(never)]
+fn reentry_boxed(entry: &EntryRef, snap: Option<HolderSnapshot>) -> Box<LockError> {
+    Box::new(reentry(entry, snap))
 }
 
 pub(crate) fn try_lock(entry: EntryRef) -> Result<LockGuard, LockError> {
     check_reentry(&entry)?;
     match entry.raw.try_lock(thread_owner()) {
-        Ok(grant) => Ok(LockGuard::new(entry, grant).stamped()),
+        Ok(grant) => Ok(LockGuard::new(entry, grant)),
         Err(r) => Err(refused(&entry, r)),
     }
 }
 
 /// Queues for `entry` without timeout or re-entry check (the caller's `try_fast` did it).
-/// The guard is not stamped: only the attribute takes this path.
 pub(crate) async fn wait(entry: EntryRef) -> LockGuard {
     let grant = entry.raw.lock_async().await;
     LockGuard::new(entry, grant)
@@ -119,29 +133,26 @@ pub(crate) async fn lock(
     entry: EntryRef,
     timeout: Option<Duration>,
 ) -> Result<LockGuard, LockError> {
-    // Fast path needs no timer and no runtime.
-    let entry = match try_fast(entry, 0)? {
-        Ok(g) => return Ok(g.stamped()),
-        Err(entry) if timeout == Some(Duration::ZERO) => return Err(busy(&entry)),
-        Err(entry) => entry,
+    // The fast path needs no timer.
+    let entry = match try_fast(entry, 0) {
+        Fast::Got(g) => return Ok(g),
+        Fast::Reentry(e) => return Err(*e),
+        Fast::Taken(entry) if timeout == Some(Duration::ZERO) => return Err(busy(&entry)),
+        Fast::Taken(entry) => entry,
     };
-    let grant = match timeout {
+    let start = Instant::now();
+    // A timeout too far away to represent is no timeout.
+    let grant = match timeout.and_then(|t| start.checked_add(t)) {
         None => entry.raw.lock_async().await,
-        Some(t) => {
-            if tokio::runtime::Handle::try_current().is_err() {
-                return Err(LockError::AcquireFailed {
-                    name: entry.name().to_owned(),
-                    reason: "waiting with a timeout needs a Tokio runtime (with the time driver) on this thread".into(),
-                });
-            }
-            let start = Instant::now();
-            match tokio::time::timeout(t, entry.raw.lock_async()).await {
-                Ok(g) => g,
-                Err(_) => return Err(timed_out(&entry, start.elapsed())),
-            }
-        }
+        // The timer is the crate's own (no runtime needed); the queue is left on timeout
+        // or failure by dropping the `lock_async` future.
+        Some(deadline) => match reactor::timeout_at(deadline, entry.raw.lock_async()).await {
+            Ok(g) => g,
+            Err(Stop::Elapsed) => return Err(timed_out(&entry, start.elapsed())),
+            Err(Stop::Failed(e)) => return Err(reactor::wait_failed(entry.name(), e)),
+        },
     };
-    Ok(LockGuard::new(entry, grant).stamped())
+    Ok(LockGuard::new(entry, grant))
 }
 
 /// Blocks the calling thread (see [`block_here`]).
@@ -150,15 +161,16 @@ pub(crate) fn blocking_lock(
     timeout: Option<Duration>,
 ) -> Result<LockGuard, LockError> {
     let owner = thread_owner();
-    let entry = match try_fast(entry, owner)? {
-        Ok(g) => return Ok(g.stamped()),
-        Err(entry) if timeout == Some(Duration::ZERO) => return Err(busy(&entry)),
-        Err(entry) => entry,
+    let entry = match try_fast(entry, owner) {
+        Fast::Got(g) => return Ok(g),
+        Fast::Reentry(e) => return Err(*e),
+        Fast::Taken(entry) if timeout == Some(Duration::ZERO) => return Err(busy(&entry)),
+        Fast::Taken(entry) => entry,
     };
     let start = Instant::now();
     let deadline = timeout.and_then(|t| start.checked_add(t));
     match block_here(|| entry.raw.lock_blocking(deadline, owner)) {
-        Ok(grant) => Ok(LockGuard::new(entry, grant).stamped()),
+        Ok(grant) => Ok(LockGuard::new(entry, grant)),
         Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
         Err(Refused::Held(_)) => Err(timed_out(&entry, start.elapsed())),
     }

@@ -51,10 +51,41 @@ fn name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// Byte scan for control characters: C0 and DEL are single bytes, and C1 (U+0080 to
-/// U+009F) is exactly the two-byte sequences `C2 80` to `C2 9F` in UTF-8.
+/// Scan for control characters: C0 and DEL are single bytes, and C1 (U+0080 to U+009F)
+/// is exactly the two-byte sequences `C2 80` to `C2 9F` in UTF-8. Eight bytes at a time
+/// first (every name is checked on every by-name call): a word with no byte below 0x20,
+/// no 0x7f and no 0xc2 cannot contain one; only suspicious names get the exact scan.
+#[inline]
 fn has_control(name: &str) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// Some byte of `x` is below `n` (exact for `n <= 0x80`).
+    fn below(x: u64, n: u8) -> bool {
+        x.wrapping_sub(ONES * n as u64) & !x & HIGH != 0
+    }
+    /// Some byte of `x` equals `b`.
+    fn has(x: u64, b: u8) -> bool {
+        below(x ^ (ONES * b as u64), 1)
+    }
     let b = name.as_bytes();
+    let mut i = 0;
+    while let Some(word) = b.get(i..i + 8) {
+        let x = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
+        if below(x, 0x20) | has(x, 0x7f) | has(x, 0xc2) {
+            return has_control_exact(b);
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c < 0x20 || c == 0x7f || c == 0xc2 {
+            return has_control_exact(b);
+        }
+        i += 1;
+    }
+    false
+}
+
+fn has_control_exact(b: &[u8]) -> bool {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -80,4 +111,42 @@ fn shorten(name: &str) -> String {
         end -= 1;
     }
     format!("{}…", &name[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_scan_agrees_with_the_exact_scan() {
+        // Every special byte at every position of names 1..=20 bytes long, plus
+        // pseudo-random UTF-8 strings of mixed scripts.
+        let specials = [
+            '\0', '\t', '\u{1f}', ' ', '\u{7f}', '\u{80}', '\u{9f}', '\u{a0}', 'é', 'x',
+        ];
+        for len in 1..=20 {
+            for pos in 0..len {
+                for &c in &specials {
+                    let mut s: String = "a".repeat(pos);
+                    s.push(c);
+                    s.push_str(&"b".repeat(len - pos - 1));
+                    assert_eq!(has_control(&s), has_control_exact(s.as_bytes()), "{s:?}");
+                    assert_eq!(has_control(&s), c.is_control(), "{s:?}");
+                }
+            }
+        }
+        let alphabet: Vec<char> = "aZ9-_/.é€😀\u{85}\u{a0}\u{7f}\n ".chars().collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let s: String = (0..len)
+                .map(|i| alphabet[((seed >> (i % 8 * 8)) as usize + i) % alphabet.len()])
+                .collect();
+            let expected = s.chars().any(char::is_control);
+            assert_eq!(has_control(&s), expected, "{s:?}");
+        }
+    }
 }

@@ -19,9 +19,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::sync::{
-    current_thread, lock, park_until, Arc, AtomicBool, AtomicU64, Mutex, Ordering, Thread,
-};
+use crate::sync::{current_thread, lock, park_until, Arc, AtomicU64, Mutex, Ordering, Thread};
 
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 
@@ -31,6 +29,7 @@ const CONTENDED: u64 = 1 << 63;
 /// never be mistaken for a later grant of the same (or a re-allocated) lock. Threads
 /// take them in blocks so the hot path does not share a cache line.
 static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+#[cfg(not(loom))]
 const TOKEN_BLOCK: u64 = 1024;
 
 #[cfg(not(loom))]
@@ -76,10 +75,12 @@ pub(crate) fn thread_key() -> u64 {
     .unwrap_or(u64::MAX)
 }
 
-/// What one successful acquisition holds: its unique token.
+/// What one successful acquisition holds: its unique token, and when it was granted.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Grant {
     pub(crate) token: u64,
+    /// The coarse clock at the grant (see the `clock` module).
+    pub(crate) since: u64,
 }
 
 /// Who holds the lock right now, as far as error messages care.
@@ -93,7 +94,7 @@ pub(crate) struct HolderSnapshot {
 
 pub(crate) struct RawLock {
     state: AtomicU64,
-    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    queue: Mutex<VecDeque<Queued>>,
     /// Facts about the current grant, for diagnostics and thread re-entry checks. They
     /// are valid only while `owner_token` equals the token in `state`: the granter
     /// writes them first and `owner_token` last. Not part of the exclusion protocol,
@@ -103,17 +104,68 @@ pub(crate) struct RawLock {
     owner_token: StdAtomicU64,
 }
 
-struct Waiter {
-    /// Becomes true exactly once, under the queue mutex, when the lock is handed over.
-    granted: AtomicBool,
-    /// Thread key of a blocking waiter whose thread is its call chain, else 0.
-    thread: u64,
-    slot: Mutex<Slot>,
+/// A waiter's place in the queue. Its wake-up lives here, under the queue mutex that
+/// every hand-off holds anyway, so a waiter needs no lock of its own.
+struct Queued {
+    waiter: Arc<Waiter>,
+    wake: Wake,
 }
 
-struct Slot {
-    wake: Wake,
-    grant: Option<Grant>,
+/// What a waiter shares with whoever hands the lock to it.
+struct Waiter {
+    /// The granted token: set exactly once, under the queue mutex, when the lock is
+    /// handed over (0 until then; tokens are never 0).
+    token: AtomicU64,
+    /// The grant's time (coarse clock), written before `token`.
+    since: StdAtomicU64,
+    /// Thread key of a blocking waiter whose thread is its call chain, else 0.
+    thread: u64,
+}
+
+impl Waiter {
+    /// A waiter for `thread`, reusing the calling thread's spare allocation if it has
+    /// one: under contention every wait would otherwise allocate and free one.
+    fn new(thread: u64) -> Arc<Waiter> {
+        #[cfg(not(loom))]
+        if let Ok(Some(mut spare)) = SPARE_WAITER.try_with(std::cell::Cell::take) {
+            if let Some(w) = Arc::get_mut(&mut spare) {
+                *w.token.get_mut() = 0;
+                w.thread = thread;
+                return spare;
+            }
+        }
+        Arc::new(Waiter {
+            token: AtomicU64::new(0),
+            since: StdAtomicU64::new(0),
+            thread,
+        })
+    }
+
+    /// Keeps a finished waiter as the thread's spare, if nobody else refers to it.
+    fn recycle(w: Arc<Waiter>) {
+        #[cfg(not(loom))]
+        if Arc::strong_count(&w) == 1 {
+            let _ = SPARE_WAITER.try_with(move |s| s.set(Some(w)));
+        }
+        #[cfg(loom)]
+        drop(w);
+    }
+
+    /// The grant, once handed over.
+    fn grant(&self) -> Option<Grant> {
+        match self.token.load(Ordering::Acquire) {
+            0 => None,
+            token => Some(Grant {
+                token,
+                since: self.since.load(Ordering::Relaxed),
+            }),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static SPARE_WAITER: std::cell::Cell<Option<Arc<Waiter>>> = const { std::cell::Cell::new(None) };
 }
 
 enum Wake {
@@ -175,11 +227,11 @@ impl RawLock {
 
     #[inline]
     fn publish(&self, token: u64, thread: u64) -> Grant {
+        let since = crate::clock::coarse_nanos();
         self.owner_thread.store(thread, Ordering::Relaxed);
-        self.owner_since
-            .store(crate::clock::coarse_nanos(), Ordering::Relaxed);
+        self.owner_since.store(since, Ordering::Relaxed);
         self.owner_token.store(token, Ordering::Release);
-        Grant { token }
+        Grant { token, since }
     }
 
     /// Takes the lock if it is free and nobody queues for it (no barging past waiters).
@@ -266,28 +318,26 @@ impl RawLock {
                 self.leave_queue(&mut q, None);
                 return Err(Refused::SameThread(snap));
             }
-            let w = Arc::new(Waiter {
-                granted: AtomicBool::new(false),
-                thread: owner,
-                slot: Mutex::new(Slot {
-                    wake: Wake::Thread(current_thread()),
-                    grant: None,
-                }),
+            let w = Waiter::new(owner);
+            q.push_back(Queued {
+                waiter: w.clone(),
+                wake: Wake::Thread(current_thread()),
             });
-            q.push_back(w.clone());
             w
         };
         loop {
-            if waiter.granted.load(Ordering::Acquire) {
-                return Ok(take_grant(&waiter));
+            if let Some(grant) = waiter.grant() {
+                Waiter::recycle(waiter);
+                return Ok(grant);
             }
             if let Some(d) = deadline {
                 if Instant::now() >= d {
                     // Leave the queue, unless the hand-off raced us: then we own the lock.
                     let mut q = lock(&self.queue);
-                    if waiter.granted.load(Ordering::Acquire) {
+                    if let Some(grant) = waiter.grant() {
                         drop(q);
-                        return Ok(take_grant(&waiter));
+                        Waiter::recycle(waiter);
+                        return Ok(grant);
                     }
                     self.leave_queue(&mut q, Some(&waiter));
                     return Err(Refused::Held(self.holder()));
@@ -300,9 +350,9 @@ impl RawLock {
     /// Under the queue mutex: removes `w` (if given) and clears `CONTENDED` once nobody
     /// queues any more. Only queue-mutex holders change `state` while it is set, so the
     /// `fetch_and` cannot race a grant.
-    fn leave_queue(&self, q: &mut VecDeque<Arc<Waiter>>, w: Option<&Arc<Waiter>>) {
+    fn leave_queue(&self, q: &mut VecDeque<Queued>, w: Option<&Arc<Waiter>>) {
         if let Some(w) = w {
-            if let Some(i) = q.iter().position(|x| Arc::ptr_eq(x, w)) {
+            if let Some(i) = q.iter().position(|x| Arc::ptr_eq(&x.waiter, w)) {
                 q.remove(i);
             }
         }
@@ -336,17 +386,16 @@ impl RawLock {
 
     /// Under the queue mutex: passes the current grant to the head of the queue, or
     /// frees the lock if nobody waits.
-    fn hand_off_locked(&self, q: &mut VecDeque<Arc<Waiter>>) -> Wake {
+    fn hand_off_locked(&self, q: &mut VecDeque<Queued>) -> Wake {
         match q.pop_front() {
-            Some(next) => {
+            Some(Queued { waiter, wake }) => {
                 let token = next_token();
-                let grant = self.publish(token, next.thread);
+                let grant = self.publish(token, waiter.thread);
                 let contended = if q.is_empty() { 0 } else { CONTENDED };
                 self.state.store(token | contended, Ordering::Release);
-                let mut slot = lock(&next.slot);
-                slot.grant = Some(grant);
-                next.granted.store(true, Ordering::Release);
-                std::mem::replace(&mut slot.wake, Wake::None)
+                waiter.since.store(grant.since, Ordering::Relaxed);
+                waiter.token.store(token, Ordering::Release);
+                wake
             }
             None => {
                 self.state.store(0, Ordering::Release);
@@ -360,12 +409,6 @@ impl RawLock {
     pub(crate) fn waiters(&self) -> usize {
         lock(&self.queue).len()
     }
-}
-
-fn take_grant(w: &Waiter) -> Grant {
-    lock(&w.slot)
-        .grant
-        .expect("a granted waiter always carries its grant")
 }
 
 impl Wake {
@@ -398,31 +441,44 @@ impl Future for Acquire<'_> {
                 if let Ok(grant) = this.lock.lock_or_enqueue(0) {
                     return Poll::Ready(grant);
                 }
-                let w = Arc::new(Waiter {
-                    granted: AtomicBool::new(false),
-                    thread: 0,
-                    slot: Mutex::new(Slot {
-                        wake: Wake::Task(cx.waker().clone()),
-                        grant: None,
-                    }),
+                let w = Waiter::new(0);
+                q.push_back(Queued {
+                    waiter: w.clone(),
+                    wake: Wake::Task(cx.waker().clone()),
                 });
-                q.push_back(w.clone());
                 this.waiter = Some(w);
                 Poll::Pending
             }
             Some(w) => {
-                let mut slot = lock(&w.slot);
-                if let Some(grant) = slot.grant {
-                    drop(slot);
-                    this.waiter = None;
+                if let Some(grant) = w.grant() {
+                    this.finish();
                     return Poll::Ready(grant);
                 }
-                match &mut slot.wake {
-                    Wake::Task(old) if old.will_wake(cx.waker()) => {}
-                    other => *other = Wake::Task(cx.waker().clone()),
+                // Polled again before the hand-off (a spurious or foreign wake-up): make
+                // sure the hand-off wakes the task's current waker.
+                let mut q = lock(&this.lock.queue);
+                if let Some(grant) = w.grant() {
+                    drop(q);
+                    this.finish();
+                    return Poll::Ready(grant);
+                }
+                if let Some(me) = q.iter_mut().find(|x| Arc::ptr_eq(&x.waiter, w)) {
+                    match &mut me.wake {
+                        Wake::Task(old) if old.will_wake(cx.waker()) => {}
+                        other => *other = Wake::Task(cx.waker().clone()),
+                    }
                 }
                 Poll::Pending
             }
+        }
+    }
+}
+
+impl Acquire<'_> {
+    /// After the grant was observed: nothing left to undo on drop.
+    fn finish(&mut self) {
+        if let Some(w) = self.waiter.take() {
+            Waiter::recycle(w);
         }
     }
 }
@@ -432,7 +488,7 @@ impl Drop for Acquire<'_> {
         let Some(w) = self.waiter.take() else { return };
         let wake = {
             let mut q = lock(&self.lock.queue);
-            if w.granted.load(Ordering::Acquire) {
+            if w.grant().is_some() {
                 // Handed over but never observed: pass it straight on, so the next
                 // waiter gets the wake-up that was meant for us.
                 self.lock.hand_off_locked(&mut q)
@@ -442,5 +498,84 @@ impl Drop for Acquire<'_> {
             }
         };
         wake.wake();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake as TaskWake;
+
+    /// A waker that counts its wake-ups.
+    struct Counter(AtomicUsize);
+
+    impl TaskWake for Counter {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (std::sync::Arc<Counter>, Waker) {
+        let c = std::sync::Arc::new(Counter(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn wakes(c: &Counter) -> usize {
+        c.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_re_polled_waiter_is_woken_through_its_latest_waker() {
+        let lock = RawLock::new();
+        let held = lock.try_lock(0).unwrap();
+        let mut fut = Box::pin(lock.lock_async());
+        let (first, w1) = counting();
+        let (second, w2) = counting();
+        assert!(fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&w1))
+            .is_pending());
+        // Moved to another task (e.g. inside a `select!`): the hand-off must wake this one.
+        assert!(fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&w2))
+            .is_pending());
+        assert_eq!(lock.waiters(), 1, "re-polling must not queue twice");
+        lock.unlock(held.token);
+        assert_eq!((wakes(&first), wakes(&second)), (0, 1));
+        let Poll::Ready(grant) = fut.as_mut().poll(&mut Context::from_waker(&w2)) else {
+            panic!("granted waiter must be ready");
+        };
+        assert_eq!(lock.current_token(), grant.token);
+        drop(fut);
+        lock.unlock(grant.token);
+        assert!(!lock.is_locked());
+    }
+
+    #[test]
+    fn waiters_are_recycled_without_leaking_a_grant() {
+        // The same thread waits many times; each wait reuses the spare waiter, and a
+        // recycled waiter must start ungranted (else it would skip the queue).
+        let lock = RawLock::new();
+        for _ in 0..100 {
+            let held = lock.try_lock(0).unwrap();
+            let (woken, w) = counting();
+            let mut fut = Box::pin(lock.lock_async());
+            assert!(fut.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+            assert!(
+                fut.as_mut().poll(&mut Context::from_waker(&w)).is_pending(),
+                "not granted before the release"
+            );
+            lock.unlock(held.token);
+            assert_eq!(wakes(&woken), 1);
+            let Poll::Ready(grant) = fut.as_mut().poll(&mut Context::from_waker(&w)) else {
+                panic!("granted waiter must be ready");
+            };
+            drop(fut);
+            lock.unlock(grant.token);
+        }
+        assert!(!lock.is_locked());
+        assert_eq!(lock.waiters(), 0);
     }
 }

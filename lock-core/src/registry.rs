@@ -7,7 +7,8 @@
 //! by (a constant times) the names actually in use: a million distinct names locked once
 //! each leave at most a few hundred idle entries behind, not a million; and a burst of
 //! names released together is swept once the shard's idle count matches its live count.
-//! Handles are only
+//! A few swept entries per shard are kept as spares and reused for new names, so a
+//! stream of distinct names allocates (almost) nothing. Handles are only
 //! ever taken under the shard lock, so a sweep that sees `handles == 0` there cannot race
 //! with a revival.
 //!
@@ -25,10 +26,13 @@ use crate::sync::lock_std as lock;
 
 const SHARDS: usize = 16;
 /// A shard never sweeps below this size: a few idle entries are cheaper kept than freed.
-const MIN_SWEEP: usize = 32;
+const MIN_SWEEP: usize = 16;
+/// Swept entries a shard keeps for re-use: a stream of fresh names then allocates nothing.
+const SPARES: usize = 16;
 
 pub(crate) struct Entry {
-    name: Box<str>,
+    /// A `String` rather than a `Box<str>` so that a recycled entry can reuse the buffer.
+    name: String,
     hash: u64,
     handles: AtomicUsize,
     pub(crate) raw: RawLock,
@@ -48,11 +52,19 @@ struct Shard {
     table: HashTable<Arc<Entry>>,
     /// Sweep idle entries when the table reaches this size.
     sweep_at: usize,
+    /// Entries swept out of the table, kept (up to [`SPARES`]) to be reused for new names.
+    /// Nothing can take a handle to them any more: handles only come from the table.
+    spares: Vec<Arc<Entry>>,
 }
 
 impl Shard {
     fn sweep(&mut self, idle: &IdleCount) {
-        self.table.retain(|e| e.in_use());
+        let Shard { table, spares, .. } = self;
+        for e in table.extract_if(|e| !e.in_use()) {
+            if spares.len() < SPARES {
+                spares.push(e);
+            }
+        }
         let live = self.table.len();
         if self.table.capacity() > 2 * live.max(MIN_SWEEP) {
             self.table.shrink_to(live, |e| e.hash);
@@ -83,6 +95,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
         Mutex::new(Shard {
             table: HashTable::new(),
             sweep_at: MIN_SWEEP,
+            spares: Vec::new(),
         })
     }),
     idle: std::array::from_fn(|_| IdleCount {
@@ -134,14 +147,34 @@ pub(crate) fn get(name: &str) -> Handle {
     if shard.table.len() >= shard.sweep_at {
         shard.sweep(&reg.idle[shard_index(hash)]);
     }
-    let e = Arc::new(Entry {
-        name: name.into(),
-        hash,
-        handles: AtomicUsize::new(1),
-        raw: RawLock::new(),
-    });
+    let e = shard.new_entry(name, hash);
     shard.table.insert_unique(hash, e.clone(), |e| e.hash);
     Handle(e)
+}
+
+impl Shard {
+    /// A fresh entry with one handle: a spare one if any is unshared, else a new one.
+    fn new_entry(&mut self, name: &str, hash: u64) -> Arc<Entry> {
+        while let Some(mut spare) = self.spares.pop() {
+            // A handle dropped just before the sweep may still be letting go of its `Arc`;
+            // such a spare is simply freed.
+            if let Some(e) = Arc::get_mut(&mut spare) {
+                // Idle means unlocked with nobody queued, so `raw` is as good as new: its
+                // owner facts are tied to a token that can never be granted again.
+                e.name.clear();
+                e.name.push_str(name);
+                e.hash = hash;
+                *e.handles.get_mut() = 1;
+                return spare;
+            }
+        }
+        Arc::new(Entry {
+            name: name.to_owned(),
+            hash,
+            handles: AtomicUsize::new(1),
+            raw: RawLock::new(),
+        })
+    }
 }
 
 /// Looks at the entry for `name` only if it exists (never creates one).
@@ -161,9 +194,16 @@ pub(crate) fn in_use() -> usize {
         .sum()
 }
 
-/// How many entries the table keeps, idle ones included (bounded; see the module docs).
+/// How many entries are kept, idle ones and spares included (bounded; see the module docs).
 pub(crate) fn stored() -> usize {
-    REGISTRY.shards.iter().map(|s| lock(s).table.len()).sum()
+    REGISTRY
+        .shards
+        .iter()
+        .map(|s| {
+            let s = lock(s);
+            s.table.len() + s.spares.len()
+        })
+        .sum()
 }
 
 /// Either a counted handle, or an entry pinned for the life of the process by a call

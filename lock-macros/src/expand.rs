@@ -17,6 +17,7 @@ struct Names {
     held: syn::Ident,
     ok: syn::Ident,
     err: syn::Ident,
+    slow: syn::Ident,
     frame: syn::Ident,
     entered: syn::Ident,
     fake: syn::Ident,
@@ -29,6 +30,7 @@ impl Names {
             held: format_ident!("lock_core_held", span = s),
             ok: format_ident!("lock_core_ok", span = s),
             err: format_ident!("lock_core_err", span = s),
+            slow: format_ident!("lock_core_slow", span = s),
             frame: format_ident!("lock_core_frame", span = s),
             entered: format_ident!("_lock_core_entered", span = s),
             fake: format_ident!("lock_core_fake_return", span = s),
@@ -216,7 +218,8 @@ fn fake_return(plan: &Plan, n: &Names) -> TokenStream {
     }
 }
 
-/// `let held = match acquire(..) { Ok(h) => h, Err(e) => <failure> };`
+/// `let held = match acquire(..) { Ok(h) => h, Err(e) => <failure> };` (async: a
+/// synchronous `try_acquire` first, then `slow.wait().await` only if needed).
 fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
     let p = private(plan);
     let keys = keys(plan);
@@ -248,10 +251,26 @@ fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
             }
         };
         if plan.kind.is_async() {
-            quote!(#p::acquire(#keys, #opts).await)
-        } else {
-            quote!(#p::blocking_acquire(#keys, #opts))
+            // A synchronous attempt first: the uncontended call awaits nothing.
+            let Names {
+                held,
+                ok,
+                err,
+                slow,
+                ..
+            } = n;
+            let fail = failure(plan, err);
+            return quote! {
+                let #held = match #p::try_acquire(#keys, #opts) {
+                    ::core::result::Result::Ok(#ok) => #ok,
+                    ::core::result::Result::Err(#slow) => match #slow.wait().await {
+                        ::core::result::Result::Ok(#ok) => #ok,
+                        ::core::result::Result::Err(#err) => #fail,
+                    },
+                };
+            };
         }
+        quote!(#p::blocking_acquire(#keys, #opts))
     };
     let Names { held, ok, err, .. } = n;
     let fail = failure(plan, err);

@@ -96,3 +96,67 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 }
+
+/// The executors the runtime-agnostic waits are tested on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exec {
+    /// `futures::executor::block_on`: no Tokio at all.
+    BlockOn,
+    /// A current-thread Tokio runtime built without `enable_time` / `enable_io`.
+    BareCurrentThread,
+    /// A multi-thread Tokio runtime without drivers; the future runs as a spawned task.
+    BareMultiThread,
+    /// A current-thread Tokio runtime with all drivers (what `#[tokio::test]` builds).
+    Tokio,
+    /// A multi-thread Tokio runtime with all drivers; the future runs as a spawned task.
+    TokioMultiThread,
+}
+
+impl Exec {
+    /// Every executor.
+    pub const ALL: [Exec; 5] = [
+        Exec::BlockOn,
+        Exec::BareCurrentThread,
+        Exec::BareMultiThread,
+        Exec::Tokio,
+        Exec::TokioMultiThread,
+    ];
+
+    /// Runs the future made by `make` to completion on this executor, on a thread of its
+    /// own, and returns its output. Bounded: panics if it takes longer than a minute (a
+    /// wait that never ends fails the test instead of hanging it) or if the future panics.
+    pub fn run<T, F>(self, make: impl FnOnce() -> F + Send + 'static) -> T
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let fut = make();
+            let out = match self {
+                Exec::BlockOn => futures::executor::block_on(fut),
+                Exec::BareCurrentThread => tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+                    .block_on(fut),
+                Exec::BareMultiThread | Exec::TokioMultiThread => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(2);
+                    if self == Exec::TokioMultiThread {
+                        b.enable_all();
+                    }
+                    let rt = b.build().unwrap();
+                    rt.block_on(rt.spawn(fut)).unwrap()
+                }
+                Exec::Tokio => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(fut),
+            };
+            let _ = tx.send(out);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{self:?}: the future did not complete: {e}"))
+    }
+}

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The cache's state is consistent between statements, so a poisoned lock is usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -25,6 +25,12 @@ pub(crate) const CAP: usize = 64;
 /// Files unused for this long are closed at the next cache access.
 pub(crate) const IDLE: Duration = Duration::from_secs(10);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Times here are nanoseconds on the `clock` module's clocks (coarse is plenty for
+/// idleness, and callers usually have a reading at hand).
+fn elapsed(now: u64, since: u64) -> Duration {
+    Duration::from_nanos(now.saturating_sub(since))
+}
 
 /// One open lock file, with its first page mapped where possible.
 pub(crate) struct LockFile {
@@ -58,9 +64,12 @@ impl LockFile {
     pub(crate) fn write_record(&self, name: &str) -> io::Result<()> {
         #[cfg(unix)]
         if let Some(page) = &self.page {
-            let mut buf = [0u8; super::os::RECORD_MAX];
-            let n = super::os::record_into(&mut buf, name, std::time::SystemTime::now());
-            page.write_record(&buf[..n]);
+            let mut digits = [0u8; 20];
+            page.write_record(&super::os::record_parts(
+                name,
+                super::os::now_ms(),
+                &mut digits,
+            ));
             return Ok(());
         }
         super::os::write_record(&self.file, name)
@@ -90,7 +99,7 @@ impl LockFile {
 
 struct Slot {
     file: Arc<LockFile>,
-    last_used: Instant,
+    last_used: u64,
 }
 
 type Names = HashMap<Box<str>, Slot, foldhash::fast::RandomState>;
@@ -102,14 +111,14 @@ struct Cache {
     /// than hashing paths component by component.
     dirs: Vec<(PathBuf, Names)>,
     len: usize,
-    last_sweep: Instant,
+    last_sweep: u64,
 }
 
 static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| {
     Mutex::new(Cache {
         dirs: Vec::new(),
         len: 0,
-        last_sweep: Instant::now(),
+        last_sweep: crate::clock::coarse_nanos(),
     })
 });
 
@@ -122,7 +131,7 @@ impl Cache {
             .map(|(_, names)| names)
     }
 
-    fn get(&mut self, dir: &Path, name: &str, now: Instant) -> Option<Arc<LockFile>> {
+    fn get(&mut self, dir: &Path, name: &str, now: u64) -> Option<Arc<LockFile>> {
         let slot = self.names(dir)?.get_mut(name)?;
         slot.last_used = now;
         Some(slot.file.clone())
@@ -132,11 +141,11 @@ impl Cache {
     /// `make_room`, the least recently used such entry if the cache is full). Returns
     /// them, for the caller to close after releasing the cache lock.
     #[must_use]
-    fn sweep(&mut self, now: Instant, make_room: bool) -> Vec<Arc<LockFile>> {
+    fn sweep(&mut self, now: u64, make_room: bool) -> Vec<Arc<LockFile>> {
         let mut removed = Vec::new();
         for (_, files) in &mut self.dirs {
             files.retain(|_, s| {
-                let keep = Arc::strong_count(&s.file) > 1 || now.duration_since(s.last_used) < IDLE;
+                let keep = Arc::strong_count(&s.file) > 1 || elapsed(now, s.last_used) < IDLE;
                 if !keep {
                     removed.push(s.file.clone());
                 }
@@ -173,18 +182,18 @@ pub(crate) fn open_count() -> usize {
 }
 
 /// Returns the open lock file of the lock `name` in `dir`, opening (and creating) it on
-/// a miss. `now` is the caller's idea of the current time (for idleness). The error says
-/// which path failed.
+/// a miss. `now` is the caller's idea of the current time (for idleness; see
+/// [`elapsed`]). The error says which path failed.
 pub(crate) fn open(
     dir: &Path,
     name: &str,
-    now: Instant,
+    now: u64,
 ) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
     let evicted;
     {
         let mut c = lock(&CACHE);
         if let Some(f) = c.get(dir, name, now) {
-            if now.saturating_duration_since(c.last_sweep) < SWEEP_EVERY {
+            if elapsed(now, c.last_sweep) < SWEEP_EVERY {
                 return Ok(f);
             }
             evicted = c.sweep(now, false);
@@ -198,7 +207,7 @@ pub(crate) fn open(
     let file = open_file(dir, &path)?;
     let lf = Arc::new(LockFile::new(file, path));
     let mut c = lock(&CACHE);
-    evicted = if c.len >= CAP || now.saturating_duration_since(c.last_sweep) >= SWEEP_EVERY {
+    evicted = if c.len >= CAP || elapsed(now, c.last_sweep) >= SWEEP_EVERY {
         c.sweep(now, true)
     } else {
         Vec::new()
@@ -258,18 +267,18 @@ mod tests {
     #[test]
     fn the_cache_stays_bounded_and_reuses_descriptors() {
         let dir = std::env::temp_dir().join(format!("lock-core-cache-{}", std::process::id()));
-        let a1 = open(&dir, "a", Instant::now()).unwrap();
-        let a2 = open(&dir, "a", Instant::now()).unwrap();
+        let a1 = open(&dir, "a", crate::clock::coarse_nanos()).unwrap();
+        let a2 = open(&dir, "a", crate::clock::coarse_nanos()).unwrap();
         assert_eq!(a1.path, dir.join("a.lock"));
         assert!(Arc::ptr_eq(&a1, &a2), "a hit re-uses the open file");
         drop((a1, a2));
         let held: Vec<_> = (0..CAP + 10)
-            .map(|i| open(&dir, &format!("h{i}"), Instant::now()).unwrap())
+            .map(|i| open(&dir, &format!("h{i}"), crate::clock::coarse_nanos()).unwrap())
             .collect();
         assert!(open_count() <= CAP);
         drop(held);
         for i in 0..3 * CAP {
-            drop(open(&dir, &format!("x{i}"), Instant::now()).unwrap());
+            drop(open(&dir, &format!("x{i}"), crate::clock::coarse_nanos()).unwrap());
             assert!(open_count() <= CAP);
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -39,9 +39,12 @@
 //!   and a dying holder's descriptor is closed by the kernel; both wake the waiter at
 //!   once. A bounded backoff re-try (1 ms doubling to 50 ms, or to
 //!   `$LOCK_CORE_FILE_POLL_MAX_MS`) is only a safety net there; on other systems, and for
-//!   changes made by other machines on network file systems, it is the whole mechanism. Async waits register the inotify
-//!   descriptor with Tokio (the runtime needs its I/O and time drivers, as
-//!   `#[tokio::main]` and `#[tokio::test]` enable), blocking waits use `poll(2)`.
+//!   changes made by other machines on network file systems, it is the whole mechanism.
+//!   Blocking waits use `poll(2)`. Async waits hand the inotify descriptor and their
+//!   re-try timer to one background thread of this crate (epoll, started by the first
+//!   contended wait), so they work on any executor — Tokio with or without its I/O and
+//!   time drivers, `futures::executor::block_on`, smol — and a dropped wait deregisters
+//!   at once.
 //! * **Cancellation.** The OS lock is only ever taken by a non-blocking attempt made by
 //!   the acquiring call itself, which returns the guard at once. A dropped future or a
 //!   timed-out wait therefore never leaves the lock held, not even for an instant: no
@@ -414,7 +417,7 @@ fn io_error(name: &str, path: &Path, source: std::io::Error) -> LockError {
 
 fn open_for(guard: &LockGuard, dir: &Path) -> Result<Arc<LockFile>, LockError> {
     let name = guard.name();
-    cache::open(dir, name, guard.acquired_at()).map_err(|(path, e)| io_error(name, &path, e))
+    cache::open(dir, name, guard.granted_nanos()).map_err(|(path, e)| io_error(name, &path, e))
 }
 
 /// One non-blocking attempt at the OS lock.
@@ -482,6 +485,28 @@ pub(crate) async fn lock_entry(
     Ok(guard)
 }
 
+/// The attribute's fast path: both locks if both are free right now, else `None` with
+/// nothing held (the caller then waits the usual way). `thread` as for
+/// [`local::try_fast`]; the guard is not stamped (the attribute stamps on demand).
+pub(crate) fn try_now(
+    entry: EntryRef,
+    dir: Option<&Path>,
+    thread: u64,
+) -> Result<Option<LockGuard>, LockError> {
+    let mut guard = match local::try_fast(entry, thread) {
+        local::Fast::Got(g) => g,
+        local::Fast::Taken(_) => return Ok(None),
+        local::Fast::Reentry(e) => return Err(*e),
+    };
+    let dir = resolve_dir(dir);
+    let lf = open_for(&guard, &dir)?;
+    if !try_os(&lf, guard.name())? {
+        return Ok(None);
+    }
+    attach(&mut guard, lf);
+    Ok(Some(guard))
+}
+
 /// Takes both locks if both are free right now.
 pub(crate) fn try_lock_entry(entry: EntryRef, dir: Option<&Path>) -> Result<LockGuard, LockError> {
     let mut guard = local::try_lock(entry)?;
@@ -517,38 +542,19 @@ pub(crate) fn blocking_lock_entry(
     Ok(guard)
 }
 
-/// Registers the watch with the Tokio reactor (`None`: fall back to the backoff).
-#[cfg(target_os = "linux")]
-fn register(w: os::Watch) -> Option<tokio::io::unix::AsyncFd<os::Watch>> {
-    // `with_interest` is deprecated in newer Tokio releases in favour of an `unsafe`
-    // variant whose contract is that the descriptor stays open and unchanged while
-    // registered. `Watch` owns its descriptor and only gives it up in its own `Drop`,
-    // which `AsyncFd` runs after deregistering it, so that contract holds; the safe
-    // constructor keeps older Tokio 1.x releases working.
-    #[allow(deprecated)]
-    let afd = tokio::io::unix::AsyncFd::with_interest(w, tokio::io::Interest::READABLE);
-    afd.ok()
-}
-
-/// Waits (async) until a non-blocking attempt at the OS lock succeeds.
+/// Waits (async) until a non-blocking attempt at the OS lock succeeds. Runs on any
+/// executor: the inotify descriptor and the re-try timer are served by the crate's
+/// wake-up thread ([`crate::reactor`]), not by a runtime.
 async fn wait_async(
     lf: &LockFile,
     name: &str,
     start: Instant,
     deadline: Option<Instant>,
 ) -> Result<(), LockError> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(LockError::AcquireFailed {
-            name: name.to_owned(),
-            reason: "waiting for a file lock held by another process needs a Tokio runtime \
-                     (with the I/O and time drivers) on this thread"
-                .into(),
-        });
-    }
     // Counted as a waiter before the watch is armed, so releasers know to wake us.
     let _waiting = lf.waiting();
     #[cfg(target_os = "linux")]
-    let mut watch = os::Watch::new(&lf.path).ok().and_then(register);
+    let mut watch = os::Watch::new(&lf.path).ok();
     let mut backoff = os::BACKOFF_MIN;
     loop {
         // The watch is armed before this attempt: a release after it wakes us.
@@ -558,21 +564,26 @@ async fn wait_async(
         let Some(step) = next_step(deadline, backoff) else {
             return Err(timed_out(lf, name, start));
         };
+        let now = Instant::now();
+        let until = now.checked_add(step).unwrap_or(now);
+        backoff = (backoff * 2).min(os::backoff_max());
         #[cfg(target_os = "linux")]
-        if let Some(afd) = &watch {
-            match tokio::time::timeout(step, afd.readable()).await {
-                Ok(Ok(mut ready)) => {
-                    // Drains the events and clears readiness (drain ends in WouldBlock).
-                    let _ = ready.try_io(|w| w.get_ref().drain());
+        if let Some(fd) = watch.as_ref().and_then(|w| w.fd()) {
+            // Events queued before the registration make it fire at once.
+            match crate::reactor::readable_until(fd, until).await {
+                Ok(()) => {
+                    if let Some(w) = &watch {
+                        let _ = w.drain();
+                    }
                 }
-                Ok(Err(_)) => watch = None,
-                Err(_elapsed) => {}
+                // Not pollable after all: the backoff alone from now on.
+                Err(_) => watch = None,
             }
-            backoff = (backoff * 2).min(os::backoff_max());
             continue;
         }
-        tokio::time::sleep(step).await;
-        backoff = (backoff * 2).min(os::backoff_max());
+        crate::reactor::sleep_until(until)
+            .await
+            .map_err(|e| crate::reactor::wait_failed(name, e))?;
     }
 }
 

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::Holder;
 
@@ -51,7 +51,7 @@ pub(crate) fn touch(f: &File) {
 
 #[cfg(not(unix))]
 pub(crate) fn touch(f: &File) {
-    let now = SystemTime::now();
+    let now = std::time::SystemTime::now();
     let _ = f.set_times(
         std::fs::FileTimes::new()
             .set_accessed(now)
@@ -110,35 +110,52 @@ fn record_head() -> &'static str {
     })
 }
 
-/// Writes the record a holder puts into its lock file into `buf` and returns its
-/// length. Hand-rolled (no `fmt`, no allocation): this is on the uncontended path.
-pub(crate) fn record_into(buf: &mut [u8; RECORD_MAX], name: &str, since: SystemTime) -> usize {
-    let ms = since
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut digits = [0u8; 20];
+/// The pieces of the record a holder puts into its lock file, in order. Hand-rolled (no
+/// `fmt`, no allocation): this is on the uncontended path. `digits` is scratch space.
+pub(crate) fn record_parts<'a>(
+    name: &'a str,
+    since_ms: u64,
+    digits: &'a mut [u8; 20],
+) -> [&'a [u8]; 6] {
+    // Two digits per division: this runs on every uncontended file lock.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+                                2021222324252627282930313233343536373839\
+                                4041424344454647484950515253545556575859\
+                                6061626364656667686970717273747576777879\
+                                8081828384858687888990919293949596979899";
     let mut d = digits.len();
-    let mut v = ms;
-    loop {
-        d -= 1;
-        digits[d] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+    let mut v = since_ms;
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        d -= 2;
+        digits[d..d + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
-    let mut n = 0;
-    let parts: [&[u8]; 6] = [
+    if v >= 10 {
+        let pair = v as usize * 2;
+        d -= 2;
+        digits[d..d + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        d -= 1;
+        digits[d] = b'0' + v as u8;
+    }
+    [
         record_head().as_bytes(),
         b"since_ms=",
         &digits[d..],
         b"\nname=",
         name.as_bytes(),
         b"\nend\n",
-    ];
-    for part in parts {
-        // Cannot overflow for valid names (head ≤ ~300 bytes, name ≤ 256); if it
-        // would, the record just stays without its `end` line, i.e. unreadable.
+    ]
+}
+
+/// Copies `parts` one after another into `buf`, and returns the length written. Cannot
+/// overflow for valid names (head ≤ ~300 bytes, name ≤ 256); if it would, the record
+/// just stays without its `end` line, i.e. unreadable.
+pub(crate) fn record_into(buf: &mut [u8; RECORD_MAX], name: &str, since_ms: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    for part in record_parts(name, since_ms, &mut digits) {
         let Some(dst) = buf.get_mut(n..n + part.len()) else {
             break;
         };
@@ -148,11 +165,16 @@ pub(crate) fn record_into(buf: &mut [u8; RECORD_MAX], name: &str, since: SystemT
     n
 }
 
+/// Milliseconds since the Unix epoch, for records (at coarse resolution).
+pub(crate) fn now_ms() -> u64 {
+    crate::clock::wall_millis()
+}
+
 /// The record as a string.
 #[cfg(test)]
-pub(crate) fn record(name: &str, since: SystemTime) -> String {
+pub(crate) fn record(name: &str, since_ms: u64) -> String {
     let mut buf = [0u8; RECORD_MAX];
-    let n = record_into(&mut buf, name, since);
+    let n = record_into(&mut buf, name, since_ms);
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
@@ -160,7 +182,7 @@ pub(crate) fn record(name: &str, since: SystemTime) -> String {
 /// the file is never truncated or unlinked; readers stop at the `end` line).
 pub(crate) fn write_record(f: &File, name: &str) -> io::Result<()> {
     let mut buf = [0u8; RECORD_MAX];
-    let n = record_into(&mut buf, name, SystemTime::now());
+    let n = record_into(&mut buf, name, now_ms());
     write_all_at(f, &buf[..n])
 }
 
@@ -348,7 +370,7 @@ pub(crate) use linux::Watch;
 mod linux {
     use std::ffi::CString;
     use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
     use std::sync::Mutex;
@@ -415,12 +437,17 @@ mod linux {
             Ok(w)
         }
 
+        /// The inotify descriptor, to wait for readability on (always `Some` while the
+        /// watch lives).
+        pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+            self.fd.as_ref().map(|fd| fd.as_fd())
+        }
+
         fn raw(&self) -> RawFd {
             self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
         }
 
-        /// Reads every queued event; returns `Err(WouldBlock)` once the queue is empty
-        /// (the shape `AsyncFd::try_io` expects to clear readiness).
+        /// Reads every queued event; returns `Err(WouldBlock)` once the queue is empty.
         pub(crate) fn drain(&self) -> io::Result<()> {
             let mut buf = [0u8; 4096];
             loop {
@@ -463,12 +490,6 @@ mod linux {
         }
     }
 
-    impl AsRawFd for Watch {
-        fn as_raw_fd(&self) -> RawFd {
-            self.raw()
-        }
-    }
-
     impl Drop for Watch {
         fn drop(&mut self) {
             let Some(fd) = self.fd.take() else { return };
@@ -490,8 +511,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn record_digits_are_exact() {
+        for ms in [
+            0,
+            7,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1_000,
+            1_763_800_000_123,
+            u64::MAX,
+        ] {
+            let rec = parse_record(record("d", ms).as_bytes()).unwrap();
+            assert_eq!(rec.since_ms, ms);
+        }
+    }
+
+    #[test]
     fn record_round_trips() {
-        let text = record("a/b c", SystemTime::now());
+        let text = record("a/b c", now_ms());
         let rec = parse_record(text.as_bytes()).unwrap();
         assert_eq!(rec.pid, std::process::id());
         assert_eq!(rec.name, "a/b c");
@@ -536,17 +576,17 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let text = record("n", SystemTime::now()).replace(
+        let text = record("n", now_ms()).replace(
             &format!("pid={}\n", std::process::id()),
             &format!("pid={pid}\n"),
         );
         let rec = parse_record(text.as_bytes()).unwrap();
         assert_eq!(rec.pid, pid);
         assert!(holder_from(rec, "n").is_none());
-        let live = parse_record(record("n", SystemTime::now()).as_bytes()).unwrap();
+        let live = parse_record(record("n", now_ms()).as_bytes()).unwrap();
         let h = holder_from(live, "n").unwrap();
         assert_eq!(h.pid, Some(std::process::id()));
-        let other = parse_record(record("m", SystemTime::now()).as_bytes()).unwrap();
+        let other = parse_record(record("m", now_ms()).as_bytes()).unwrap();
         assert!(holder_from(other, "n").is_none());
     }
 

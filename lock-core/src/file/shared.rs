@@ -85,13 +85,19 @@ impl SharedPage {
         unsafe { &*self.ptr.as_ptr().add(WAITERS_AT).cast::<AtomicU32>() }
     }
 
-    /// Writes the holder record. Callers hold the OS lock on the file, so no other
-    /// well-behaved writer exists.
-    pub(crate) fn write_record(&self, rec: &[u8]) {
-        let n = rec.len().min(RECORD_MAX);
-        // SAFETY: `n <= RECORD_MAX < PAGE_LEN` bytes fit in the mapping; source and
-        // destination cannot overlap (the source is a buffer on the caller's side).
-        unsafe { std::ptr::copy_nonoverlapping(rec.as_ptr(), self.ptr.as_ptr(), n) };
+    /// Writes the holder record, given as consecutive parts, straight into the page
+    /// (parts beyond [`RECORD_MAX`] bytes are cut off). Callers hold the OS lock on the
+    /// file, so no other well-behaved writer exists.
+    pub(crate) fn write_record(&self, parts: &[&[u8]]) {
+        let mut at = 0;
+        for part in parts {
+            let n = part.len().min(RECORD_MAX - at);
+            // SAFETY: `at + n <= RECORD_MAX < PAGE_LEN`, so the destination lies in the
+            // mapping; source and destination cannot overlap (the source is on the
+            // caller's side, never in the page).
+            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), self.ptr.as_ptr().add(at), n) };
+            at += n;
+        }
     }
 
     /// Counts this process as waiting until the returned value drops.
@@ -153,7 +159,7 @@ mod tests {
         let b = SharedPage::map(&f2).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), PAGE_LEN as u64);
 
-        a.write_record(b"hello record\nend\n");
+        a.write_record(&[b"hello ", b"record\nend\n"]);
         let text = std::fs::read(&path).unwrap();
         assert!(text.starts_with(b"hello record\nend\n"));
 

@@ -8,26 +8,31 @@
 /// Docs stay.
 #[must_use = "check it"]
 pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
-    let lock_core_held = match ::lock_core::__private::acquire(
-            ::lock_core::__private::Keys::Site({
-                static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
-                    "db",
-                );
-                &SITE
-            }),
-            ::lock_core::__private::Options {
-                timeout_ms: ::core::option::Option::Some(5000u64),
-                file: ::lock_core::__private::FileMode::Off,
-            },
-        )
-        .await
-    {
+    let lock_core_held = match ::lock_core::__private::try_acquire(
+        ::lock_core::__private::Keys::Site({
+            static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
+                "db",
+            );
+            &SITE
+        }),
+        ::lock_core::__private::Options {
+            timeout_ms: ::core::option::Option::Some(5000u64),
+            file: ::lock_core::__private::FileMode::Off,
+        },
+    ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
-        ::core::result::Result::Err(lock_core_err) => {
-            return <Result<
-                u64,
-                lock_core::LockError,
-            > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+        ::core::result::Result::Err(lock_core_slow) => {
+            match lock_core_slow.wait().await {
+                ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+                ::core::result::Result::Err(lock_core_err) => {
+                    return <Result<
+                        u64,
+                        lock_core::LockError,
+                    > as ::lock_core::__private::LockFailure>::lock_failure(
+                        lock_core_err,
+                    );
+                }
+            }
         }
     };
     ::lock_core::__private::scope(

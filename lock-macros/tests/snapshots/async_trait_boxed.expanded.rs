@@ -26,26 +26,31 @@ where
     Self: 'async_trait,
 {
     Box::pin(async move {
-        let lock_core_held = match ::lock_core::__private::acquire(
-                ::lock_core::__private::Keys::Site({
-                    static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
-                        "svc",
-                    );
-                    &SITE
-                }),
-                ::lock_core::__private::Options {
-                    timeout_ms: ::core::option::Option::None,
-                    file: ::lock_core::__private::FileMode::Off,
-                },
-            )
-            .await
-        {
+        let lock_core_held = match ::lock_core::__private::try_acquire(
+            ::lock_core::__private::Keys::Site({
+                static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
+                    "svc",
+                );
+                &SITE
+            }),
+            ::lock_core::__private::Options {
+                timeout_ms: ::core::option::Option::None,
+                file: ::lock_core::__private::FileMode::Off,
+            },
+        ) {
             ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
-            ::core::result::Result::Err(lock_core_err) => {
-                return <Result<
-                    u32,
-                    std::io::Error,
-                > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+            ::core::result::Result::Err(lock_core_slow) => {
+                match lock_core_slow.wait().await {
+                    ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+                    ::core::result::Result::Err(lock_core_err) => {
+                        return <Result<
+                            u32,
+                            std::io::Error,
+                        > as ::lock_core::__private::LockFailure>::lock_failure(
+                            lock_core_err,
+                        );
+                    }
+                }
             }
         };
         ::lock_core::__private::scope(

@@ -5,20 +5,23 @@
 // }
 
 async fn credit(id: u32, amount: i64) -> i64 {
-    let lock_core_held = match ::lock_core::__private::acquire(
-            ::lock_core::__private::Keys::Names(
-                ::std::vec![::std::format!("account-{}", id)],
-            ),
-            ::lock_core::__private::Options {
-                timeout_ms: ::core::option::Option::None,
-                file: ::lock_core::__private::FileMode::Off,
-            },
-        )
-        .await
-    {
+    let lock_core_held = match ::lock_core::__private::try_acquire(
+        ::lock_core::__private::Keys::Names(
+            ::std::vec![::std::format!("account-{}", id)],
+        ),
+        ::lock_core::__private::Options {
+            timeout_ms: ::core::option::Option::None,
+            file: ::lock_core::__private::FileMode::Off,
+        },
+    ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
-        ::core::result::Result::Err(lock_core_err) => {
-            ::lock_core::__private::lock_panic(lock_core_err)
+        ::core::result::Result::Err(lock_core_slow) => {
+            match lock_core_slow.wait().await {
+                ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+                ::core::result::Result::Err(lock_core_err) => {
+                    ::lock_core::__private::lock_panic(lock_core_err)
+                }
+            }
         }
     };
     ::lock_core::__private::scope_with(

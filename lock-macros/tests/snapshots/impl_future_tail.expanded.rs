@@ -9,23 +9,28 @@ fn job(
 ) -> impl std::future::Future<Output = Result<u64, std::io::Error>> + Send {
     let doubled = id * 2;
     async move {
-        let lock_core_held = match ::lock_core::__private::acquire(
-                ::lock_core::__private::Keys::Names(
-                    ::std::vec![::std::format!("job-{}", id)],
-                ),
-                ::lock_core::__private::Options {
-                    timeout_ms: ::core::option::Option::None,
-                    file: ::lock_core::__private::FileMode::Dir("target/locks"),
-                },
-            )
-            .await
-        {
+        let lock_core_held = match ::lock_core::__private::try_acquire(
+            ::lock_core::__private::Keys::Names(
+                ::std::vec![::std::format!("job-{}", id)],
+            ),
+            ::lock_core::__private::Options {
+                timeout_ms: ::core::option::Option::None,
+                file: ::lock_core::__private::FileMode::Dir("target/locks"),
+            },
+        ) {
             ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
-            ::core::result::Result::Err(lock_core_err) => {
-                return <Result<
-                    u64,
-                    std::io::Error,
-                > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+            ::core::result::Result::Err(lock_core_slow) => {
+                match lock_core_slow.wait().await {
+                    ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+                    ::core::result::Result::Err(lock_core_err) => {
+                        return <Result<
+                            u64,
+                            std::io::Error,
+                        > as ::lock_core::__private::LockFailure>::lock_failure(
+                            lock_core_err,
+                        );
+                    }
+                }
             }
         };
         ::lock_core::__private::scope(&lock_core_held, async move { Ok(doubled) }).await

@@ -7,24 +7,27 @@ async fn transfer<T: std::fmt::Display + Send>(from: T, to: T) -> anyhow::Result
 where
     T: Sync,
 {
-    let lock_core_held = match ::lock_core::__private::acquire(
-            ::lock_core::__private::Keys::Names(
-                ::std::vec![
-                    ::std::format!("user-{}", from), ::std::format!("user-{}", to)
-                ],
-            ),
-            ::lock_core::__private::Options {
-                timeout_ms: ::core::option::Option::Some(0u64),
-                file: ::lock_core::__private::FileMode::Off,
-            },
-        )
-        .await
-    {
+    let lock_core_held = match ::lock_core::__private::try_acquire(
+        ::lock_core::__private::Keys::Names(
+            ::std::vec![::std::format!("user-{}", from), ::std::format!("user-{}", to)],
+        ),
+        ::lock_core::__private::Options {
+            timeout_ms: ::core::option::Option::Some(0u64),
+            file: ::lock_core::__private::FileMode::Off,
+        },
+    ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
-        ::core::result::Result::Err(lock_core_err) => {
-            return <anyhow::Result<
-                (),
-            > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+        ::core::result::Result::Err(lock_core_slow) => {
+            match lock_core_slow.wait().await {
+                ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+                ::core::result::Result::Err(lock_core_err) => {
+                    return <anyhow::Result<
+                        (),
+                    > as ::lock_core::__private::LockFailure>::lock_failure(
+                        lock_core_err,
+                    );
+                }
+            }
         }
     };
     ::lock_core::__private::scope(

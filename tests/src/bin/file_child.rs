@@ -7,8 +7,10 @@
 //! * `hold <dir> <name>` — takes the lock, prints `locked <pid>`, then releases it when a
 //!   line `release` arrives on stdin (or stdin closes), prints `released`, and exits.
 //! * `try <dir> <name>` — one `try_acquire`; prints `ok` or `busy <code> <holder pid>`.
-//! * `wait <dir> <name> <timeout-ms>` — `acquire_timeout`; prints `acquired <unix-ns>`
-//!   (the moment it got the lock) or `err <code> <holder pid>`.
+//! * `wait <dir> <name> <timeout-ms> [executor]` — `acquire_timeout`; prints `acquired
+//!   <unix-ns>` (the moment it got the lock) or `err <code> <holder pid>`. The executor is
+//!   `tokio` (default: a current-thread runtime with all drivers), `bare` (one without
+//!   drivers) or `block-on` (`futures::executor::block_on`).
 //! * `is-locked <dir> <name>` — prints `true` or `false`.
 //! * `stamp <dir> <name>` — waits for a line on stdin, prints `at <unix-ns>` (the
 //!   wake-up floor through a pipe, to compare hand-offs with).
@@ -121,11 +123,7 @@ fn main() {
         },
         "wait" => {
             let ms: u64 = arg(3).parse().unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
+            let wait = async {
                 match dir.acquire_timeout(name, Duration::from_millis(ms)).await {
                     Ok(g) => {
                         let t = now_ns();
@@ -134,7 +132,20 @@ fn main() {
                     }
                     Err(e) => say(&format!("err {} {}", e.code(), holder_pid(&e))),
                 }
-            });
+            };
+            match args.get(4).map_or("tokio", String::as_str) {
+                "tokio" => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(wait),
+                "bare" => tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+                    .block_on(wait),
+                "block-on" => futures::executor::block_on(wait),
+                other => panic!("unknown executor {other}"),
+            }
         }
         "is-locked" => say(&dir.is_locked(name).to_string()),
         "stamp" => {
