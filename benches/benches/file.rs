@@ -2,14 +2,16 @@
 //! 4. uncontended acquire+release: raw flock on an open descriptor (floor), open+lock+
 //!    unlock+close per op, `spawn_blocking` per op, `lock_core::file`, `#[locked(file)]`;
 //! 5. cross-process hand-off: two processes passing locks back and forth vs a pipe
-//!    ping-pong between the same two processes (the wake-up floor).
+//!    ping-pong between the same two processes (the wake-up floor): raw flock, the
+//!    blocking `lock_core::file` verb, and the async one on a current-thread runtime.
 //!
 //! Run: `cargo bench -p lock-core-benches --bench file`
 //!
 //! The hand-off uses three locks in rotation, so that every step is exactly one
 //! cross-process wake-up and nobody can barge: A holds {0,1}, B holds {2}; A releases 0
 //! (B, waiting for it, wakes), B releases 2 (A wakes), A releases 1, ... A round trip is
-//! two wake-ups, like one pipe ping-pong.
+//! two wake-ups, like one pipe ping-pong: each of A's steps (release one, take the next)
+//! is one round trip, so both sides run `rounds` steps per timed batch.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -108,18 +110,21 @@ impl Locks for RawLocks {
     }
 }
 
-/// `lock_core::file` blocking verbs on three names.
+/// `lock_core::file` on three names: the blocking verb, or (with a runtime) the async one.
 struct CoreLocks {
     dir: lock_core::file::LockDir,
     held: [Option<lock_core::LockGuard>; 3],
+    rt: Option<tokio::runtime::Runtime>,
 }
 
 impl Locks for CoreLocks {
     fn take(&mut self, i: usize) {
-        let g = self
-            .dir
-            .blocking_acquire(&format!("handoff-{i}"), None)
-            .expect("lock");
+        let name = format!("handoff-{i}");
+        let g = match &self.rt {
+            None => self.dir.blocking_acquire(&name, None),
+            Some(rt) => rt.block_on(self.dir.acquire(&name)),
+        }
+        .expect("lock");
         self.held[i] = Some(g);
     }
     fn give(&mut self, i: usize) {
@@ -134,10 +139,21 @@ fn locks_for(mode: &str, dir: &Path) -> Box<dyn Locks> {
                 .map(|i| open(&dir.join(format!("raw-{i}"))))
                 .collect(),
         )),
-        _ => Box::new(CoreLocks {
+        "core" => Box::new(CoreLocks {
             dir: lock_core::file::LockDir::new(dir),
             held: [None, None, None],
+            rt: None,
         }),
+        "core-async" => Box::new(CoreLocks {
+            dir: lock_core::file::LockDir::new(dir),
+            held: [None, None, None],
+            rt: Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime"),
+            ),
+        }),
+        _ => panic!("unknown hand-off mode {mode}"),
     }
 }
 
@@ -148,7 +164,7 @@ fn handoff_child(mode: &str, dir: &Path, rounds: u64) {
     println!("ready");
     std::io::stdout().flush().expect("stdout");
     let mut a = 0;
-    for _ in 0..rounds * 2 {
+    for _ in 0..rounds {
         locks.take(a);
         locks.give((a + 2) % 3);
         a = (a + 1) % 3;
@@ -180,7 +196,7 @@ fn handoff_parent(mode: &str, rounds: u64) -> Duration {
     assert_eq!(line.trim(), "ready");
     let start = Instant::now();
     let mut r = 0;
-    for _ in 0..rounds * 2 {
+    for _ in 0..rounds {
         locks.give(r);
         locks.take((r + 2) % 3);
         r = (r + 1) % 3;
@@ -236,6 +252,9 @@ fn handoff(c: &mut Criterion) {
     });
     g.bench_function("lock_core::file hand-off", |b| {
         b.iter_custom(|n| handoff_parent("core", n))
+    });
+    g.bench_function("lock_core::file async hand-off", |b| {
+        b.iter_custom(|n| handoff_parent("core-async", n))
     });
     g.finish();
 }

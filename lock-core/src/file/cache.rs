@@ -85,6 +85,12 @@ impl LockFile {
         }
     }
 
+    /// Whether the shared page counts any waiting process.
+    #[cfg(all(test, unix))]
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.page.as_ref().is_some_and(|p| p.has_waiters())
+    }
+
     /// After unlocking: wakes waiting processes, if there may be any.
     pub(crate) fn wake_waiters(&self) {
         #[cfg(unix)]

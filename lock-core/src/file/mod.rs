@@ -587,13 +587,18 @@ async fn wait_async(
     }
 }
 
-/// Waits (blocking the thread) until a non-blocking attempt at the OS lock succeeds.
+/// Waits (blocking the thread) until the OS lock is ours: in the kernel when there is no
+/// deadline, else by non-blocking attempts woken by the release events.
 fn wait_blocking(
     lf: &LockFile,
     name: &str,
     start: Instant,
     deadline: Option<Instant>,
 ) -> Result<(), LockError> {
+    if deadline.is_none() {
+        // Not counted as a waiter: the kernel wakes us, releasers need not.
+        return os::lock_blocking(&lf.file).map_err(|e| io_error(name, &lf.path, e));
+    }
     let _waiting = lf.waiting();
     #[cfg(target_os = "linux")]
     let mut watch = os::Watch::new(&lf.path).ok();
@@ -738,6 +743,49 @@ mod tests {
         // Woken by the event, not by the 50 ms safety net.
         let took = released.elapsed();
         assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    /// Whether `/proc/locks` lists a blocked flock waiter on `ino`.
+    #[cfg(target_os = "linux")]
+    fn kernel_waiter_on(ino: u64) -> bool {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        let tag = format!(":{ino} ");
+        locks
+            .lines()
+            .any(|l| l.contains(" -> FLOCK ") && l.contains(&tag))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn blocking_waiter_without_deadline_waits_in_the_kernel() {
+        use std::os::unix::fs::MetadataExt;
+        let name = "unit-blocking-waiter-without-deadline";
+        let d = temp_dir("kernel");
+        drop(d.try_acquire(name).unwrap());
+        let path = d.lock_file(name).unwrap();
+        let other = LockFile::new(
+            std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap(),
+            path.clone(),
+        );
+        let ino = other.file.metadata().unwrap().ino();
+        assert!(os::try_lock(&other.file).unwrap());
+        let d2 = d.clone();
+        let waiter = std::thread::spawn(move || d2.blocking_acquire(name, None).map(drop));
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while !kernel_waiter_on(ino) {
+            assert!(Instant::now() < give_up, "no blocked flock waiter appeared");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Not counted in the shared page, so the release below makes no wake-up call.
+        assert!(!other.has_waiters());
+        // A bare unlock, no touch: the kernel hands the lock over.
+        other.file.unlock().unwrap();
+        waiter.join().unwrap().unwrap();
+        assert!(!kernel_waiter_on(ino));
     }
 
     #[tokio::test]

@@ -18,6 +18,19 @@ pub(crate) fn try_lock(f: &File) -> io::Result<bool> {
     }
 }
 
+/// Waits in the kernel for the exclusive OS lock. The holder's unlock hands it over
+/// directly, the quickest cross-process wake-up there is (no event, no re-try), but the
+/// wait cannot time out, so only waits without a deadline use it.
+pub(crate) fn lock_blocking(f: &File) -> io::Result<()> {
+    loop {
+        match f.lock() {
+            // A signal handler ran; the lock was not taken.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Probes, on a separate open file description, whether anyone holds the lock. Takes a
 /// *shared* lock for an instant, so probes never conflict with each other. Closing the
 /// probe's descriptor is itself a wake-up event for waiters (see [`Watch`]), so a waiter
