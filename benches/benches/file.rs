@@ -90,6 +90,7 @@ fn uncontended(c: &mut Criterion) {
         b.to_async(&rt).iter(attr_file)
     });
     g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// How one side of the hand-off takes and gives back its locks.
@@ -257,6 +258,11 @@ fn handoff(c: &mut Criterion) {
         b.iter_custom(|n| handoff_parent("core-async", n))
     });
     g.finish();
+    // Only now: lock-core keeps its lock files open for re-use, so a directory removed
+    // between batches would leave the parent locking the old, unlinked files.
+    for mode in ["raw", "core", "core-async"] {
+        let _ = std::fs::remove_dir_all(bench_dir(&format!("handoff-{mode}")));
+    }
 }
 
 fn main() {

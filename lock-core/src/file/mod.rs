@@ -59,7 +59,9 @@
 //!   very long names are shortened with their SHA-256. See [`LockDir::lock_file`].
 //! * **Lock files are never deleted** (deleting a lock file that someone may hold or be
 //!   about to lock breaks exclusion) nor truncated; leftovers are harmless. Do not
-//!   truncate or delete them yourself while processes use them.
+//!   truncate or delete them yourself while processes use them: a process keeps its lock
+//!   files open for re-use (closing them after 10 s unused), and one that still has the
+//!   deleted file open excludes nobody who opens the new one.
 //!
 //! Caveats: a child created by `fork` without `exec` shares its parent's open file
 //! descriptions and therefore its file locks; lock files on network file systems lock
@@ -627,12 +629,29 @@ fn wait_blocking(
 mod tests {
     use super::*;
 
-    fn temp_dir(tag: &str) -> LockDir {
+    /// A lock directory of its own, removed again when the test is done with it.
+    struct TempDir(LockDir);
+
+    impl std::ops::Deref for TempDir {
+        type Target = LockDir;
+        fn deref(&self) -> &LockDir {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.path());
+        }
+    }
+
+    fn temp_dir(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        LockDir::new(
-            std::env::temp_dir().join(format!("lock-core-unit-{tag}-{}-{n}", std::process::id())),
-        )
+        TempDir(LockDir::new(std::env::temp_dir().join(format!(
+            "lock-core-unit-{tag}-{}-{n}",
+            std::process::id()
+        ))))
     }
 
     #[test]
