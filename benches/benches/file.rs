@@ -3,7 +3,8 @@
 //!    unlock+close per op, `spawn_blocking` per op, `lock_core::file`, `#[locked(file)]`;
 //! 5. cross-process hand-off: two processes passing locks back and forth vs a pipe
 //!    ping-pong between the same two processes (the wake-up floor): raw flock, the
-//!    blocking `lock_core::file` verb, and the async one on a current-thread runtime.
+//!    blocking `lock_core::file` verb (without and with a timeout), and the async one on a
+//!    current-thread runtime.
 //!
 //! Run: `cargo bench -p lock-core-benches --bench file`
 //!
@@ -116,13 +117,16 @@ struct CoreLocks {
     dir: lock_core::file::LockDir,
     held: [Option<lock_core::LockGuard>; 3],
     rt: Option<tokio::runtime::Runtime>,
+    /// For the blocking verb: a timeout sends the wait down the cancellable inotify path
+    /// (one thread hop, like the async verb minus the hop from the wake-up thread).
+    timeout: Option<Duration>,
 }
 
 impl Locks for CoreLocks {
     fn take(&mut self, i: usize) {
         let name = format!("handoff-{i}");
         let g = match &self.rt {
-            None => self.dir.blocking_acquire(&name, None),
+            None => self.dir.blocking_acquire(&name, self.timeout),
             Some(rt) => rt.block_on(self.dir.acquire(&name)),
         }
         .expect("lock");
@@ -144,6 +148,13 @@ fn locks_for(mode: &str, dir: &Path) -> Box<dyn Locks> {
             dir: lock_core::file::LockDir::new(dir),
             held: [None, None, None],
             rt: None,
+            timeout: None,
+        }),
+        "core-timeout" => Box::new(CoreLocks {
+            dir: lock_core::file::LockDir::new(dir),
+            held: [None, None, None],
+            rt: None,
+            timeout: Some(Duration::from_secs(60)),
         }),
         "core-async" => Box::new(CoreLocks {
             dir: lock_core::file::LockDir::new(dir),
@@ -153,6 +164,7 @@ fn locks_for(mode: &str, dir: &Path) -> Box<dyn Locks> {
                     .build()
                     .expect("runtime"),
             ),
+            timeout: None,
         }),
         _ => panic!("unknown hand-off mode {mode}"),
     }
@@ -254,13 +266,16 @@ fn handoff(c: &mut Criterion) {
     g.bench_function("lock_core::file hand-off", |b| {
         b.iter_custom(|n| handoff_parent("core", n))
     });
+    g.bench_function("lock_core::file hand-off, blocking with timeout", |b| {
+        b.iter_custom(|n| handoff_parent("core-timeout", n))
+    });
     g.bench_function("lock_core::file async hand-off", |b| {
         b.iter_custom(|n| handoff_parent("core-async", n))
     });
     g.finish();
     // Only now: lock-core keeps its lock files open for re-use, so a directory removed
     // between batches would leave the parent locking the old, unlinked files.
-    for mode in ["raw", "core", "core-async"] {
+    for mode in ["raw", "core", "core-timeout", "core-async"] {
         let _ = std::fs::remove_dir_all(bench_dir(&format!("handoff-{mode}")));
     }
 }

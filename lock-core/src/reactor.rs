@@ -14,6 +14,13 @@
 //! readable. Elsewhere the thread sleeps on a condition variable and only serves timers
 //! (file-lock waiters then re-try with their backoff).
 //!
+//! Waking the thread costs a context switch, which on a busy machine is as dear as the
+//! wake-up being served, so registrations avoid it where they can: while waits come and
+//! go the thread looks at its timers every [`TICK`] anyway (for [`LINGER`] after the last
+//! registration), and a deadline that may be up to [`TICK`] late (the safety-net re-try of
+//! a file-lock waiter, which inotify normally wakes first) then needs no notification.
+//! Deadlines a caller chose (timeouts, sleeps) are always met on time.
+//!
 //! The futures ([`sleep_until`], [`readable_until`], [`timeout_at`]) register on their
 //! first pending poll only, keep their waker up to date (`will_wake`), and remove their
 //! registration when they fire or are dropped, so the table holds exactly the waits in
@@ -40,6 +47,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How often the thread looks at its timers while waits come and go, and so how late a
+/// deadline registered with this much slack may fire.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// How long the thread keeps ticking after the last registration before it sleeps until
+/// its next deadline (or for ever).
+const LINGER: Duration = Duration::from_millis(500);
+
 /// One wake-up thread and its registrations.
 pub(crate) struct Reactor {
     state: Mutex<State>,
@@ -56,6 +71,13 @@ struct State {
     timers: BTreeSet<(Instant, u64)>,
     /// Registration handles alive (fired or not): what a leak would show in.
     live: usize,
+    /// The latest time at which the thread looks at `timers` again without being
+    /// notified (`None`: not before an event or a notification).
+    wakes_at: Option<Instant>,
+    /// Until when the thread ticks: [`LINGER`] after the last registration.
+    ticks_until: Option<Instant>,
+    /// Notifications sent to the thread, for tests.
+    notified: u64,
 }
 
 struct Pending {
@@ -134,6 +156,14 @@ impl Reactor {
         Ok(r)
     }
 
+    /// Notifications sent to the thread so far, and whether it now sleeps until the next
+    /// one (or a descriptor event) instead of ticking.
+    #[cfg(test)]
+    fn notified_and_idle(&self) -> (u64, bool) {
+        let st = lock(&self.state);
+        (st.notified, st.wakes_at.is_none())
+    }
+
     pub(crate) fn counts(&self) -> Counts {
         let st = lock(&self.state);
         Counts {
@@ -143,27 +173,35 @@ impl Reactor {
         }
     }
 
-    /// Registers `waker` to be woken at `deadline` and/or (Linux) when `fd` is readable.
+    /// Registers `waker` to be woken at `deadline` (at most `slack` late) and/or (Linux)
+    /// when `fd` is readable.
     fn register(
         &'static self,
         deadline: Option<Instant>,
+        slack: Duration,
         #[cfg(target_os = "linux")] fd: Option<RawFd>,
         waker: &Waker,
     ) -> io::Result<Registration> {
         // Wakers are cloned and dropped outside the state mutex: their code is foreign
         // (dropping the last one may drop a task, and with it a registration).
         let waker = waker.clone();
-        let (id, earliest) = {
+        let now = Instant::now();
+        let (id, notify) = {
             let mut st = lock(&self.state);
             let id = st.next_id;
             st.next_id += 1;
             st.pending.insert(id, Pending { waker, deadline });
             st.live += 1;
-            let earliest = deadline.is_some_and(|d| {
+            st.ticks_until = now.checked_add(LINGER);
+            // The thread looks at its timers by `wakes_at` anyway (a time already passed
+            // means it is awake and will look again before it sleeps).
+            let notify = deadline.is_some_and(|d| {
                 st.timers.insert((d, id));
-                st.timers.first() == Some(&(d, id))
+                let latest = d.checked_add(slack).unwrap_or(d);
+                st.wakes_at.is_none_or(|w| latest < w)
             });
-            (id, earliest)
+            st.notified += u64::from(notify);
+            (id, notify)
         };
         // From here on, dropping `reg` undoes everything above.
         #[allow(unused_mut)]
@@ -181,8 +219,8 @@ impl Reactor {
             self.poller.add_oneshot(fd, id)?;
             reg.fd = Some(fd);
         }
-        if earliest {
-            // The thread may be sleeping towards a later deadline.
+        if notify {
+            // The thread may be sleeping towards a later deadline, or for ever.
             self.poller.notify();
         }
         Ok(reg)
@@ -205,7 +243,16 @@ impl Reactor {
                         wake.push(p.waker);
                     }
                 }
-                st.timers.first().map(|&(d, _)| d - now)
+                let next = st.timers.first().map(|&(d, _)| d);
+                let tick = st
+                    .ticks_until
+                    .filter(|&t| now < t)
+                    .and_then(|_| now.checked_add(TICK));
+                st.wakes_at = match (next, tick) {
+                    (Some(d), Some(t)) => Some(d.min(t)),
+                    (d, t) => d.or(t),
+                };
+                st.wakes_at.map(|w| w.saturating_duration_since(now))
             };
             wake_all(&mut wake);
             ready.clear();
@@ -325,6 +372,7 @@ impl Future for Sleep {
                 let reg = (this.reactor)().and_then(|r| {
                     r.register(
                         Some(this.deadline),
+                        Duration::ZERO,
                         #[cfg(target_os = "linux")]
                         None,
                         cx.waker(),
@@ -340,12 +388,16 @@ impl Future for Sleep {
     }
 }
 
-/// Completes when `fd` is readable or at `deadline`, whichever comes first (the caller
-/// re-checks what it waits for either way). Output: `Err` only if the wait could not be
-/// set up (e.g. `fd` cannot be polled, or is already registered).
+/// Completes when `fd` is readable or at `deadline` (up to `slack` later), whichever
+/// comes first (the caller re-checks what it waits for either way). Output: `Err` only if
+/// the wait could not be set up (e.g. `fd` cannot be polled, or is already registered).
 #[cfg(target_os = "linux")]
-pub(crate) fn readable_until(fd: BorrowedFd<'_>, deadline: Instant) -> Readable<'_> {
-    readable_until_on(global, fd, deadline)
+pub(crate) fn readable_until(
+    fd: BorrowedFd<'_>,
+    deadline: Instant,
+    slack: Duration,
+) -> Readable<'_> {
+    readable_until_on(global, fd, deadline, slack)
 }
 
 #[cfg(target_os = "linux")]
@@ -353,11 +405,13 @@ fn readable_until_on(
     reactor: fn() -> io::Result<&'static Reactor>,
     fd: BorrowedFd<'_>,
     deadline: Instant,
+    slack: Duration,
 ) -> Readable<'_> {
     Readable {
         reactor,
         fd,
         deadline,
+        slack,
         reg: None,
     }
 }
@@ -368,6 +422,7 @@ pub(crate) struct Readable<'a> {
     reactor: fn() -> io::Result<&'static Reactor>,
     fd: BorrowedFd<'a>,
     deadline: Instant,
+    slack: Duration,
     reg: Option<Registration>,
 }
 
@@ -389,8 +444,9 @@ impl Future for Readable<'_> {
                     return Poll::Ready(Ok(()));
                 }
                 let fd = this.fd.as_raw_fd();
-                let reg = (this.reactor)()
-                    .and_then(|r| r.register(Some(this.deadline), Some(fd), cx.waker()));
+                let reg = (this.reactor)().and_then(|r| {
+                    r.register(Some(this.deadline), this.slack, Some(fd), cx.waker())
+                });
                 match reg {
                     Ok(reg) => this.reg = Some(reg),
                     Err(e) => return Poll::Ready(Err(e)),
@@ -784,13 +840,68 @@ mod tests {
             let (reader, _writer) = std::io::pipe().unwrap();
             for i in 0..1000u64 {
                 let far = Instant::now() + Duration::from_secs(60 + i);
-                let mut r = Box::pin(readable_until_on(get, reader.as_fd(), far));
+                let mut r = Box::pin(readable_until_on(get, reader.as_fd(), far, Duration::ZERO));
                 assert!(r.as_mut().poll(&mut cx).is_pending());
                 assert_eq!(get().unwrap().counts().live, 1);
                 // Dropped registered: the next ADD of the same descriptor succeeds only
                 // because this drop took it out of the epoll set.
             }
             until_zero(get);
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_deadline_with_slack_waits_for_the_tick_instead_of_notifying() {
+        use std::os::fd::AsFd;
+        let get = private_reactor!();
+        let (reader, _writer) = std::io::pipe().unwrap();
+        // The thread starts out asleep for ever: the first deadline has to notify it.
+        let (n0, idle) = get().unwrap().notified_and_idle();
+        assert_eq!((n0, idle), (0, true));
+        // A caller's own deadline is kept exactly, so while the thread is ticking a precise
+        // sleep still notifies it whenever it is due before the next tick; a safety-net
+        // deadline never does. A stall longer than the linger between two statements ends
+        // the ticking, hence a few tries; a reactor that notifies for every deadline fails
+        // them all.
+        let mut quiet = false;
+        for _ in 0..5 {
+            block_on(sleep_until_on(
+                get,
+                Instant::now() + Duration::from_millis(1),
+            ))
+            .unwrap();
+            let (before, _) = get().unwrap().notified_and_idle();
+            let t = Instant::now();
+            let net = t + Duration::from_millis(1);
+            block_on(readable_until_on(get, reader.as_fd(), net, TICK)).unwrap();
+            // Never early, and (bounded) not lost.
+            assert!(Instant::now() >= net);
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+            let (after, _) = get().unwrap().notified_and_idle();
+            if after == before {
+                quiet = true;
+                break;
+            }
+        }
+        assert!(quiet, "every safety-net deadline interrupted the thread");
+        until_zero(get);
+    }
+
+    #[test]
+    fn the_thread_stops_ticking_after_the_linger() {
+        let get = private_reactor!();
+        block_on(sleep_until_on(
+            get,
+            Instant::now() + Duration::from_millis(1),
+        ))
+        .unwrap();
+        until_zero(get);
+        // Ticking now; idle again (no periodic wake-ups) once the linger has passed.
+        let give_up = Instant::now() + LINGER + Duration::from_secs(10);
+        while !get().unwrap().notified_and_idle().1 {
+            assert!(Instant::now() < give_up, "the thread kept ticking");
+            std::thread::sleep(TICK);
         }
     }
 
@@ -820,6 +931,7 @@ mod tests {
             get,
             reader.as_fd(),
             t + Duration::from_millis(30),
+            Duration::ZERO,
         ))
         .unwrap();
         assert!(t.elapsed() >= Duration::from_millis(30));
@@ -835,6 +947,7 @@ mod tests {
             get,
             reader.as_fd(),
             t + Duration::from_secs(60),
+            Duration::ZERO,
         ))
         .unwrap();
         assert!(t.elapsed() < Duration::from_secs(10));
@@ -846,6 +959,7 @@ mod tests {
             get,
             reader.as_fd(),
             Instant::now() + Duration::from_secs(60),
+            Duration::ZERO,
         ))
         .unwrap();
         let mut buf = [0u8; 2];
@@ -863,10 +977,10 @@ mod tests {
         let mut cx = Context::from_waker(&w);
         let (reader, _writer) = std::io::pipe().unwrap();
         let far = Instant::now() + Duration::from_secs(60);
-        let mut first = Box::pin(readable_until_on(get, reader.as_fd(), far));
+        let mut first = Box::pin(readable_until_on(get, reader.as_fd(), far, Duration::ZERO));
         assert!(first.as_mut().poll(&mut cx).is_pending());
         // The same descriptor twice: EEXIST.
-        let mut second = Box::pin(readable_until_on(get, reader.as_fd(), far));
+        let mut second = Box::pin(readable_until_on(get, reader.as_fd(), far, Duration::ZERO));
         match second.as_mut().poll(&mut cx) {
             Poll::Ready(Err(e)) => assert_eq!(e.raw_os_error(), Some(libc::EEXIST)),
             other => panic!("{other:?}"),
@@ -874,7 +988,7 @@ mod tests {
         assert_eq!(get().unwrap().counts().live, 1);
         // A regular file cannot be polled with epoll: EPERM.
         let file = std::fs::File::open("/proc/self/stat").unwrap();
-        let mut third = Box::pin(readable_until_on(get, file.as_fd(), far));
+        let mut third = Box::pin(readable_until_on(get, file.as_fd(), far, Duration::ZERO));
         assert!(matches!(third.as_mut().poll(&mut cx), Poll::Ready(Err(_))));
         drop((first, second, third));
         until_zero(get);
@@ -906,7 +1020,12 @@ mod tests {
         {
             use std::os::fd::AsFd;
             let (reader, _writer) = std::io::pipe().unwrap();
-            let mut r = Box::pin(readable_until_on(unavailable, reader.as_fd(), far));
+            let mut r = Box::pin(readable_until_on(
+                unavailable,
+                reader.as_fd(),
+                far,
+                Duration::ZERO,
+            ));
             assert!(matches!(r.as_mut().poll(&mut cx), Poll::Ready(Err(_))));
         }
         let e = wait_failed("n", io::Error::other("no threads left"));

@@ -38,15 +38,19 @@
 //!   missed. A releasing holder that sees waiters bumps the file's times after unlocking,
 //!   and a dying holder's descriptor is closed by the kernel; both wake the waiter at
 //!   once. A bounded backoff re-try (1 ms doubling to 50 ms, or to
-//!   `$LOCK_CORE_FILE_POLL_MAX_MS`) is only a safety net there; on other systems, and for
-//!   changes made by other machines on network file systems, it is the whole mechanism.
-//!   Blocking waits use `poll(2)`. Async waits hand the inotify descriptor and their
-//!   re-try timer to one background thread of this crate (epoll, started by the first
-//!   contended wait), so they work on any executor — Tokio with or without its I/O and
-//!   time drivers, `futures::executor::block_on`, smol — and a dropped wait deregisters
-//!   at once.
-//! * **Cancellation.** The OS lock is only ever taken by a non-blocking attempt made by
-//!   the acquiring call itself, which returns the guard at once. A dropped future or a
+//!   `$LOCK_CORE_FILE_POLL_MAX_MS`) is only a safety net there (and may come up to 10 ms
+//!   late rather than interrupt the wake-up thread); on other systems, and for changes
+//!   made by other machines on network file systems, it is the whole mechanism.
+//!   A blocking wait without a timeout sleeps in the kernel's `flock` itself, which hands
+//!   the lock over as fast as a pipe wakes its reader. Blocking waits with a timeout use
+//!   `poll(2)` on the inotify descriptor. Async waits hand the inotify descriptor and
+//!   their re-try timer to one background thread of this crate (epoll, started by the
+//!   first contended wait), so they work on any executor — Tokio with or without its I/O
+//!   and time drivers, `futures::executor::block_on`, smol — and a dropped wait
+//!   deregisters at once.
+//! * **Cancellation.** The OS lock is only ever taken by the acquiring call itself — by a
+//!   non-blocking attempt, or, for a blocking wait without a timeout, in the calling
+//!   thread's own `flock` — which returns the guard at once. A dropped future or a
 //!   timed-out wait therefore never leaves the lock held, not even for an instant: no
 //!   helper thread is ever parked in a blocking lock call.
 //! * **Holder record.** The holder writes its pid, host, acquisition time and the lock's
@@ -571,8 +575,16 @@ async fn wait_async(
         backoff = (backoff * 2).min(os::backoff_max());
         #[cfg(target_os = "linux")]
         if let Some(fd) = watch.as_ref().and_then(|w| w.fd()) {
+            // The re-try is only a safety net (inotify wakes us on a release), so it may
+            // come a tick late rather than interrupt the wake-up thread; the caller's own
+            // deadline is kept exactly.
+            let slack = if deadline.is_some_and(|d| d <= until) {
+                Duration::ZERO
+            } else {
+                crate::reactor::TICK
+            };
             // Events queued before the registration make it fire at once.
-            match crate::reactor::readable_until(fd, until).await {
+            match crate::reactor::readable_until(fd, until, slack).await {
                 Ok(()) => {
                     if let Some(w) = &watch {
                         let _ = w.drain();
