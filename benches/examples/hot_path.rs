@@ -3,10 +3,16 @@
 //! Cases: `try` (try_acquire+drop of one name), `acquire` (async), `tokio` (tokio Mutex
 //! floor), `attr` / `attr-sync` / `attr-file` (`#[locked]` fns), `file`
 //! (`LockDir::try_acquire`), `fresh` (a new name each time), `contended` /
-//! `contended-tokio` (8 tasks on 2 workers, as in the criterion group).
+//! `contended-attr` / `contended-tokio` (8 tasks on 2 workers, as in the criterion
+//! group: `acquire(name)`, a `#[locked]` fn, tokio's Mutex).
 
 #[lock_core::locked(name = "hot-attr")]
 async fn attr() {}
+
+#[lock_core::locked(name = "hot-attr-contended")]
+async fn attr_contended() {
+    tokio::task::yield_now().await;
+}
 
 #[lock_core::locked(name = "hot-attr-sync")]
 fn attr_sync() {}
@@ -66,13 +72,13 @@ fn main() {
                 drop(lock_core::try_acquire(name));
             }
         }
-        "contended" | "contended-tokio" => contended(case == "contended-tokio", n),
+        "contended" | "contended-attr" | "contended-tokio" => contended(&case, n),
         other => eprintln!("unknown case {other}"),
     }
 }
 
 /// `n` lock/yield/unlock rounds spread over 8 tasks on a 2-worker runtime.
-fn contended(tokio_mutex: bool, n: u64) {
+fn contended(case: &str, n: u64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -82,14 +88,19 @@ fn contended(tokio_mutex: bool, n: u64) {
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let mutex = mutex.clone();
+                let case = case.to_owned();
                 tokio::spawn(async move {
                     for _ in 0..n / 8 {
-                        if tokio_mutex {
-                            let _g = mutex.lock().await;
-                            tokio::task::yield_now().await;
-                        } else {
-                            let _g = lock_core::acquire("hot-contended").await;
-                            tokio::task::yield_now().await;
+                        match case.as_str() {
+                            "contended-tokio" => {
+                                let _g = mutex.lock().await;
+                                tokio::task::yield_now().await;
+                            }
+                            "contended-attr" => attr_contended().await,
+                            _ => {
+                                let _g = lock_core::acquire("hot-contended").await;
+                                tokio::task::yield_now().await;
+                            }
                         }
                     }
                 })

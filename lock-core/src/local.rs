@@ -90,7 +90,7 @@ pub(crate) fn try_fast(entry: EntryRef, thread: u64) -> Fast {
     if chain::held_by_chain(&entry) {
         return Fast::Reentry(reentry_boxed(&entry, entry.raw.holder()));
     }
-    match entry.raw.try_lock(thread) {
+    match entry.raw.try_lock_or_wait(thread) {
         Ok(grant) => Fast::Got(LockGuard::new(entry, grant)),
         Err(Refused::SameThread(snap)) => Fast::Reentry(reentry_boxed(&entry, Some(snap))),
         Err(Refused::Held(_)) => Fast::Taken(entry),

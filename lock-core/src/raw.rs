@@ -248,6 +248,22 @@ impl RawLock {
         }
     }
 
+    /// [`try_lock`](Self::try_lock) for callers that wait when refused: the holder's
+    /// facts are gathered only to tell a blocking thread that holds the lock itself
+    /// (`thread != 0`), never for a `Held` refusal, whose snapshot they would discard.
+    #[inline]
+    pub(crate) fn try_lock_or_wait(&self, thread: u64) -> Result<Grant, Refused> {
+        let token = next_token();
+        match self
+            .state
+            .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(self.publish(token, thread)),
+            Err(_) if thread == 0 => Err(Refused::Held(None)),
+            Err(s) => Err(self.refusal_cold(s, thread)),
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn refusal_cold(&self, state: u64, me: u64) -> Refused {
@@ -314,9 +330,12 @@ impl RawLock {
                 Ok(grant) => return Ok(grant),
                 Err(s) => s,
             };
-            if let Refused::SameThread(snap) = self.refusal(s, owner) {
-                self.leave_queue(&mut q, None);
-                return Err(Refused::SameThread(snap));
+            // Only a thread that is its own call chain can be refused as the holder.
+            if owner != 0 {
+                if let Refused::SameThread(snap) = self.refusal(s, owner) {
+                    self.leave_queue(&mut q, None);
+                    return Err(Refused::SameThread(snap));
+                }
             }
             let w = Waiter::new(owner);
             q.push_back(Queued {
@@ -434,7 +453,7 @@ impl Future for Acquire<'_> {
         let this = &mut *self;
         match &this.waiter {
             None => {
-                if let Ok(grant) = this.lock.try_lock(0) {
+                if let Ok(grant) = this.lock.try_lock_or_wait(0) {
                     return Poll::Ready(grant);
                 }
                 let mut q = lock(&this.lock.queue);
