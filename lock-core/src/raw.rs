@@ -238,14 +238,8 @@ impl RawLock {
     /// `thread` is the caller's thread key when its thread is its call chain, else 0.
     #[inline]
     pub(crate) fn try_lock(&self, thread: u64) -> Result<Grant, Refused> {
-        let token = next_token();
-        match self
-            .state
-            .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
-        {
-            Ok(_) => Ok(self.publish(token, thread)),
-            Err(s) => Err(self.refusal_cold(s, thread)),
-        }
+        self.try_grant(thread)
+            .map_err(|s| self.refusal_cold(s, thread))
     }
 
     /// [`try_lock`](Self::try_lock) for callers that wait when refused: the holder's
@@ -253,14 +247,22 @@ impl RawLock {
     /// (`thread != 0`), never for a `Held` refusal, whose snapshot they would discard.
     #[inline]
     pub(crate) fn try_lock_or_wait(&self, thread: u64) -> Result<Grant, Refused> {
+        self.try_grant(thread).map_err(|s| match thread {
+            0 => Refused::Held(None),
+            _ => self.refusal_cold(s, thread),
+        })
+    }
+
+    /// The one compare-and-swap of the fast path: the grant, or the state that refused it.
+    #[inline]
+    fn try_grant(&self, thread: u64) -> Result<Grant, u64> {
         let token = next_token();
         match self
             .state
             .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
         {
             Ok(_) => Ok(self.publish(token, thread)),
-            Err(_) if thread == 0 => Err(Refused::Held(None)),
-            Err(s) => Err(self.refusal_cold(s, thread)),
+            Err(s) => Err(s),
         }
     }
 
