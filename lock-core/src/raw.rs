@@ -311,6 +311,10 @@ impl RawLock {
 
     /// Waits for the lock in FIFO order. Cancel-safe: dropping the future leaves the
     /// queue at once, and passes the lock on if it had already been handed over.
+    /// Callers make their lock-free attempt first ([`try_lock_or_wait`]); the first poll
+    /// takes the lock under the queue mutex if it has been freed since.
+    ///
+    /// [`try_lock_or_wait`]: Self::try_lock_or_wait
     pub(crate) fn lock_async(&self) -> Acquire<'_> {
         Acquire {
             lock: self,
@@ -455,9 +459,6 @@ impl Future for Acquire<'_> {
         let this = &mut *self;
         match &this.waiter {
             None => {
-                if let Ok(grant) = this.lock.try_lock_or_wait(0) {
-                    return Poll::Ready(grant);
-                }
                 let mut q = lock(&this.lock.queue);
                 if let Ok(grant) = this.lock.lock_or_enqueue(0) {
                     return Poll::Ready(grant);
