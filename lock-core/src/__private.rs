@@ -2,16 +2,28 @@
 //! any release, in step with `lock-macros`.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::chain::{self, Frame, HeldSet, Scoped};
 use crate::local::{self, Fast};
+use crate::mode::Mode;
+use crate::owner::{Facts, Me};
 use crate::registry::{self, EntryRef, Handle};
+use crate::request::Place;
+use crate::site::Site as HoldSite;
 use crate::{LockError, LockGuard, LockSet};
 
+pub use crate::site::FnSite;
 pub use crate::LockError as Error;
 pub use std::time::Duration as StdDuration;
+
+mod failure;
+mod values;
+
+pub use failure::{lock_panic, CannotCarry, Carry, Fallback, LockFailure, Wrap};
+pub use values::{IntoMillis, IntoPermits};
 
 /// A call site's cached lock for a fixed name: the registry is consulted once per site,
 /// and the entry stays pinned for the life of the process (bounded by the code size).
@@ -45,35 +57,129 @@ impl Site {
     }
 }
 
+/// The default lock of a method: `module::Type::method`, where `Type` is only known at
+/// run time (`type_name::<Self>()`, generics left out). The first `Self` seen is pinned
+/// like a [`Site`]; other instantiations of a generic impl look their name up per call.
+pub struct MethodSite {
+    module: &'static str,
+    func: &'static str,
+    first: OnceLock<(&'static str, Handle)>,
+}
+
+impl MethodSite {
+    /// A site for `module::?::func`.
+    pub const fn new(module: &'static str, func: &'static str) -> Self {
+        MethodSite {
+            module,
+            func,
+            first: OnceLock::new(),
+        }
+    }
+
+    fn name_for(&self, type_name: &str) -> String {
+        format!(
+            "{}::{}::{}",
+            self.module,
+            short_type_name(type_name),
+            self.func
+        )
+    }
+
+    fn entry(&'static self, type_name: &'static str) -> Result<EntryRef, LockError> {
+        if let Some((t, h)) = self.first.get() {
+            if *t == type_name {
+                let e: &'static registry::Entry = h;
+                return Ok(EntryRef::Pinned(e));
+            }
+        }
+        let name = self.name_for(type_name);
+        crate::validate_name(&name)?;
+        if self.first.get().is_none() {
+            let (_, h) = self.first.get_or_init(|| (type_name, registry::get(&name)));
+            if h.name() == name {
+                let e: &'static registry::Entry = h;
+                return Ok(EntryRef::Pinned(e));
+            }
+        }
+        Ok(EntryRef::Counted(registry::get(&name)))
+    }
+}
+
+/// `Type` of `a::b::Type<X, Y>` (also for `&Type`, `&mut Type`, `dyn Type`).
+fn short_type_name(full: &str) -> &str {
+    let t = full
+        .trim_start_matches('&')
+        .trim_start_matches("mut ")
+        .trim_start_matches("dyn ");
+    let t = t.split('<').next().unwrap_or(t);
+    t.rsplit("::").next().unwrap_or(t)
+}
+
 /// Where the cross-process part of the lock lives, if any.
 #[derive(Clone, Copy, Debug)]
-pub enum FileMode {
+pub enum FileMode<'a> {
     /// In-process only.
     Off,
     /// `file`: the default lock directory.
     DefaultDir,
-    /// `file = "dir"`.
-    Dir(&'static str),
+    /// `file = dir`.
+    Dir(&'a Path),
+    /// `path = file`.
+    Path(&'a Path),
 }
 
-impl FileMode {
-    /// `None` for in-process locks, else the directory (`None` inside: the default).
-    fn dir(self) -> Option<Option<&'static std::path::Path>> {
+impl<'a> FileMode<'a> {
+    /// `file = expr` (anything that is a path).
+    pub fn dir<P: AsRef<Path> + ?Sized>(p: &'a P) -> Self {
+        FileMode::Dir(p.as_ref())
+    }
+
+    /// `path = expr`.
+    pub fn path<P: AsRef<Path> + ?Sized>(p: &'a P) -> Self {
+        FileMode::Path(p.as_ref())
+    }
+
+    fn place(self) -> Option<Place<'a>> {
         match self {
             FileMode::Off => None,
-            FileMode::DefaultDir => Some(None),
-            FileMode::Dir(d) => Some(Some(std::path::Path::new(d))),
+            FileMode::DefaultDir => Some(Place::Dir(None)),
+            FileMode::Dir(d) => Some(Place::Dir(Some(d))),
+            FileMode::Path(p) => Some(Place::Path(p)),
         }
     }
 }
 
 /// The attribute's options, evaluated once per call.
 #[derive(Clone, Copy, Debug)]
-pub struct Options {
+pub struct Options<'a> {
     /// `timeout_ms`, if given (`0` = try once).
     pub timeout_ms: Option<u64>,
-    /// `file` / `file = "dir"`.
-    pub file: FileMode,
+    /// `file` / `file = dir` / `path = file`.
+    pub file: FileMode<'a>,
+    /// `shared` / `permits = n` (exclusive otherwise).
+    pub mode: Mode,
+    /// The locked function.
+    pub site: &'static FnSite,
+}
+
+impl Options<'_> {
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout_ms.map(Duration::from_millis)
+    }
+
+    fn facts_async(&self) -> Facts {
+        Facts::scoped_async(HoldSite::Fn(self.site))
+    }
+}
+
+/// The mode of `shared`.
+pub const SHARED: Mode = Mode::Shared;
+/// The mode without `shared` or `permits`.
+pub const EXCLUSIVE: Mode = Mode::Exclusive;
+
+/// The mode of `permits = n`.
+pub fn permits(n: impl IntoPermits) -> Mode {
+    Mode::Permits(n.into_permits())
 }
 
 /// Which locks one call takes.
@@ -82,6 +188,8 @@ pub enum Keys {
     Site(&'static Site),
     /// Several fixed names, already sorted and de-duplicated by the macro.
     Sites(&'static [Site]),
+    /// A method's default name (`module::Type::method`).
+    Method(&'static MethodSite, &'static str),
     /// Names computed per call (interpolated); sorted and de-duplicated here.
     Names(Vec<String>),
 }
@@ -151,6 +259,7 @@ pub(crate) fn entries(keys: Keys) -> Result<Vec<EntryRef>, LockError> {
     match keys {
         Keys::Site(s) => Ok(vec![s.entry()?]),
         Keys::Sites(sites) => sites.iter().map(Site::entry).collect(),
+        Keys::Method(m, t) => Ok(vec![m.entry(t)?]),
         Keys::Names(mut names) => {
             names.sort_unstable();
             names.dedup();
@@ -167,28 +276,26 @@ pub(crate) fn entries(keys: Keys) -> Result<Vec<EntryRef>, LockError> {
 
 async fn lock_one(
     entry: EntryRef,
-    file: FileMode,
+    opts: &Options<'_>,
     timeout: Option<Duration>,
 ) -> Result<LockGuard, LockError> {
-    match file {
-        FileMode::Off => local::lock(entry, timeout).await,
-        FileMode::DefaultDir => crate::file::lock_entry(entry, None, timeout).await,
-        FileMode::Dir(d) => {
-            crate::file::lock_entry(entry, Some(std::path::Path::new(d)), timeout).await
-        }
+    let site = HoldSite::Fn(opts.site);
+    match opts.file.place() {
+        None => local::lock(entry, opts.mode, timeout, site, false).await,
+        Some(place) => crate::file::lock_entry(entry, place, opts.mode, timeout, site, false).await,
     }
 }
 
 fn blocking_lock_one(
     entry: EntryRef,
-    file: FileMode,
+    opts: &Options<'_>,
     timeout: Option<Duration>,
 ) -> Result<LockGuard, LockError> {
-    match file {
-        FileMode::Off => local::blocking_lock(entry, timeout),
-        FileMode::DefaultDir => crate::file::blocking_lock_entry(entry, None, timeout),
-        FileMode::Dir(d) => {
-            crate::file::blocking_lock_entry(entry, Some(std::path::Path::new(d)), timeout)
+    let (me, facts) = local::sync_facts(HoldSite::Fn(opts.site), false);
+    match opts.file.place() {
+        None => local::blocking_lock(entry, opts.mode, timeout, facts, me),
+        Some(place) => {
+            crate::file::blocking_lock_entry(entry, place, opts.mode, timeout, facts, me)
         }
     }
 }
@@ -208,7 +315,7 @@ fn one_or_many(mut guards: Vec<LockGuard>) -> Held {
 ///
 /// `match try_acquire(keys, opts) { Ok(h) => h, Err(slow) => match slow.wait().await { .. } }`
 #[inline(always)]
-pub fn try_acquire(keys: Keys, opts: Options) -> Result<Held, Slow> {
+pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
     let Keys::Site(site) = keys else {
         return Err(Slow(Pending::Many(keys, opts)));
     };
@@ -216,36 +323,51 @@ pub fn try_acquire(keys: Keys, opts: Options) -> Result<Held, Slow> {
         Ok(p) => p,
         Err(e) => return Err(Slow::failed(e)),
     };
-    match opts.file.dir() {
-        None => match local::try_fast(EntryRef::Pinned(pinned), 0) {
-            Fast::Got(g) => return Ok(Held::One(g)),
-            Fast::Taken(_) => {}
-            Fast::Reentry(e) => return Err(Slow(Pending::Failed(e))),
-        },
-        Some(dir) => match crate::file::try_now(EntryRef::Pinned(pinned), dir, 0) {
-            Ok(Some(g)) => return Ok(Held::One(g)),
-            Ok(None) => {}
-            Err(e) => return Err(Slow::failed(e)),
-        },
+    // A shared or counted request that would join current holders first checks they
+    // are not its own chain's (which needs the waker): the slow path does that.
+    if opts.mode.problem().is_some() || (!opts.mode.is_exclusive() && pinned.raw.has_sharers()) {
+        return Err(Slow(Pending::One(pinned, opts)));
+    }
+    let facts = opts.facts_async();
+    match opts.file {
+        FileMode::Off => {
+            match local::try_fast(EntryRef::Pinned(pinned), opts.mode, &facts, Me::sync) {
+                Fast::Got(g) => return Ok(Held::One(g)),
+                Fast::Taken(_) => {}
+                Fast::Failed(e) => return Err(Slow(Pending::Failed(e))),
+            }
+        }
+        FileMode::DefaultDir | FileMode::Dir(_) if opts.mode.is_exclusive() => {
+            let dir = match opts.file {
+                FileMode::Dir(d) => Some(d),
+                _ => None,
+            };
+            match crate::file::try_now(EntryRef::Pinned(pinned), dir, opts.mode, &facts) {
+                Ok(Some(g)) => return Ok(Held::One(g)),
+                Ok(None) => {}
+                Err(e) => return Err(Slow::failed(e)),
+            }
+        }
+        _ => {}
     }
     Err(Slow(Pending::One(pinned, opts)))
 }
 
 /// What an async call still has to do after [`try_acquire`] could not finish it.
-pub struct Slow(Pending);
+pub struct Slow<'a>(Pending<'a>);
 
-enum Pending {
+enum Pending<'a> {
     /// Wait for one fixed name (taken when tried).
-    One(&'static registry::Entry, Options),
+    One(&'static registry::Entry, Options<'a>),
     /// Several names, or computed ones.
-    Many(Keys, Options),
+    Many(Keys, Options<'a>),
     /// Failed already (re-entry, a bad name, an I/O error).
     Failed(Box<LockError>),
 }
 
-impl Slow {
+impl<'a> Slow<'a> {
     #[cold]
-    fn failed(e: LockError) -> Slow {
+    fn failed(e: LockError) -> Slow<'a> {
         Slow(Pending::Failed(Box::new(e)))
     }
 
@@ -255,69 +377,56 @@ impl Slow {
             Pending::Failed(e) => Err(*e),
             Pending::One(pinned, opts) => {
                 let entry = EntryRef::Pinned(pinned);
-                let timeout = opts.timeout_ms.map(Duration::from_millis);
-                if let (FileMode::Off, None) = (opts.file, timeout) {
-                    // Queue right here (a small future); `try_acquire` checked re-entry
-                    // and tried once already, in this same poll.
-                    return Ok(Held::One(local::wait(entry).await));
+                let timeout = opts.timeout();
+                if let (FileMode::Off, None, None) = (opts.file, timeout, opts.mode.problem()) {
+                    // Queue right here (a small future); `try_acquire` checked scope
+                    // re-entry and tried once already, in this same poll.
+                    return local::wait(entry, opts.mode, opts.facts_async())
+                        .await
+                        .map(Held::One);
                 }
                 // Waiting with a timer, or for a file lock, lives in its own heap frame
                 // so that the future of every annotated fn stays small.
-                Box::pin(lock_one(entry, opts.file, timeout))
+                Box::pin(lock_one(entry, &opts, timeout))
                     .await
                     .map(Held::One)
             }
-            Pending::Many(keys, opts) => {
-                let timeout = opts.timeout_ms.map(Duration::from_millis);
-                Box::pin(acquire_many(keys, opts.file, timeout)).await
-            }
+            Pending::Many(keys, opts) => Box::pin(acquire_many(keys, opts)).await,
         }
     }
 }
 
-async fn acquire_many(
-    keys: Keys,
-    file: FileMode,
-    timeout: Option<Duration>,
-) -> Result<Held, LockError> {
+async fn acquire_many(keys: Keys, opts: Options<'_>) -> Result<Held, LockError> {
+    let timeout = opts.timeout();
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut guards = Vec::new();
     for e in entries(keys)? {
         // On failure, guards taken so far drop here, in reverse order.
-        guards.push(lock_one(e, file, remaining(deadline, timeout)).await?);
+        guards.push(lock_one(e, &opts, remaining(deadline, timeout)).await?);
     }
     Ok(one_or_many(guards))
 }
 
 /// Blocking twin of [`try_acquire`] and [`Slow::wait`], for sync functions.
-pub fn blocking_acquire(keys: Keys, opts: Options) -> Result<Held, LockError> {
-    let timeout = opts.timeout_ms.map(Duration::from_millis);
+pub fn blocking_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, LockError> {
+    let timeout = opts.timeout();
     if let Keys::Site(site) = keys {
-        let pinned = site.pinned()?;
-        let mut entry = EntryRef::Pinned(pinned);
-        let owner = local::thread_owner();
-        match opts.file.dir() {
-            None => match local::try_fast(entry, owner) {
+        let entry = EntryRef::Pinned(site.pinned()?);
+        if let (FileMode::Off, None) = (opts.file, opts.mode.problem()) {
+            let (me, facts) = local::sync_facts(HoldSite::Fn(opts.site), false);
+            let entry = match local::try_fast(entry, opts.mode, &facts, || me) {
                 Fast::Got(g) => return Ok(Held::One(g)),
-                Fast::Taken(e) => entry = e,
-                Fast::Reentry(e) => return Err(*e),
-            },
-            Some(dir) => {
-                if let Some(g) = crate::file::try_now(EntryRef::Pinned(pinned), dir, owner)? {
-                    return Ok(Held::One(g));
-                }
-            }
+                Fast::Taken(e) => e,
+                Fast::Failed(e) => return Err(*e),
+            };
+            return local::blocking_slow(entry, opts.mode, timeout, facts, me).map(Held::One);
         }
-        return blocking_lock_one(entry, opts.file, timeout).map(Held::One);
+        return blocking_lock_one(entry, &opts, timeout).map(Held::One);
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut guards = Vec::new();
     for e in entries(keys)? {
-        guards.push(blocking_lock_one(
-            e,
-            opts.file,
-            remaining(deadline, timeout),
-        )?);
+        guards.push(blocking_lock_one(e, &opts, remaining(deadline, timeout))?);
     }
     Ok(one_or_many(guards))
 }
@@ -363,39 +472,6 @@ pub struct Entered<'a> {
     _frame: std::marker::PhantomData<&'a SyncFrame>,
 }
 
-/// How a function's return type absorbs a lock failure, chosen by the type system.
-#[diagnostic::on_unimplemented(
-    message = "`#[locked]` cannot turn a lock failure into `{Self}`",
-    label = "this return type cannot carry a `LockError`",
-    note = "return `Result<T, E>` with `E: From<lock_core::LockError>`, or `()` (a failure panics), or choose `on_error = \"panic\"` or `on_error = path::to::handler` (a `fn(lock_core::LockError) -> {Self}`)"
-)]
-pub trait LockFailure {
-    /// The value the function returns when its lock cannot be taken.
-    fn lock_failure(e: LockError) -> Self;
-}
-
-impl<T, E: From<LockError>> LockFailure for Result<T, E> {
-    fn lock_failure(e: LockError) -> Self {
-        Err(e.into())
-    }
-}
-
-impl LockFailure for () {
-    fn lock_failure(e: LockError) -> Self {
-        lock_panic(e)
-    }
-}
-
-/// Panics with a message naming the lock, the failure and the holder.
-#[track_caller]
-pub fn lock_panic(e: LockError) -> ! {
-    panic!(
-        "#[locked] could not take lock `{}`: {e} [code {}]",
-        e.name(),
-        e.code()
-    )
-}
-
 /// The options of a `store = ...` call.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
@@ -403,6 +479,10 @@ pub struct StoreOptions {
     pub timeout_ms: Option<u64>,
     /// `lease_ms`: the lease's time to live, if given (else the store's default).
     pub lease_ms: Option<u64>,
+    /// `shared` / `permits = n`.
+    pub mode: Mode,
+    /// The locked function.
+    pub site: &'static FnSite,
 }
 
 /// Lets `store = expr` take a store, a reference to one or a smart pointer to one: the

@@ -21,7 +21,7 @@ thread_local! {
     static CURRENT: Cell<*const Frame> = const { Cell::new(ptr::null()) };
 }
 
-/// The locks one scope holds: entry addresses plus the grant tokens they were held with.
+/// The locks one scope holds: entry addresses plus the grant ids they were held with.
 /// Addresses are only compared, never dereferenced.
 /// The first lock is stored inline, so the common one-lock scope allocates nothing, and
 /// the rest behind one thin pointer: a frame is built and moved on every locked call, so
@@ -63,10 +63,16 @@ impl HeldSet {
         }
     }
 
-    fn contains(&self, entry: &Entry, token: u64) -> bool {
+    fn iter(&self) -> impl Iterator<Item = &(*const Entry, u64)> {
         std::iter::once(&self.first)
+            .filter(|(p, _)| !p.is_null())
             .chain(self.rest.iter().flat_map(|r| r.iter()))
-            .any(|&(p, tok)| ptr::eq(p, entry) && tok == token)
+    }
+
+    /// True if this set still holds a live grant of `entry`.
+    fn holds(&self, entry: &Entry) -> bool {
+        self.iter()
+            .any(|&(p, id)| ptr::eq(p, entry) && entry.raw.is_live(id))
     }
 }
 
@@ -84,11 +90,11 @@ impl Frame {
         }
     }
 
-    /// True if this frame still holds the very grant that `entry` is currently under.
+    /// True if this frame still holds a grant of `entry` (one not released early, e.g. by
+    /// dropping a bound guard).
     #[inline]
     fn holds(&self, entry: &Entry) -> bool {
-        let current = entry.raw.current_token();
-        current != 0 && self.held.contains(entry, current)
+        self.held.holds(entry)
     }
 }
 

@@ -18,8 +18,11 @@ pub struct Holder {
     pub host: Option<String>,
     /// When the holder acquired the lock (wall clock).
     pub since: Option<SystemTime>,
-    /// Further detail: the holding thread, or the store's owner id.
+    /// Further detail: the holding task or thread, or the store's owner id.
     pub detail: Option<String>,
+    /// Where the hold was taken, if known: the locked function (`module::fn`
+    /// (file:line)) or the line that called a by-name verb.
+    pub location: Option<String>,
 }
 
 impl Holder {
@@ -36,6 +39,7 @@ impl Holder {
             host: None,
             since: None,
             detail: None,
+            location: None,
         }
     }
 }
@@ -57,6 +61,9 @@ impl fmt::Display for Holder {
         }
         if let Some(host) = &self.host {
             parts.push(format!("host {host}"));
+        }
+        if let Some(at) = &self.location {
+            parts.push(format!("in {at}"));
         }
         if parts.is_empty() {
             parts.push("an unknown holder".to_owned());
@@ -91,7 +98,7 @@ impl fmt::Display for HeldBy<'_> {
 ///
 /// ```
 /// use lock_core::LockError;
-/// let e = LockError::Busy { name: "db".into(), holder: None, reentrant: false };
+/// let e = LockError::Busy { name: "db".into(), holder: None, reentrant: false, reason: None };
 /// assert_eq!(e.code(), 8406);
 /// assert_eq!(e.name(), "db");
 /// assert!(e.to_string().contains("`db`"));
@@ -150,8 +157,9 @@ pub enum LockError {
         reason: String,
     },
     /// The lock is held and the caller would not (or must not) wait: `try_acquire`,
-    /// `timeout_ms = 0`, or re-entry by the call chain that already holds it.
-    #[error("{}{}", busy_head(name, *reentrant), HeldBy(holder))]
+    /// `timeout_ms = 0`, re-entry by the call chain that already holds it, or a blocking
+    /// wait that would stop the holder (see `reason`).
+    #[error("{}{}{}", busy_head(name, *reentrant), HeldBy(holder), Reason(reason))]
     Busy {
         /// The lock's name.
         name: String,
@@ -160,6 +168,9 @@ pub enum LockError {
         /// True when the caller's own call chain (task or thread) holds it: waiting
         /// would deadlock, so it is refused instead.
         reentrant: bool,
+        /// Why waiting was refused when it was not plain contention or re-entry: e.g. a
+        /// blocking wait on the only thread of the runtime whose task holds the lock.
+        reason: Option<String>,
     },
     /// An I/O error from a file lock (directory, lock file, file system).
     #[error("lock `{name}`: I/O error on {}: {source}", path_display(path))]
@@ -181,15 +192,127 @@ pub enum LockError {
         reason: String,
     },
     /// The lease store could not be reached or answered with an error.
-    #[error("lock `{name}`: store `{store}` failed: {message}")]
+    #[error("{}store `{store}` failed: {message}", lock_prefix(name))]
     Store {
-        /// The lock's name.
+        /// The lock's name (empty for failures that concern no particular lock, such as
+        /// setting a store up).
         name: String,
         /// Which store (kind and address, never credentials).
         store: String,
-        /// What went wrong.
+        /// What went wrong, with its causes.
         message: String,
     },
+    /// Waiting would close a cycle of waits (this call chain holds a lock that a holder of
+    /// the wanted lock waits for, directly or through others): the wait could never end,
+    /// so it is refused. The other waiters of the cycle go on waiting.
+    #[error("lock `{name}`: deadlock: {}", CycleText(name, cycle))]
+    Deadlock {
+        /// The lock the refused wait was for.
+        name: String,
+        /// The cycle, starting with the wanted lock: each step is a lock and its holder,
+        /// which waits for the next step's lock; the last holder is the caller.
+        cycle: Vec<CycleStep>,
+    },
+    /// The name is in use as another kind of lock: a counted lock with another number
+    /// of permits, or a reader/writer lock asked for as a counted one (or the other way
+    /// round). One name is one lock, never two silently different ones.
+    #[error("lock `{name}` is {kind} while it is held or waited for; it was asked for as {}{}", asked_as(*asked), HeldBy(holder))]
+    Mismatch {
+        /// The lock's name.
+        name: String,
+        /// What the lock is right now.
+        kind: crate::Kind,
+        /// What was asked for.
+        asked: crate::Mode,
+        /// Who holds it, if known.
+        holder: Option<Holder>,
+    },
+    /// The request cannot be served as asked (for example `permits = 0`).
+    #[error("lock `{name}`: invalid request: {reason}")]
+    Invalid {
+        /// The lock's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// One step of a [`LockError::Deadlock`] cycle: a lock and the call chain holding it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CycleStep {
+    /// The lock's name.
+    pub lock: String,
+    /// Who holds it ("task 12 (on thread #3)", "thread #5", "pid 4242", ...), with the
+    /// place it was taken when known.
+    pub holder: String,
+}
+
+impl CycleStep {
+    /// A step, for tests and for reports built by hand.
+    pub fn new(lock: impl Into<String>, holder: impl Into<String>) -> Self {
+        CycleStep {
+            lock: lock.into(),
+            holder: holder.into(),
+        }
+    }
+}
+
+struct CycleText<'a>(&'a str, &'a [CycleStep]);
+
+impl fmt::Display for CycleText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let steps = self.1;
+        let Some(last) = steps.last() else {
+            return write!(f, "waiting for `{}` would close a cycle of waits", self.0);
+        };
+        write!(f, "waiting for `{}` would never end: ", self.0)?;
+        for (i, step) in steps.iter().enumerate() {
+            if std::ptr::eq(step, last) {
+                write!(
+                    f,
+                    "`{}` is held by this call chain ({})",
+                    step.lock, step.holder
+                )?;
+            } else {
+                let next = &steps[i + 1].lock;
+                write!(
+                    f,
+                    "`{}` is held by {}, which waits for `{next}`; ",
+                    step.lock, step.holder
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn asked_as(m: crate::Mode) -> String {
+    match m {
+        crate::Mode::Exclusive => "an exclusive lock".to_owned(),
+        crate::Mode::Shared => "a shared lock".to_owned(),
+        crate::Mode::Permits(n) => format!("a counted lock with {n}"),
+    }
+}
+
+fn lock_prefix(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!("lock `{name}`: ")
+    }
+}
+
+/// Formats `Some(reason)` as ": reason".
+struct Reason<'a>(&'a Option<String>);
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, ": {r}"),
+            None => Ok(()),
+        }
+    }
 }
 
 fn busy_head(name: &str, reentrant: bool) -> String {
@@ -222,6 +345,9 @@ impl LockError {
     /// | Io | 8407 |
     /// | Lost | 8408 |
     /// | Store | 8409 |
+    /// | Deadlock | 8410 |
+    /// | Mismatch | 8411 |
+    /// | Invalid | 8412 |
     pub fn code(&self) -> u16 {
         match self {
             LockError::Generic { .. } => 8400,
@@ -234,6 +360,9 @@ impl LockError {
             LockError::Io { .. } => 8407,
             LockError::Lost { .. } => 8408,
             LockError::Store { .. } => 8409,
+            LockError::Deadlock { .. } => 8410,
+            LockError::Mismatch { .. } => 8411,
+            LockError::Invalid { .. } => 8412,
         }
     }
 
@@ -249,14 +378,19 @@ impl LockError {
             | LockError::Busy { name, .. }
             | LockError::Io { name, .. }
             | LockError::Lost { name, .. }
-            | LockError::Store { name, .. } => name,
+            | LockError::Store { name, .. }
+            | LockError::Deadlock { name, .. }
+            | LockError::Mismatch { name, .. }
+            | LockError::Invalid { name, .. } => name,
         }
     }
 
     /// The holder reported with a `Busy` or `Timeout`, if known.
     pub fn holder(&self) -> Option<&Holder> {
         match self {
-            LockError::Busy { holder, .. } | LockError::Timeout { holder, .. } => holder.as_ref(),
+            LockError::Busy { holder, .. }
+            | LockError::Timeout { holder, .. }
+            | LockError::Mismatch { holder, .. } => holder.as_ref(),
             _ => None,
         }
     }
@@ -273,7 +407,8 @@ impl From<LockError> for std::io::Error {
         let kind = match &e {
             LockError::Timeout { .. } => ErrorKind::TimedOut,
             LockError::Busy { .. } => ErrorKind::WouldBlock,
-            LockError::InvalidName { .. } => ErrorKind::InvalidInput,
+            LockError::InvalidName { .. } | LockError::Invalid { .. } => ErrorKind::InvalidInput,
+            LockError::Deadlock { .. } => ErrorKind::Deadlock,
             LockError::Io { source, .. } => source.kind(),
             LockError::Lost { .. } | LockError::NotHeld { .. } => ErrorKind::Other,
             _ => ErrorKind::Other,

@@ -52,9 +52,27 @@ impl LockGuard {
         self.grant.since
     }
 
+    /// The grant's id (what scope frames remember).
     #[inline]
     pub(crate) fn token(&self) -> u64 {
-        self.grant.token
+        self.grant.id
+    }
+
+    /// The mode the lock is held in.
+    ///
+    /// ```
+    /// let g = lock_core::Lock::new("doc-guard-mode").permits(3).try_acquire().unwrap();
+    /// assert_eq!(g.mode(), lock_core::Mode::Permits(3));
+    /// ```
+    pub fn mode(&self) -> crate::Mode {
+        self.grant.mode
+    }
+
+    /// Makes this hold count for no call chain: for guards that the library hands to a
+    /// task of its own (cleanup after cancellation), so the chain that took them may
+    /// queue for the name again.
+    pub(crate) fn disown(&self) {
+        self.entry.raw.disown(self.grant.id);
     }
 
     /// The lock's name.
@@ -103,7 +121,7 @@ impl Drop for LockGuard {
         if let Some(f) = self.file.take() {
             let _ = f.release(self.entry.name());
         }
-        self.entry.raw.unlock(self.grant.token);
+        self.entry.raw.unlock(&self.grant);
     }
 }
 
@@ -111,6 +129,7 @@ impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
             .field("name", &self.name())
+            .field("mode", &self.grant.mode)
             .field("held_for", &self.held_for())
             .field("file", &self.file.is_some())
             .finish()

@@ -64,28 +64,32 @@ mod error;
 pub mod file;
 mod guard;
 pub mod lease;
+mod listing;
 mod local;
+mod mode;
 mod name;
+mod owner;
 mod raw;
 mod reactor;
 mod registry;
+mod request;
+mod site;
 mod sync;
 
 #[doc(hidden)]
 pub mod __private;
 
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod __loom;
-
 use std::future::Future;
 use std::time::Duration;
 
 pub use chain::Scoped;
-pub use error::{Holder, LockError};
+pub use error::{CycleStep, Holder, LockError};
 pub use guard::{LockGuard, LockSet};
 pub use lease::{LeaseGuard, LeaseStore};
+pub use listing::{holders, HeldLock};
+pub use mode::{Kind, Mode, MAX_PERMITS};
 pub use name::{validate_name, MAX_NAME_LEN};
+pub use request::Lock;
 
 /// Runs the function body under a named lock. See the [crate documentation](crate) and
 /// the project README for the full grammar.
@@ -107,10 +111,11 @@ fn entry_for(name: &str) -> Result<registry::EntryRef, LockError> {
 }
 
 /// Waits for the named lock (FIFO: waiters are served in arrival order) and returns its
-/// guard.
+/// guard. Shorthand for [`Lock::new(name).acquire()`](Lock::acquire).
 ///
 /// Cancel-safe: dropping the future leaves the queue at once. Fails with `Busy
-/// { reentrant: true }` when the current call chain already holds `name`.
+/// { reentrant: true }` when the current call chain already holds `name` (see
+/// [Re-entry](crate#re-entry)).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
@@ -119,8 +124,9 @@ fn entry_for(name: &str) -> Result<registry::EntryRef, LockError> {
 /// drop(guard);
 /// # Ok(()) }
 /// ```
-pub async fn acquire(name: &str) -> Result<LockGuard, LockError> {
-    local::lock(entry_for(name)?, None).await
+#[track_caller]
+pub fn acquire(name: &str) -> impl Future<Output = Result<LockGuard, LockError>> + '_ {
+    Lock::new(name).acquire()
 }
 
 /// Like [`acquire`], but gives up after `timeout` with [`LockError::Timeout`].
@@ -133,12 +139,16 @@ pub async fn acquire(name: &str) -> Result<LockGuard, LockError> {
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let held = lock_core::acquire("slow").await.unwrap();
-/// let err = lock_core::acquire_timeout("slow", Duration::from_millis(10)).await.unwrap_err();
-/// assert_eq!(err.code(), 8403);
+/// let slow = tokio::spawn(lock_core::acquire_timeout("slow", Duration::from_millis(10)));
+/// assert_eq!(slow.await.unwrap().unwrap_err().code(), 8403);
 /// # drop(held); }
 /// ```
-pub async fn acquire_timeout(name: &str, timeout: Duration) -> Result<LockGuard, LockError> {
-    local::lock(entry_for(name)?, Some(timeout)).await
+#[track_caller]
+pub fn acquire_timeout(
+    name: &str,
+    timeout: Duration,
+) -> impl Future<Output = Result<LockGuard, LockError>> + '_ {
+    Lock::new(name).timeout(timeout).acquire()
 }
 
 /// Takes the named lock if it is free right now, else fails with [`LockError::Busy`].
@@ -150,23 +160,26 @@ pub async fn acquire_timeout(name: &str, timeout: Duration) -> Result<LockGuard,
 /// drop(g);
 /// assert!(lock_core::try_acquire("once").is_ok());
 /// ```
+#[track_caller]
 pub fn try_acquire(name: &str) -> Result<LockGuard, LockError> {
-    local::try_lock(entry_for(name)?)
+    Lock::new(name).try_acquire()
 }
 
 /// Blocks the calling thread until the named lock is free, or until `timeout` (if any)
 /// has passed. For sync code; excludes async holders of the same name too.
 ///
-/// Outside any async runtime the thread is the call chain: a thread that already holds
-/// `name` is refused with `Busy { reentrant: true }`.
+/// A thread (or task) that already holds `name` is refused with `Busy { reentrant: true
+/// }`, and a wait on the thread that runs an async holder (a task of the current-thread
+/// runtime that calls this) with `Busy` and a reason, instead of blocking for ever.
 ///
 /// ```
 /// use std::time::Duration;
 /// let g = lock_core::blocking_acquire("sync-doc", Some(Duration::from_secs(1))).unwrap();
 /// drop(g);
 /// ```
+#[track_caller]
 pub fn blocking_acquire(name: &str, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
-    local::blocking_lock(entry_for(name)?, timeout)
+    Lock::new(name).timeout_opt(timeout).blocking_acquire()
 }
 
 /// True if some call chain in this process holds the named lock right now.
@@ -183,6 +196,8 @@ pub fn is_locked(name: &str) -> bool {
 }
 
 /// Acquires `name`, runs `fut` as a call chain holding it, and releases it afterwards.
+/// Shorthand for [`Lock::new(name).run(fut)`](Lock::run), which also takes a timeout and
+/// the other options.
 ///
 /// This is what `#[locked]` does for you; use it where an attribute does not fit.
 /// Inside `fut`, asking for `name` again fails with `Busy { reentrant: true }`.
@@ -193,11 +208,12 @@ pub fn is_locked(name: &str) -> bool {
 /// assert_eq!(total, 42);
 /// # Ok(()) }
 /// ```
-pub async fn with_lock<F: Future>(name: &str, fut: F) -> Result<F::Output, LockError> {
-    let guard = acquire(name).await?;
-    let out = scope(&guard, fut).await;
-    drop(guard);
-    Ok(out)
+#[track_caller]
+pub fn with_lock<F: Future>(
+    name: &str,
+    fut: F,
+) -> impl Future<Output = Result<F::Output, LockError>> + use<'_, F> {
+    Lock::new(name).run(fut)
 }
 
 /// Runs `fut` as a call chain that holds `guard`'s lock, so that nested attempts to take

@@ -1,57 +1,77 @@
-//! The in-process verbs, shared by the public API, the file mode and the attribute.
+//! The in-process acquire pipeline, shared by the by-name verbs, [`crate::Lock`], the file
+//! mode and the attribute: re-entry checks, the lock-free attempt, and the wait.
+//!
+//! Every request goes through the same steps:
+//!
+//! 1. **Re-entry through scopes**: a call chain whose scope frames hold the name is
+//!    refused at once (this is all the attribute's uncontended path adds).
+//! 2. **The fast path**: one compare-and-swap in the lock. A shared or counted request
+//!    that would *join* current holders first checks that none of them counts for the
+//!    caller's own chain (a hand-taken guard): joining would make an upgrade deadlock
+//!    possible and is refused as re-entry in every mode.
+//! 3. **The slow path**, only when the lock is taken: a hand-taken guard of the caller's
+//!    chain is re-entry; a blocking wait on the thread that runs an async holder (a
+//!    current-thread runtime, a `block_on`) would stop that holder and is refused; then
+//!    the deadlock check, and the FIFO wait with its timeout.
 
+use std::future::poll_fn;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::chain;
-use crate::raw::{HolderSnapshot, Refused};
+use crate::mode::{Kind, Mode};
+use crate::owner::{self, Facts, Me};
+use crate::raw::{Record, Refused};
 use crate::reactor::{self, Stop};
 use crate::registry::EntryRef;
+use crate::site::Site;
 use crate::{Holder, LockError, LockGuard};
 
-pub(crate) fn holder_of(snap: Option<HolderSnapshot>) -> Option<Holder> {
-    let snap = snap?;
+/// The holder a record describes, for errors and listings.
+pub(crate) fn holder_of(rec: Option<Record>) -> Option<Holder> {
+    let rec = rec?;
     let mut h = Holder::new();
     h.pid = Some(std::process::id());
-    h.since = SystemTime::now().checked_sub(snap.held);
-    h.detail = Some(match snap.thread {
-        Some(t) => format!("blocking thread #{t} of this process"),
-        None => "a task of this process".to_owned(),
-    });
+    h.since = SystemTime::now().checked_sub(crate::clock::since(rec.since));
+    h.detail = Some(rec.facts.describe());
+    if rec.facts.site.is_known() {
+        h.location = Some(rec.facts.site.to_string());
+    }
     Some(h)
 }
 
-fn reentry(entry: &EntryRef, snap: Option<HolderSnapshot>) -> LockError {
+pub(crate) fn reentry(entry: &EntryRef) -> LockError {
     LockError::Busy {
         name: entry.name().to_owned(),
-        holder: holder_of(snap),
+        holder: holder_of(entry.raw.holder()),
         reentrant: true,
-    }
-}
-
-fn refused(entry: &EntryRef, r: Refused) -> LockError {
-    match r {
-        Refused::Held(snap) => LockError::Busy {
-            name: entry.name().to_owned(),
-            holder: holder_of(snap),
-            reentrant: false,
-        },
-        Refused::SameThread(snap) => reentry(entry, Some(snap)),
+        reason: None,
     }
 }
 
 /// Plainly busy (not re-entry), naming the current holder.
-fn busy(entry: &EntryRef) -> LockError {
-    refused(entry, Refused::Held(entry.raw.holder()))
+pub(crate) fn busy(entry: &EntryRef) -> LockError {
+    LockError::Busy {
+        name: entry.name().to_owned(),
+        holder: holder_of(entry.raw.holder()),
+        reentrant: false,
+        reason: None,
+    }
 }
 
-/// Runs a blocking wait. On a multi-thread Tokio worker it is announced with
-/// `block_in_place`, so the runtime moves its other tasks away instead of stalling them.
-pub(crate) fn block_here<R>(wait: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(wait)
-        }
-        _ => wait(),
+pub(crate) fn mismatch(entry: &EntryRef, kind: Kind, asked: Mode) -> LockError {
+    LockError::Mismatch {
+        name: entry.name().to_owned(),
+        kind,
+        asked,
+        holder: holder_of(entry.raw.holder()),
+    }
+}
+
+fn refused(entry: &EntryRef, r: Refused, mode: Mode) -> LockError {
+    match r {
+        Refused::Held => busy(entry),
+        Refused::Mismatch(kind) => mismatch(entry, kind, mode),
     }
 }
 
@@ -63,38 +83,32 @@ fn timed_out(entry: &EntryRef, waited: Duration) -> LockError {
     }
 }
 
-/// Refuses at once if the current call chain already holds `entry`.
-#[inline]
-fn check_reentry(entry: &EntryRef) -> Result<(), LockError> {
-    if chain::held_by_chain(entry) {
-        return Err(reentry(entry, entry.raw.holder()));
-    }
-    Ok(())
-}
-
-/// Whether a non-async caller's call chain is its thread: not when it runs inside a
-/// Tokio task or a locked async body, where the thread is shared by many tasks.
-#[inline]
-pub(crate) fn thread_owner() -> u64 {
-    if chain::in_scope() || tokio::task::try_id().is_some() {
-        0
-    } else {
-        crate::raw::thread_key()
+/// A request that is wrong in itself (permits = 0, ...).
+pub(crate) fn check_mode(name: &str, mode: Mode) -> Result<(), LockError> {
+    match mode.problem() {
+        None => Ok(()),
+        Some(reason) => Err(LockError::Invalid {
+            name: name.to_owned(),
+            reason,
+        }),
     }
 }
 
-/// One uncontended attempt: the guard, or the entry back if the lock is taken (so the
-/// caller can wait), or the re-entry error.
-#[inline(always)]
-pub(crate) fn try_fast(entry: EntryRef, thread: u64) -> Fast {
-    if chain::held_by_chain(&entry) {
-        return Fast::Reentry(reentry_boxed(&entry, entry.raw.holder()));
+/// Runs a blocking wait. On a multi-thread Tokio worker it is announced with
+/// `block_in_place`, so the runtime moves its other tasks away instead of stalling them.
+pub(crate) fn block_here<R>(wait: impl FnOnce() -> R) -> R {
+    if in_multi_thread_task() {
+        return tokio::task::block_in_place(wait);
     }
-    match entry.raw.try_lock_or_wait(thread) {
-        Ok(grant) => Fast::Got(LockGuard::new(entry, grant)),
-        Err(Refused::SameThread(snap)) => Fast::Reentry(reentry_boxed(&entry, Some(snap))),
-        Err(Refused::Held(_)) => Fast::Taken(entry),
-    }
+    wait()
+}
+
+/// True inside a task of a multi-thread Tokio runtime, whose other tasks the runtime
+/// can move to other threads while this one blocks.
+fn in_multi_thread_task() -> bool {
+    tokio::task::try_id().is_some()
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// The outcome of [`try_fast`]. Small on purpose (the error is boxed): it is moved
@@ -104,74 +118,212 @@ pub(crate) enum Fast {
     Got(LockGuard),
     /// Someone else holds it: the entry, to wait for it.
     Taken(EntryRef),
-    /// The current call chain holds it already.
-    Reentry(Box<LockError>),
+    /// Refused for good (re-entry, a mismatched kind).
+    Failed(Box<LockError>),
 }
 
 #[cold]
 #[inline(never)]
-fn reentry_boxed(entry: &EntryRef, snap: Option<HolderSnapshot>) -> Box<LockError> {
-    Box::new(reentry(entry, snap))
+fn failed(e: LockError) -> Fast {
+    Fast::Failed(Box::new(e))
 }
 
-pub(crate) fn try_lock(entry: EntryRef) -> Result<LockGuard, LockError> {
-    check_reentry(&entry)?;
-    match entry.raw.try_lock(thread_owner()) {
-        Ok(grant) => Ok(LockGuard::new(entry, grant)),
-        Err(r) => Err(refused(&entry, r)),
+/// Steps 1 and 2. `me` says who asks, only when it is needed (a shared or counted
+/// request that would join current holders).
+#[inline(always)]
+pub(crate) fn try_fast(
+    entry: EntryRef,
+    mode: Mode,
+    facts: &Facts,
+    me: impl FnOnce() -> Me,
+) -> Fast {
+    if chain::held_by_chain(&entry) {
+        return failed(reentry(&entry));
+    }
+    if !mode.is_exclusive() && entry.raw.has_sharers() && joins_own_hold(&entry, &me()) {
+        return failed(reentry(&entry));
+    }
+    match entry.raw.try_lock(mode, facts) {
+        Ok(grant) => Fast::Got(LockGuard::new(entry, grant)),
+        Err(Refused::Held) => Fast::Taken(entry),
+        Err(Refused::Mismatch(kind)) => failed(mismatch(&entry, kind, mode)),
     }
 }
 
-/// Queues for `entry` without timeout or re-entry check (the caller's `try_fast` did it).
-pub(crate) async fn wait(entry: EntryRef) -> LockGuard {
-    let grant = entry.raw.lock_async().await;
-    LockGuard::new(entry, grant)
+#[cold]
+fn joins_own_hold(entry: &EntryRef, me: &Me) -> bool {
+    entry.raw.held_by(me, false)
 }
 
-/// Waits in FIFO order; `Some(0)` tries once, `None` waits for ever.
+/// Step 3's checks for a request that found the lock taken.
+fn check_contended(entry: &EntryRef, me: &Me, blocking: bool) -> Result<(), LockError> {
+    if entry.raw.held_by(me, blocking) {
+        return Err(reentry(entry));
+    }
+    if blocking {
+        if let Some(rec) = stalled_by(entry) {
+            return Err(LockError::Busy {
+                name: entry.name().to_owned(),
+                holder: holder_of(Some(rec)),
+                reentrant: false,
+                reason: Some(
+                    "it is held by async code that runs on this very thread (a current-thread \
+                     runtime or a `block_on`); blocking the thread would stop the holder, so \
+                     the wait could never end — use the async verb, or `spawn_blocking`"
+                        .to_owned(),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A holder that a blocking wait on this thread would stop: async code whose hold was
+/// taken on this thread, unless this is a multi-thread runtime's task (the runtime then
+/// moves the holder to another worker while we block).
+fn stalled_by(entry: &EntryRef) -> Option<Record> {
+    let here = owner::thread_key();
+    let stalls = |r: &Record| r.facts.is_async() && r.facts.thread_key() == here;
+    let records = entry.raw.records();
+    let rec = *records.iter().find(|r| stalls(r))?;
+    if in_multi_thread_task() {
+        return None;
+    }
+    Some(rec)
+}
+
+/// Who asks, and what its hold will record, for a sync caller. `hand`: a hand-taken
+/// guard (counts for the caller's chain); else a scoped hold (found through frames).
+#[inline]
+pub(crate) fn sync_facts(site: Site, hand: bool) -> (Me, Facts) {
+    let me = Me::sync();
+    (me, Facts::sync(&me, if hand { me.key } else { 0 }, site))
+}
+
+/// Who asks, for an async caller (read off the polling task's waker).
+pub(crate) async fn me_async() -> Me {
+    poll_fn(|cx| Poll::Ready(Me::asynchronous(cx.waker()))).await
+}
+
+/// Takes the lock if it is free right now (`Busy` otherwise). Never waits.
+pub(crate) fn try_lock(
+    entry: EntryRef,
+    mode: Mode,
+    facts: Facts,
+    me: Me,
+) -> Result<LockGuard, LockError> {
+    check_mode(entry.name(), mode)?;
+    match try_fast(entry, mode, &facts, || me) {
+        Fast::Got(g) => Ok(g),
+        Fast::Failed(e) => Err(*e),
+        Fast::Taken(entry) => {
+            check_contended(&entry, &me, false)?;
+            Err(busy(&entry))
+        }
+    }
+}
+
+/// Waits in FIFO order; `Some(0)` tries once, `None` waits for ever. `hand`: a
+/// hand-taken guard, which counts for the caller's chain; else a scoped hold.
 pub(crate) async fn lock(
     entry: EntryRef,
+    mode: Mode,
     timeout: Option<Duration>,
+    site: Site,
+    hand: bool,
 ) -> Result<LockGuard, LockError> {
-    // The fast path needs no timer.
-    let entry = match try_fast(entry, 0) {
+    check_mode(entry.name(), mode)?;
+    let me = me_async().await;
+    let facts = Facts::asynchronous(&me, if hand { me.key } else { 0 }, site);
+    let entry = match try_fast(entry, mode, &facts, || me) {
         Fast::Got(g) => return Ok(g),
-        Fast::Reentry(e) => return Err(*e),
-        Fast::Taken(entry) if timeout == Some(Duration::ZERO) => return Err(busy(&entry)),
+        Fast::Failed(e) => return Err(*e),
         Fast::Taken(entry) => entry,
     };
+    wait_slow(entry, mode, timeout, facts, me).await
+}
+
+/// Step 3 for an async request whose fast attempt failed.
+pub(crate) async fn wait_slow(
+    entry: EntryRef,
+    mode: Mode,
+    timeout: Option<Duration>,
+    facts: Facts,
+    me: Me,
+) -> Result<LockGuard, LockError> {
+    check_contended(&entry, &me, false)?;
+    if timeout == Some(Duration::ZERO) {
+        return Err(busy(&entry));
+    }
     let start = Instant::now();
     // A timeout too far away to represent is no timeout.
-    let grant = match timeout.and_then(|t| start.checked_add(t)) {
-        None => entry.raw.lock_async().await,
+    let got = match timeout.and_then(|t| start.checked_add(t)) {
+        None => entry.raw.lock_async(mode, facts).await,
         // The timer is the crate's own (no runtime needed); the queue is left on timeout
         // or failure by dropping the `lock_async` future.
-        Some(deadline) => match reactor::timeout_at(deadline, entry.raw.lock_async()).await {
-            Ok(g) => g,
-            Err(Stop::Elapsed) => return Err(timed_out(&entry, start.elapsed())),
-            Err(Stop::Failed(e)) => return Err(reactor::wait_failed(entry.name(), e)),
-        },
+        Some(deadline) => {
+            match reactor::timeout_at(deadline, entry.raw.lock_async(mode, facts)).await {
+                Ok(r) => r,
+                Err(Stop::Elapsed) => return Err(timed_out(&entry, start.elapsed())),
+                Err(Stop::Failed(e)) => return Err(reactor::wait_failed(entry.name(), e)),
+            }
+        }
     };
-    Ok(LockGuard::new(entry, grant))
+    match got {
+        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Err(r) => Err(refused(&entry, r, mode)),
+    }
+}
+
+/// The attribute's wait after its fast attempt (no timeout, in-process): checks, then
+/// queues. Kept small, since it is part of every annotated async fn's future.
+pub(crate) async fn wait(
+    entry: EntryRef,
+    mode: Mode,
+    facts: Facts,
+) -> Result<LockGuard, LockError> {
+    let me = me_async().await;
+    check_contended(&entry, &me, false)?;
+    match entry.raw.lock_async(mode, facts).await {
+        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Err(r) => Err(refused(&entry, r, mode)),
+    }
 }
 
 /// Blocks the calling thread (see [`block_here`]).
 pub(crate) fn blocking_lock(
     entry: EntryRef,
+    mode: Mode,
     timeout: Option<Duration>,
+    facts: Facts,
+    me: Me,
 ) -> Result<LockGuard, LockError> {
-    let owner = thread_owner();
-    let entry = match try_fast(entry, owner) {
+    check_mode(entry.name(), mode)?;
+    let entry = match try_fast(entry, mode, &facts, || me) {
         Fast::Got(g) => return Ok(g),
-        Fast::Reentry(e) => return Err(*e),
-        Fast::Taken(entry) if timeout == Some(Duration::ZERO) => return Err(busy(&entry)),
+        Fast::Failed(e) => return Err(*e),
         Fast::Taken(entry) => entry,
     };
+    blocking_slow(entry, mode, timeout, facts, me)
+}
+
+/// Step 3 for a blocking request whose fast attempt failed.
+pub(crate) fn blocking_slow(
+    entry: EntryRef,
+    mode: Mode,
+    timeout: Option<Duration>,
+    facts: Facts,
+    me: Me,
+) -> Result<LockGuard, LockError> {
+    check_contended(&entry, &me, true)?;
+    if timeout == Some(Duration::ZERO) {
+        return Err(busy(&entry));
+    }
     let start = Instant::now();
     let deadline = timeout.and_then(|t| start.checked_add(t));
-    match block_here(|| entry.raw.lock_blocking(deadline, owner)) {
+    match block_here(|| entry.raw.lock_blocking(mode, &facts, deadline)) {
         Ok(grant) => Ok(LockGuard::new(entry, grant)),
-        Err(Refused::SameThread(snap)) => Err(reentry(&entry, Some(snap))),
-        Err(Refused::Held(_)) => Err(timed_out(&entry, start.elapsed())),
+        Err(Refused::Held) => Err(timed_out(&entry, start.elapsed())),
+        Err(r @ Refused::Mismatch(_)) => Err(refused(&entry, r, mode)),
     }
 }

@@ -194,6 +194,22 @@ pub(crate) fn in_use() -> usize {
         .sum()
 }
 
+/// Calls `f` with every entry in use (held, waited for, or pinned by a call site).
+/// Each shard's lock is held only while its entries are collected, not during `f`.
+pub(crate) fn for_each_in_use(mut f: impl FnMut(&Entry)) {
+    for shard in &REGISTRY.shards {
+        let live: Vec<Arc<Entry>> = lock(shard)
+            .table
+            .iter()
+            .filter(|e| e.in_use())
+            .cloned()
+            .collect();
+        for e in &live {
+            f(e);
+        }
+    }
+}
+
 /// How many entries are kept, idle ones and spares included (bounded; see the module docs).
 pub(crate) fn stored() -> usize {
     REGISTRY

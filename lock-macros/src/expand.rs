@@ -9,7 +9,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{AttrStyle, Expr, ExprAsync, ItemFn, Stmt, Type};
 
-use crate::parse::{FileSpec, OnError};
+use crate::parse::{FileSpec, ModeSpec, OnError, Value};
 use crate::validate::{is_box_pin, GuardKind, Keys, Kind, Plan};
 
 /// Hygienic names of the generated locals.
@@ -21,6 +21,11 @@ struct Names {
     frame: syn::Ident,
     entered: syn::Ident,
     fake: syn::Ident,
+    site: syn::Ident,
+    place: syn::Ident,
+    timeout: syn::Ident,
+    permits: syn::Ident,
+    lease: syn::Ident,
 }
 
 impl Names {
@@ -34,6 +39,11 @@ impl Names {
             frame: format_ident!("lock_core_frame", span = s),
             entered: format_ident!("_lock_core_entered", span = s),
             fake: format_ident!("lock_core_fake_return", span = s),
+            site: format_ident!("lock_core_site", span = s),
+            place: format_ident!("lock_core_place", span = s),
+            timeout: format_ident!("lock_core_timeout", span = s),
+            permits: format_ident!("lock_core_permits", span = s),
+            lease: format_ident!("lock_core_lease", span = s),
         }
     }
 }
@@ -218,14 +228,101 @@ fn fake_return(plan: &Plan, n: &Names) -> TokenStream {
     }
 }
 
+/// The per-call values, in the order written: the function's site, then every option
+/// given as an expression (evaluated before the lock is asked for, like names).
+fn prelude(plan: &Plan, n: &Names) -> TokenStream {
+    let p = private(plan);
+    let func = &plan.fn_name;
+    let site = &n.site;
+    let mut out = quote! {
+        let #site: &'static #p::FnSite = {
+            static LOCK_CORE_FN: #p::FnSite = #p::FnSite {
+                func: ::core::concat!(::core::module_path!(), "::", #func),
+                file: ::core::file!(),
+                line: ::core::line!(),
+            };
+            &LOCK_CORE_FN
+        };
+    };
+    if let Some(Value::Expr(e)) = &plan.timeout_ms {
+        let t = &n.timeout;
+        out.extend(quote_spanned! {e.span()=>
+            let #t: ::core::option::Option<u64> = #p::IntoMillis::into_millis(#e);
+        });
+    }
+    if let Some(Value::Expr(e)) = &plan.lease_ms {
+        let t = &n.lease;
+        out.extend(quote_spanned! {e.span()=>
+            let #t: ::core::option::Option<u64> = #p::IntoMillis::into_millis(#e);
+        });
+    }
+    if let ModeSpec::Permits(_, Value::Expr(e)) = &plan.mode {
+        let v = &n.permits;
+        out.extend(quote_spanned! {e.span()=>
+            let #v: u32 = #p::IntoPermits::into_permits(#e);
+        });
+    }
+    if let FileSpec::Dir(_, Value::Expr(e)) | FileSpec::Path(_, Value::Expr(e)) = &plan.file {
+        let v = &n.place;
+        out.extend(quote_spanned! {e.span()=>
+            let #v = #e;
+        });
+    }
+    out
+}
+
+fn millis(v: &Option<Value<u64>>, local: &syn::Ident) -> TokenStream {
+    match v {
+        None => quote!(::core::option::Option::None),
+        Some(Value::Lit(n, _)) => {
+            let lit = proc_macro2::Literal::u64_suffixed(*n);
+            quote!(::core::option::Option::Some(#lit))
+        }
+        Some(Value::Expr(_)) => quote!(#local),
+    }
+}
+
+fn mode(plan: &Plan, n: &Names) -> TokenStream {
+    let p = private(plan);
+    match &plan.mode {
+        ModeSpec::Exclusive => quote!(#p::EXCLUSIVE),
+        ModeSpec::Shared(_) => quote!(#p::SHARED),
+        ModeSpec::Permits(_, Value::Lit(v, _)) => {
+            let lit = proc_macro2::Literal::u32_suffixed(*v);
+            quote!(#p::permits(#lit))
+        }
+        ModeSpec::Permits(_, Value::Expr(_)) => {
+            let v = &n.permits;
+            quote!(#p::permits(#v))
+        }
+    }
+}
+
+fn file_mode(plan: &Plan, n: &Names) -> TokenStream {
+    let p = private(plan);
+    let place = &n.place;
+    match &plan.file {
+        FileSpec::Off => quote!(#p::FileMode::Off),
+        FileSpec::DefaultDir(_) => quote!(#p::FileMode::DefaultDir),
+        FileSpec::Dir(_, Value::Lit(d, _)) => quote!(#p::FileMode::dir(#d)),
+        FileSpec::Dir(_, Value::Expr(_)) => quote!(#p::FileMode::dir(&#place)),
+        FileSpec::Path(_, Value::Lit(d, _)) => quote!(#p::FileMode::path(#d)),
+        FileSpec::Path(_, Value::Expr(_)) => quote!(#p::FileMode::path(&#place)),
+    }
+}
+
 /// `let held = match acquire(..) { Ok(h) => h, Err(e) => <failure> };` (async: a
-/// synchronous `try_acquire` first, then `slow.wait().await` only if needed).
+/// synchronous `try_acquire` first, then `slow.wait().await` only if needed), after the
+/// per-call values.
 fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
     let p = private(plan);
     let keys = keys(plan);
-    let timeout = opt_u64(plan.timeout_ms);
+    let prelude = prelude(plan, n);
+    let timeout = millis(&plan.timeout_ms, &n.timeout);
+    let mode = mode(plan, n);
+    let site = &n.site;
     let call = if let Some(store) = &plan.store {
-        let lease = opt_u64(plan.lease_ms);
+        let lease = millis(&plan.lease_ms, &n.lease);
         let store_ref = quote_spanned! {store.span()=>
             {
                 use #p::StoreArg as _;
@@ -236,18 +333,18 @@ fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
             #p::acquire_store(#store_ref, #keys, #p::StoreOptions {
                 timeout_ms: #timeout,
                 lease_ms: #lease,
+                mode: #mode,
+                site: #site,
             }).await
         }
     } else {
-        let file = match &plan.file {
-            FileSpec::Off => quote!(#p::FileMode::Off),
-            FileSpec::DefaultDir(_) => quote!(#p::FileMode::DefaultDir),
-            FileSpec::Dir(_, d) => quote!(#p::FileMode::Dir(#d)),
-        };
+        let file = file_mode(plan, n);
         let opts = quote! {
             #p::Options {
                 timeout_ms: #timeout,
                 file: #file,
+                mode: #mode,
+                site: #site,
             }
         };
         if plan.kind.is_async() {
@@ -259,8 +356,9 @@ fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
                 slow,
                 ..
             } = n;
-            let fail = failure(plan, err);
+            let fail = failure(plan, n);
             return quote! {
+                #prelude
                 let #held = match #p::try_acquire(#keys, #opts) {
                     ::core::result::Result::Ok(#ok) => #ok,
                     ::core::result::Result::Err(#slow) => match #slow.wait().await {
@@ -273,8 +371,9 @@ fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
         quote!(#p::blocking_acquire(#keys, #opts))
     };
     let Names { held, ok, err, .. } = n;
-    let fail = failure(plan, err);
+    let fail = failure(plan, n);
     quote! {
+        #prelude
         let #held = match #call {
             ::core::result::Result::Ok(#ok) => #ok,
             ::core::result::Result::Err(#err) => #fail,
@@ -282,35 +381,37 @@ fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
     }
 }
 
-fn opt_u64(v: Option<u64>) -> TokenStream {
-    match v {
-        Some(n) => {
-            let lit = proc_macro2::Literal::u64_suffixed(n);
-            quote!(::core::option::Option::Some(#lit))
-        }
-        None => quote!(::core::option::Option::None),
-    }
-}
-
 /// What the function returns when the lock cannot be taken.
-fn failure(plan: &Plan, err: &syn::Ident) -> TokenStream {
+fn failure(plan: &Plan, n: &Names) -> TokenStream {
     let p = private(plan);
+    let (err, site) = (&n.err, &n.site);
     match &plan.on_error {
-        OnError::Panic => quote!(#p::lock_panic(#err)),
+        OnError::Panic => quote!(#p::lock_panic(#err, #site)),
         OnError::Handler(path) => {
             let call = quote_spanned!(path.span()=> #path(#err));
             quote!(return #call)
         }
-        OnError::Default => match &plan.output {
-            Some(ty) => {
-                let path = quote_spanned!(ty.span()=> <#ty as #p::LockFailure>::lock_failure);
-                quote!(return #path(#err))
+        OnError::Default => {
+            let ty = match &plan.output {
+                Some(ty) => ty.clone(),
+                None if plan.kind.is_async() && !matches!(plan.kind, Kind::Async) => {
+                    // The output of an `impl Future` / boxed body the macro cannot name:
+                    // let inference pick it.
+                    return quote!(return #p::LockFailure::lock_failure(#err, #site));
+                }
+                None => syn::parse_quote!(()),
+            };
+            // Method lookup picks how the type carries the failure (see
+            // `__private::failure`); errors are spanned at the return type.
+            let method = quote_spanned!(ty.span()=> lock_failure);
+            quote! {
+                return {
+                    #[allow(unused_imports)]
+                    use #p::{Carry as _, Fallback as _};
+                    (&&#p::Wrap::<#ty>::NEW).#method(#err, #site)
+                }
             }
-            None if plan.kind.is_async() && !matches!(plan.kind, Kind::Async) => {
-                quote!(return #p::LockFailure::lock_failure(#err))
-            }
-            None => quote!(return <() as #p::LockFailure>::lock_failure(#err)),
-        },
+        }
     }
 }
 
@@ -323,6 +424,21 @@ fn keys(plan: &Plan) -> TokenStream {
                 static SITE: #p::Site = #p::Site::new(::core::concat!(::core::module_path!(), "::", #f));
                 &SITE
             })
+        },
+        Keys::ModPath => quote! {
+            #p::Keys::Site({
+                static SITE: #p::Site = #p::Site::new(::core::module_path!());
+                &SITE
+            })
+        },
+        Keys::Method(f) => quote! {
+            #p::Keys::Method(
+                {
+                    static SITE: #p::MethodSite = #p::MethodSite::new(::core::module_path!(), #f);
+                    &SITE
+                },
+                ::core::any::type_name::<Self>(),
+            )
         },
         Keys::Fixed(names) if names.len() == 1 => {
             let lit = syn::LitStr::new(&names[0].0, names[0].1);
@@ -346,11 +462,11 @@ fn keys(plan: &Plan) -> TokenStream {
         Keys::Dynamic(names) => {
             let items = names.iter().map(|d| {
                 let fmt = syn::LitStr::new(&d.format, d.lit.span());
-                if d.args.is_empty() {
+                if d.exprs.is_empty() {
                     quote!(<::std::string::String as ::core::convert::From<&str>>::from(#fmt))
                 } else {
-                    let args = &d.args;
-                    quote!(::std::format!(#fmt, #(#args),*))
+                    let exprs = &d.exprs;
+                    quote!(::std::format!(#fmt, #(#exprs),*))
                 }
             });
             quote!(#p::Keys::Names(::std::vec![#(#items),*]))

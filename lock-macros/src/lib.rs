@@ -15,6 +15,7 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 
 mod expand;
+mod forms;
 mod names;
 mod parse;
 mod validate;
@@ -98,17 +99,21 @@ fn locked2(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
 }
 
 fn try_locked(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    let cfg = parse::parse(args);
     let func = match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(f) => f,
-        Err(_) => {
-            let mut e = not_a_fn(item);
-            if let Err(more) = cfg {
-                e.combine(more);
+        Err(_) => match syn::parse2::<syn::Item>(item.clone()) {
+            Ok(syn::Item::Mod(m)) => return forms::module(args, m),
+            Ok(syn::Item::Impl(i)) => return forms::impl_block(args, i),
+            _ => {
+                let mut e = not_a_fn(item);
+                if let Err(more) = parse::parse(args) {
+                    e.combine(more);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        },
     };
+    let cfg = parse::parse(args);
     let item_check = validate::check_item(&func);
     let cfg = match (cfg, item_check) {
         (Ok(c), Ok(())) => c,
@@ -118,7 +123,7 @@ fn try_locked(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    let plan = validate::plan(cfg, &func)?;
+    let plan = validate::plan(cfg, &func, validate::Context::default())?;
     Ok(expand::expand(&plan, func))
 }
 
@@ -138,9 +143,7 @@ fn not_a_fn(item: TokenStream2) -> syn::Error {
         Ok(syn::Item::Struct(s)) => ("a struct", s.struct_token.span),
         Ok(syn::Item::Enum(e)) => ("an enum", e.enum_token.span),
         Ok(syn::Item::Union(u)) => ("a union", u.union_token.span),
-        Ok(syn::Item::Impl(i)) => ("an impl block", i.impl_token.span),
         Ok(syn::Item::Trait(t)) => ("a trait", t.trait_token.span),
-        Ok(syn::Item::Mod(m)) => ("a module", m.mod_token.span),
         Ok(syn::Item::Const(c)) => ("a const", c.const_token.span),
         Ok(syn::Item::Static(s)) => ("a static", s.static_token.span),
         Ok(syn::Item::Type(t)) => ("a type alias", t.type_token.span),
@@ -150,6 +153,9 @@ fn not_a_fn(item: TokenStream2) -> syn::Error {
     };
     syn::Error::new(
         span,
-        format!("`#[locked]` applies to functions (`fn` or `async fn`), not to {what}"),
+        format!(
+            "`#[locked]` applies to functions (`fn` or `async fn`), inline modules and impl \
+             blocks, not to {what}"
+        ),
     )
 }

@@ -1,5 +1,6 @@
-//! Lock names as written in the attribute: templates with `{arg}` holes, checked at
-//! compile time with the runtime's name rules.
+//! Lock names as written in the attribute: templates with holes (`{id}`, `{self.id}`,
+//! `{order.customer}`, `{key:?}`), checked at compile time with the runtime's name
+//! rules.
 
 use syn::LitStr;
 
@@ -11,8 +12,20 @@ pub(crate) const MAX_NAME_LEN: usize = 256;
 pub(crate) enum Piece {
     /// Literal text (with `{{` / `}}` already unescaped).
     Text(String),
-    /// `{arg}`: the Display form of a function argument.
-    Arg(String),
+    /// `{arg}`, `{arg.field}`, `{self.field:?}`: a function argument (or `self`), then
+    /// fields, formatted with a `format!` spec (`Display` when there is none).
+    Arg(Hole),
+}
+
+/// One interpolation.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Hole {
+    /// The argument (or `self`).
+    pub root: String,
+    /// Fields followed from it (`.id`, `.0`).
+    pub fields: Vec<String>,
+    /// The format spec after `:` (empty: `Display`).
+    pub spec: String,
 }
 
 /// A parsed `name = "..."` string.
@@ -34,22 +47,28 @@ impl Template {
         Some(out)
     }
 
-    /// The `format!` string for this template: literal braces re-escaped, holes as `{}`.
+    /// The `format!` string for this template: literal braces re-escaped, holes as `{}`
+    /// (or `{:spec}`).
     pub(crate) fn format_string(&self) -> String {
         let mut out = String::new();
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(&t.replace('{', "{{").replace('}', "}}")),
-                Piece::Arg(_) => out.push_str("{}"),
+                Piece::Arg(h) if h.spec.is_empty() => out.push_str("{}"),
+                Piece::Arg(h) => {
+                    out.push_str("{:");
+                    out.push_str(&h.spec);
+                    out.push('}');
+                }
             }
         }
         out
     }
 
-    /// The names of the interpolated arguments, in order.
-    pub(crate) fn args(&self) -> impl Iterator<Item = &str> {
+    /// The holes, in order.
+    pub(crate) fn holes(&self) -> impl Iterator<Item = &Hole> {
         self.pieces.iter().filter_map(|p| match p {
-            Piece::Arg(a) => Some(a.as_str()),
+            Piece::Arg(a) => Some(a),
             Piece::Text(_) => None,
         })
     }
@@ -138,17 +157,11 @@ fn split(s: &str) -> Result<Vec<Piece>, String> {
                             .to_owned(),
                     );
                 }
-                let hole = hole.trim();
-                if !is_ident(hole) {
-                    return Err(format!(
-                        "`{{{hole}}}` in a lock name must name a function argument, like `{{id}}` \
-                         (format specs and positional `{{}}` are not supported)"
-                    ));
-                }
+                let hole = parse_hole(&hole)?;
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
                 }
-                pieces.push(Piece::Arg(hole.to_owned()));
+                pieces.push(Piece::Arg(hole));
             }
             c => text.push(c),
         }
@@ -157,6 +170,41 @@ fn split(s: &str) -> Result<Vec<Piece>, String> {
         pieces.push(Piece::Text(text));
     }
     Ok(pieces)
+}
+
+/// `path[:spec]` where path is `arg`, `self`, then `.field` / `.0` segments.
+fn parse_hole(raw: &str) -> Result<Hole, String> {
+    let (path, spec) = match raw.split_once(':') {
+        Some((p, s)) => (p.trim(), s.to_owned()),
+        None => (raw.trim(), String::new()),
+    };
+    let bad = || {
+        format!(
+            "`{{{raw}}}` in a lock name must name a function argument, a field of one or of \
+             `self` (`{{id}}`, `{{order.customer}}`, `{{self.id}}`), optionally with a format \
+             spec (`{{key:?}}`); positional `{{}}` is not supported"
+        )
+    };
+    let mut segs = path.split('.').map(str::trim);
+    let root = segs
+        .next()
+        .filter(|r| is_ident(r) || *r == "self")
+        .ok_or_else(bad)?;
+    let fields: Vec<String> = segs.map(str::to_owned).collect();
+    if fields
+        .iter()
+        .any(|f| !(is_ident(f) || (!f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))))
+    {
+        return Err(bad());
+    }
+    if spec.contains(['{', '}']) {
+        return Err(bad());
+    }
+    Ok(Hole {
+        root: root.to_owned(),
+        fields,
+        spec,
+    })
 }
 
 fn is_ident(s: &str) -> bool {
@@ -184,7 +232,11 @@ mod tests {
             t.pieces,
             vec![
                 Piece::Text("acct-".into()),
-                Piece::Arg("id".into()),
+                Piece::Arg(Hole {
+                    root: "id".into(),
+                    fields: vec![],
+                    spec: String::new()
+                }),
                 Piece::Text("-{x}".into())
             ]
         );
@@ -197,6 +249,17 @@ mod tests {
     }
 
     #[test]
+    fn holes_take_fields_and_format_specs() {
+        let t = parse_template(&lit("acct-{self.id}/{key:?}/{o.c.0:>4}")).unwrap();
+        assert_eq!(t.format_string(), "acct-{}/{:?}/{:>4}");
+        let holes: Vec<_> = t.holes().collect();
+        assert_eq!(holes[0].root, "self");
+        assert_eq!(holes[0].fields, vec!["id"]);
+        assert_eq!(holes[2].fields, vec!["c", "0"]);
+        assert_eq!(holes[1].spec, "?");
+    }
+
+    #[test]
     fn rejects_what_the_runtime_rejects() {
         assert!(parse_template(&lit("")).is_err());
         assert!(parse_template(&lit("a\tb")).is_err());
@@ -204,7 +267,11 @@ mod tests {
         assert!(parse_template(&lit(&"x".repeat(256))).is_ok());
         assert!(parse_template(&lit("{}")).is_err());
         assert!(parse_template(&lit("{0}")).is_err());
-        assert!(parse_template(&lit("{id:>4}")).is_err());
+        assert!(parse_template(&lit("{id:>4}")).is_ok());
+        assert!(parse_template(&lit("{self.id}")).is_ok());
+        assert!(parse_template(&lit("{a.b.0}")).is_ok());
+        assert!(parse_template(&lit("{a..b}")).is_err());
+        assert!(parse_template(&lit("{a.b-c}")).is_err());
         assert!(parse_template(&lit("a{")).is_err());
         assert!(parse_template(&lit("a}")).is_err());
         assert!(parse_template(&lit("{id}")).is_ok());

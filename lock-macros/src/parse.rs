@@ -1,7 +1,8 @@
 //! Parsing: the attribute's arguments into a [`Config`] that keeps every span.
 //!
 //! This module checks each argument on its own (is the key known, does its value have
-//! the right shape). Checks that need the annotated function live in `validate`.
+//! the right shape). Checks that need the annotated function, or several arguments
+//! together, live in `validate`.
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
@@ -15,7 +16,10 @@ use crate::names::{self, Template};
 pub(crate) const KEYS: &[&str] = &[
     "name",
     "timeout_ms",
+    "shared",
+    "permits",
     "file",
+    "path",
     "store",
     "lease_ms",
     "guard",
@@ -34,6 +38,8 @@ fn key_list() -> String {
 pub(crate) enum NameSpec {
     /// Bare `#[locked]`: the function's own path.
     Default,
+    /// Bare `#[locked]` on a module: the module's path, for every test in it.
+    Module,
     /// `name = "..."` or `name = [...]`; each entry may interpolate arguments.
     /// `array` is true for the bracketed form (even with a single entry).
     Given {
@@ -42,16 +48,40 @@ pub(crate) enum NameSpec {
     },
 }
 
-/// `file` / `file = "dir"`.
+/// A value written as a literal (checked now) or as an expression (evaluated per call).
+#[derive(Clone)]
+pub(crate) enum Value<T> {
+    Lit(T, Span),
+    Expr(Box<Expr>),
+}
+
+/// `file` / `file = dir` / `path = file`.
 pub(crate) enum FileSpec {
     Off,
     DefaultDir(Ident),
-    Dir(Ident, LitStr),
+    Dir(Ident, Value<LitStr>),
+    Path(Ident, Value<LitStr>),
+}
+
+impl FileSpec {
+    pub(crate) fn key(&self) -> Option<&Ident> {
+        match self {
+            FileSpec::Off => None,
+            FileSpec::DefaultDir(k) | FileSpec::Dir(k, _) | FileSpec::Path(k, _) => Some(k),
+        }
+    }
+}
+
+/// `shared` / `permits = n`.
+pub(crate) enum ModeSpec {
+    Exclusive,
+    Shared(Ident),
+    Permits(Ident, Value<u32>),
 }
 
 /// `on_error = ...`.
 pub(crate) enum OnError {
-    /// Decided by the return type through `LockFailure`.
+    /// Decided by the return type through the failure traits.
     Default,
     /// `on_error = "panic"`.
     Panic,
@@ -62,13 +92,30 @@ pub(crate) enum OnError {
 /// The parsed arguments, with the spans of what the user wrote.
 pub(crate) struct Config {
     pub names: NameSpec,
-    pub timeout_ms: Option<(Ident, u64)>,
+    pub timeout_ms: Option<(Ident, Value<u64>)>,
+    pub mode: ModeSpec,
     pub file: FileSpec,
     pub store: Option<(Ident, Expr)>,
-    pub lease_ms: Option<(Ident, u64)>,
+    pub lease_ms: Option<(Ident, Value<u64>)>,
     pub guard: Option<Ident>,
     pub on_error: OnError,
     pub krate: Option<syn::Path>,
+}
+
+impl Config {
+    pub(crate) fn empty() -> Config {
+        Config {
+            names: NameSpec::Default,
+            timeout_ms: None,
+            mode: ModeSpec::Exclusive,
+            file: FileSpec::Off,
+            store: None,
+            lease_ms: None,
+            guard: None,
+            on_error: OnError::Default,
+            krate: None,
+        }
+    }
 }
 
 /// One `key` or `key = value` as written.
@@ -87,6 +134,16 @@ fn parse_raw(input: ParseStream<'_>) -> syn::Result<Vec<RawArg>> {
             )));
         }
         let key = Ident::parse_any(input)?;
+        if input.peek(Token![=>]) {
+            let arrow: Token![=>] = input.parse()?;
+            return Err(syn::Error::new(
+                arrow.spans[0],
+                format!(
+                    "`#[locked]` takes `{key} = value`, not `{key} => value` \
+                     (serial_test's syntax); write `{key} = \"...\"`"
+                ),
+            ));
+        }
         let value = if input.peek(Token![=]) {
             let eq: Token![=] = input.parse()?;
             if input.is_empty() || input.peek(Token![,]) {
@@ -114,16 +171,7 @@ fn parse_raw(input: ParseStream<'_>) -> syn::Result<Vec<RawArg>> {
 /// Parses the attribute's arguments. All problems found are combined into one error.
 pub(crate) fn parse(args: TokenStream) -> syn::Result<Config> {
     let raw = parse_raw.parse2(args)?;
-    let mut cfg = Config {
-        names: NameSpec::Default,
-        timeout_ms: None,
-        file: FileSpec::Off,
-        store: None,
-        lease_ms: None,
-        guard: None,
-        on_error: OnError::Default,
-        krate: None,
-    };
+    let mut cfg = Config::empty();
     let mut seen: Vec<Ident> = Vec::new();
     let mut errors: Option<syn::Error> = None;
     for arg in raw {
@@ -165,6 +213,10 @@ fn needs_value(key: &Ident, example: &str) -> syn::Error {
     )
 }
 
+fn no_value(key: &Ident, v: &Expr, what: &str) -> syn::Error {
+    syn::Error::new(v.span(), format!("`{key}` takes no value: {what}"))
+}
+
 fn apply(cfg: &mut Config, arg: RawArg) -> syn::Result<()> {
     let RawArg { key, value } = arg;
     match key.unraw().to_string().as_str() {
@@ -180,36 +232,50 @@ fn apply(cfg: &mut Config, arg: RawArg) -> syn::Result<()> {
         "lease_ms" => {
             let v = value.ok_or_else(|| needs_value(&key, "lease_ms = 30000"))?;
             let n = parse_millis(&key, v)?;
-            if n == 0 {
+            if let Value::Lit(0, span) = n {
                 return Err(syn::Error::new(
-                    key.span(),
+                    span,
                     "`lease_ms` must be greater than 0: a lease needs a time to live",
                 ));
             }
             cfg.lease_ms = Some((key, n));
         }
+        "shared" => {
+            if let Some(v) = value {
+                return Err(no_value(
+                    &key,
+                    &v,
+                    "write `shared` alone for a shared (reader) hold, or `permits = N` for a counted lock",
+                ));
+            }
+            cfg.mode = match std::mem::replace(&mut cfg.mode, ModeSpec::Exclusive) {
+                ModeSpec::Permits(p, _) => return Err(shared_and_permits(&key, &p)),
+                _ => ModeSpec::Shared(key),
+            };
+        }
+        "permits" => {
+            let v = value.ok_or_else(|| needs_value(&key, "permits = 2"))?;
+            let n = parse_permits(&key, v)?;
+            cfg.mode = match std::mem::replace(&mut cfg.mode, ModeSpec::Exclusive) {
+                ModeSpec::Shared(s) => return Err(shared_and_permits(&key, &s)),
+                _ => ModeSpec::Permits(key, n),
+            };
+        }
         "file" => {
+            if let FileSpec::Path(p, _) = &cfg.file {
+                return Err(file_and_path(&key, p));
+            }
             cfg.file = match value {
                 None => FileSpec::DefaultDir(key),
-                Some(v) => {
-                    let dir = string_lit(&v).ok_or_else(|| {
-                        syn::Error::new(
-                            v.span(),
-                            "`file` expects a directory as a string literal (`file = \"target/locks\"`), \
-                             or no value for the default lock directory (`file`)",
-                        )
-                    })?;
-                    let s = dir.value();
-                    if s.is_empty() || s.contains('\0') {
-                        return Err(syn::Error::new(
-                            dir.span(),
-                            "the lock directory must be a non-empty path without NUL bytes; \
-                             write `file` alone for the default directory",
-                        ));
-                    }
-                    FileSpec::Dir(key, dir)
-                }
+                Some(v) => FileSpec::Dir(key, parse_path_value(&v, "file", "a directory")?),
             };
+        }
+        "path" => {
+            let v = value.ok_or_else(|| needs_value(&key, "path = \"target/db.lock\""))?;
+            if let Some(f) = cfg.file.key() {
+                return Err(file_and_path(&key, f));
+            }
+            cfg.file = FileSpec::Path(key, parse_path_value(&v, "path", "a lock file")?);
         }
         "store" => {
             let v = value.ok_or_else(|| needs_value(&key, "store = crate::LOCKS"))?;
@@ -269,7 +335,7 @@ fn apply(cfg: &mut Config, arg: RawArg) -> syn::Result<()> {
             cfg.krate = Some(respan_path(path, lit.span()));
         }
         other => {
-            let hint = closest(other)
+            let hint = hint_for(other)
                 .map(|k| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_default();
             return Err(syn::Error::new(
@@ -282,6 +348,32 @@ fn apply(cfg: &mut Config, arg: RawArg) -> syn::Result<()> {
         }
     }
     Ok(())
+}
+
+fn shared_and_permits(key: &Ident, other: &Ident) -> syn::Error {
+    let mut e = syn::Error::new(
+        key.span(),
+        "`shared` and `permits` cannot be combined: `shared` is a reader/writer lock's \
+         shared hold, `permits = N` a counted lock; choose one",
+    );
+    e.combine(syn::Error::new(
+        other.span(),
+        format!("`{other}` given here"),
+    ));
+    e
+}
+
+fn file_and_path(key: &Ident, other: &Ident) -> syn::Error {
+    let mut e = syn::Error::new(
+        key.span(),
+        "`file` and `path` cannot be combined: `file` locks a file named after the lock in \
+         a lock directory, `path` exactly the file you give; choose one",
+    );
+    e.combine(syn::Error::new(
+        other.span(),
+        format!("`{other}` given here"),
+    ));
+    e
 }
 
 fn bad_guard(v: &Expr) -> syn::Error {
@@ -300,10 +392,42 @@ fn string_lit(v: &Expr) -> Option<LitStr> {
     }
 }
 
-fn parse_millis(key: &Ident, v: Expr) -> syn::Result<u64> {
+/// Literals that can never be the right thing for a number: strings, floats, bools,
+/// negative numbers.
+fn bad_number_literal(key: &Ident, v: &Expr, example: &str, what: &str) -> Option<syn::Error> {
     let shape = format!(
-        "`{key}` expects a whole number of milliseconds as an integer literal, e.g. `{key} = 5000`"
+        "`{key}` expects {what} (an integer literal such as `{example}`, or an expression such as a constant)"
     );
+    match v {
+        Expr::Lit(ExprLit { lit, .. }) => match lit {
+            Lit::Int(_) => None,
+            Lit::Str(s) => Some(syn::Error::new(s.span(), format!("{shape}, not a string"))),
+            other => Some(syn::Error::new(other.span(), shape)),
+        },
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => {
+            let hint = match key.to_string().as_str() {
+                "timeout_ms" => "; use `0` to try once without waiting",
+                "permits" => "; a counted lock needs at least 1 permit",
+                _ => "",
+            };
+            Some(syn::Error::new(
+                v.span(),
+                format!("`{key}` cannot be negative{hint}"),
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn parse_millis(key: &Ident, v: Expr) -> syn::Result<Value<u64>> {
+    if let Some(e) = bad_number_literal(
+        key,
+        &v,
+        &format!("{key} = 5000"),
+        "a whole number of milliseconds",
+    ) {
+        return Err(e);
+    }
     match &v {
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..
@@ -314,7 +438,7 @@ fn parse_millis(key: &Ident, v: Expr) -> syn::Result<u64> {
                     format!("`{key}` is a u64; drop the `{}` suffix", i.suffix()),
                 ));
             }
-            i.base10_parse::<u64>().map_err(|_| {
+            let n = i.base10_parse::<u64>().map_err(|_| {
                 syn::Error::new(
                     i.span(),
                     format!(
@@ -322,16 +446,75 @@ fn parse_millis(key: &Ident, v: Expr) -> syn::Result<u64> {
                         u64::MAX
                     ),
                 )
-            })
+            })?;
+            Ok(Value::Lit(n, i.span()))
         }
-        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => Err(syn::Error::new(
-            v.span(),
-            format!("`{key}` cannot be negative; use `0` to try once without waiting"),
-        )),
+        _ => Ok(Value::Expr(Box::new(v))),
+    }
+}
+
+/// The most permits a counted lock may have (mirrors `lock_core::MAX_PERMITS`).
+const MAX_PERMITS: u32 = (1 << 14) - 1;
+
+fn parse_permits(key: &Ident, v: Expr) -> syn::Result<Value<u32>> {
+    if let Some(e) = bad_number_literal(key, &v, "permits = 2", "a number of holders") {
+        return Err(e);
+    }
+    match &v {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => {
+            let n = i.base10_parse::<u64>().map_err(|_| {
+                syn::Error::new(i.span(), format!("`{key}` must be a whole number"))
+            })?;
+            if n == 0 {
+                return Err(syn::Error::new(
+                    i.span(),
+                    "`permits = 0` admits nobody: a counted lock needs at least 1 permit \
+                     (`permits = 1` is an exclusive lock)",
+                ));
+            }
+            if n > u64::from(MAX_PERMITS) {
+                return Err(syn::Error::new(
+                    i.span(),
+                    format!("`permits` may be at most {MAX_PERMITS}, got {n}"),
+                ));
+            }
+            Ok(Value::Lit(n as u32, i.span()))
+        }
+        _ => Ok(Value::Expr(Box::new(v))),
+    }
+}
+
+/// `file = ...` / `path = ...`: a non-empty string literal without NUL, or an
+/// expression (anything `AsRef<Path>`).
+fn parse_path_value(v: &Expr, key: &str, what: &str) -> syn::Result<Value<LitStr>> {
+    match v {
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
-        }) => Err(syn::Error::new(s.span(), format!("{shape}, not a string"))),
-        _ => Err(syn::Error::new(v.span(), shape)),
+        }) => {
+            let value = s.value();
+            if value.is_empty() || value.contains('\0') {
+                let alone = if key == "file" {
+                    "; write `file` alone for the default lock directory"
+                } else {
+                    ""
+                };
+                return Err(syn::Error::new(
+                    s.span(),
+                    format!("`{key}` must name {what}: a non-empty path without NUL bytes{alone}"),
+                ));
+            }
+            Ok(Value::Lit(s.clone(), s.span()))
+        }
+        Expr::Lit(ExprLit { lit, .. }) => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`{key}` expects {what} as a string (`{key} = \"target/locks\"`) or an expression \
+                 that is a path (`{key} = LOCK_DIR`)"
+            ),
+        )),
+        _ => Ok(Value::Expr(Box::new(v.clone()))),
     }
 }
 
@@ -390,7 +573,22 @@ fn respan_path(mut p: syn::Path, span: Span) -> syn::Path {
     p
 }
 
-/// The known key closest to a misspelled one (edit distance at most 2).
+/// What an unknown key probably meant: words other tools use, then the known key
+/// closest in spelling (edit distance at most 2).
+fn hint_for(key: &str) -> Option<&'static str> {
+    let alias = match key {
+        "timeout" | "timeout_s" | "timeout_secs" | "wait" | "wait_ms" => Some("timeout_ms"),
+        "lease" | "ttl" | "ttl_ms" | "lease_secs" => Some("lease_ms"),
+        "key" | "keys" | "names" | "lock" => Some("name"),
+        "read" | "reader" | "readers" | "parallel" | "shared_lock" => Some("shared"),
+        "permit" | "max" | "limit" | "slots" | "count" | "semaphore" => Some("permits"),
+        "dir" | "directory" | "file_dir" => Some("file"),
+        "file_path" | "lock_file" => Some("path"),
+        _ => None,
+    };
+    alias.or_else(|| closest(key))
+}
+
 fn closest(key: &str) -> Option<&'static str> {
     KEYS.iter()
         .map(|k| (distance(key, k), *k))
@@ -411,4 +609,17 @@ fn distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_the_intended_key() {
+        assert_eq!(hint_for("timeout"), Some("timeout_ms"));
+        assert_eq!(hint_for("nmae"), Some("name"));
+        assert_eq!(hint_for("parallel"), Some("shared"));
+        assert_eq!(hint_for("xyzzy"), None);
+    }
 }

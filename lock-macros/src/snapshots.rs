@@ -216,3 +216,85 @@ fn misuse_keeps_the_item() {
         "#,
     );
 }
+
+#[test]
+fn module_form_locks_its_tests_only() {
+    check(
+        "module_form",
+        r#"name = "fixture-db", file"#,
+        r#"
+        mod tests {
+            fn helper() -> u32 { 1 }
+
+            #[test]
+            fn sync_test() { assert_eq!(helper(), 1); }
+
+            #[tokio::test]
+            async fn async_test() {}
+
+            #[test]
+            #[locked(name = "own")]
+            fn has_its_own() {}
+
+            mod nested {
+                #[test]
+                fn deeper() {}
+            }
+        }
+        "#,
+    );
+}
+
+#[test]
+fn bare_module_form_locks_the_module_path() {
+    check(
+        "module_form_bare",
+        "",
+        r#"
+        mod serial {
+            #[test]
+            fn one() {}
+        }
+        "#,
+    );
+}
+
+#[test]
+fn impl_form_gives_every_method_its_type_scoped_default() {
+    check(
+        "impl_form",
+        "",
+        r#"
+        impl Account {
+            async fn close(&self) -> Result<(), lock_core::LockError> { Ok(()) }
+            fn open() -> std::io::Result<()> { Ok(()) }
+            #[locked(name = "audit")]
+            fn audited(&self) {}
+        }
+        "#,
+    );
+}
+
+#[test]
+fn shapes_and_per_call_options() {
+    check(
+        "shapes_and_expressions",
+        r#"name = "acct-{self.id}/{key:?}", permits = cfg.slots, timeout_ms = LIMIT_MS, path = cfg.lock_file()"#,
+        r#"
+        async fn run(&self, key: &str, cfg: &Config) -> anyhow::Result<()> {
+            Ok(())
+        }
+        "#,
+    );
+}
+
+#[test]
+fn shared_hold_of_a_sync_fn() {
+    check(
+        "shared_sync",
+        r#"name = "db", shared, file = DIR"#,
+        r#"
+        fn read() {}
+        "#,
+    );
+}

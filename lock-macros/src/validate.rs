@@ -1,13 +1,26 @@
 //! Validation: checks the parsed arguments against the annotated function and decides
 //! how to wrap it (a [`Plan`]).
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::{quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Stmt, Type};
 
-use crate::names::Template;
-use crate::parse::{push, Config, FileSpec, NameSpec, OnError};
+use crate::names::{Hole, Template};
+use crate::parse::{push, Config, FileSpec, ModeSpec, NameSpec, OnError, Value};
+
+/// The shortest lease a literal `lease_ms` may ask for (mirrors `lease::MIN_TTL`).
+const MIN_LEASE_MS: u64 = 10;
+
+/// Where the attribute was written, when it applies to a function of a larger item.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Context<'a> {
+    /// Under `#[locked] impl T`: default names include the type, for every fn.
+    pub in_impl: bool,
+    /// The impl's type as written (last path segment), for diagnostics.
+    pub impl_type: Option<&'a str>,
+}
 
 /// What shape of function is being wrapped.
 pub(crate) enum Kind {
@@ -31,13 +44,18 @@ impl Kind {
 pub(crate) struct DynName {
     pub lit: LitStr,
     pub format: String,
-    pub args: Vec<Ident>,
+    /// One expression per hole (`id`, `self.id`, `order.customer`).
+    pub exprs: Vec<TokenStream>,
 }
 
 /// The locks a call takes.
 pub(crate) enum Keys {
     /// The function's own path.
     FnPath(String),
+    /// A method's default name: `module::Type::method`, `Type` from `Self`.
+    Method(String),
+    /// The enclosing module's path (bare `#[locked]` on a module).
+    ModPath,
     /// Fixed names, sorted and de-duplicated.
     Fixed(Vec<(String, Span)>),
     /// At least one interpolated name (all of them are evaluated per call).
@@ -55,15 +73,18 @@ pub(crate) enum GuardKind {
 pub(crate) struct Plan {
     pub kind: Kind,
     pub keys: Keys,
-    pub timeout_ms: Option<u64>,
+    pub timeout_ms: Option<Value<u64>>,
+    pub mode: ModeSpec,
     pub file: FileSpec,
     pub store: Option<Expr>,
-    pub lease_ms: Option<u64>,
+    pub lease_ms: Option<Value<u64>>,
     pub guard: Option<(Ident, GuardKind)>,
     pub on_error: OnError,
     pub krate: syn::Path,
     /// The type the body produces, `impl Trait` replaced by `_`; `None` when unknown or `()`.
     pub output: Option<Type>,
+    /// The function's name, for its `FnSite` (`Type::f` under `#[locked] impl Type`).
+    pub fn_name: String,
 }
 
 /// Checks the item itself (things that are wrong whatever the arguments).
@@ -77,10 +98,11 @@ pub(crate) fn check_item(item: &ItemFn) -> syn::Result<()> {
     Ok(())
 }
 
-pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
+pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<Plan> {
     let mut errors = None;
     let kind = kind_of(item);
     let fn_args = arg_names(item);
+    let receiver = item.sig.receiver().is_some();
 
     if let Some((key, _)) = &cfg.store {
         if !kind.is_async() {
@@ -93,13 +115,27 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
                 ),
             );
         }
-        match &cfg.file {
-            FileSpec::Off => {}
-            FileSpec::DefaultDir(f) | FileSpec::Dir(f, _) => push(
+        if let Some(f) = cfg.file.key() {
+            push(
                 &mut errors,
                 syn::Error::new(
                     f.span(),
-                    "`file` and `store` cannot be combined: choose `file` (one machine) or `store` (many machines)",
+                    format!(
+                        "`{f}` and `store` cannot be combined: choose `{f}` (one machine) or `store` (many machines)"
+                    ),
+                ),
+            );
+        }
+        match &cfg.mode {
+            ModeSpec::Exclusive => {}
+            ModeSpec::Shared(k) | ModeSpec::Permits(k, _) => push(
+                &mut errors,
+                syn::Error::new(
+                    k.span(),
+                    format!(
+                        "`{k}` is not supported with `store` yet: leases are exclusive; \
+                         use `shared` / `permits` with in-process or file locks"
+                    ),
                 ),
             ),
         }
@@ -111,6 +147,21 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
                         second.span(),
                         "with `store`, a call holds exactly one lease: give one name, or nest two \
                          locked functions (in sorted name order) to hold several leases",
+                    ),
+                );
+            }
+        }
+        if let Some((_, Value::Lit(ms, span))) = &cfg.lease_ms {
+            if *ms < MIN_LEASE_MS {
+                push(
+                    &mut errors,
+                    syn::Error::new(
+                        *span,
+                        format!(
+                            "`lease_ms = {ms}` is below the shortest lease lock-core grants \
+                             ({MIN_LEASE_MS} ms); a lease this short would expire before it \
+                             could be renewed"
+                        ),
                     ),
                 );
             }
@@ -141,7 +192,9 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
 
     let fn_name = item.sig.ident.unraw().to_string();
     let (keys, single) = match cfg.names {
+        NameSpec::Default if receiver || ctx.in_impl => (Keys::Method(fn_name.clone()), true),
         NameSpec::Default => (Keys::FnPath(fn_name.clone()), true),
+        NameSpec::Module => (Keys::ModPath, true),
         NameSpec::Given { entries, array } => {
             let single = !array;
             if entries.iter().all(|(_, t)| t.fixed().is_some()) {
@@ -155,11 +208,11 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
             } else {
                 let mut dynamic = Vec::new();
                 for (lit, t) in entries {
-                    match resolve(&lit, &t, &fn_args, &fn_name) {
-                        Ok(args) => dynamic.push(DynName {
+                    match resolve(&lit, &t, &fn_args, &fn_name, receiver) {
+                        Ok(exprs) => dynamic.push(DynName {
                             format: t.format_string(),
                             lit,
-                            args,
+                            exprs,
                         }),
                         Err(e) => push(&mut errors, e),
                     }
@@ -220,6 +273,7 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
         kind,
         keys,
         timeout_ms: cfg.timeout_ms.map(|(_, n)| n),
+        mode: cfg.mode,
         file: cfg.file,
         store: cfg.store.map(|(_, e)| e),
         lease_ms: cfg.lease_ms.map(|(_, n)| n),
@@ -227,44 +281,89 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn) -> syn::Result<Plan> {
         on_error: cfg.on_error,
         krate: cfg.krate.unwrap_or_else(|| syn::parse_quote!(::lock_core)),
         output,
+        fn_name: match ctx.impl_type {
+            Some(t) => format!("{t}::{fn_name}"),
+            None => fn_name,
+        },
     })
 }
 
-/// Maps each `{arg}` of a template to the function argument it names.
+/// Maps each hole of a template to the expression it reads: the argument (with the
+/// span of its declaration, so hygiene resolves it) or `self`, then its fields.
 fn resolve(
     lit: &LitStr,
     t: &Template,
     fn_args: &[Ident],
     fn_name: &str,
-) -> syn::Result<Vec<Ident>> {
+    receiver: bool,
+) -> syn::Result<Vec<TokenStream>> {
     let mut out = Vec::new();
-    for a in t.args() {
-        let wanted = a.strip_prefix("r#").unwrap_or(a);
-        match fn_args.iter().find(|i| i.unraw() == wanted) {
-            Some(i) => out.push(i.clone()),
-            None => {
-                let known = if fn_args.is_empty() {
-                    format!("`{fn_name}` has no named arguments")
-                } else {
+    for hole in t.holes() {
+        let root = hole.root.strip_prefix("r#").unwrap_or(&hole.root);
+        let base = if root == "self" {
+            if !receiver {
+                return Err(syn::Error::new(
+                    lit.span(),
                     format!(
-                        "the arguments of `{fn_name}` are {}",
-                        fn_args
-                            .iter()
-                            .map(|i| format!("`{i}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                let what = if wanted == "self" {
-                    "`{self}` cannot be interpolated; interpolate an argument instead".to_owned()
-                } else {
-                    format!("`{{{wanted}}}` in the lock name is not an argument of `{fn_name}`")
-                };
-                return Err(syn::Error::new(lit.span(), format!("{what}; {known}")));
+                        "`{{{}}}` in the lock name needs a `self` receiver, and `{fn_name}` has none; \
+                         interpolate an argument instead",
+                        hole_text(hole)
+                    ),
+                ));
             }
+            quote_spanned!(lit.span()=> self)
+        } else {
+            match fn_args.iter().find(|i| i.unraw() == root) {
+                Some(i) => i.to_token_stream(),
+                None => {
+                    let known = if fn_args.is_empty() {
+                        format!("`{fn_name}` has no named arguments")
+                    } else {
+                        format!(
+                            "the arguments of `{fn_name}` are {}",
+                            fn_args
+                                .iter()
+                                .map(|i| format!("`{i}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!(
+                            "`{{{}}}` in the lock name is not an argument of `{fn_name}`; {known}",
+                            hole_text(hole)
+                        ),
+                    ));
+                }
+            }
+        };
+        let mut expr = base;
+        for f in &hole.fields {
+            let member: syn::Member = match f.parse::<u32>() {
+                Ok(n) => syn::Member::Unnamed(syn::Index {
+                    index: n,
+                    span: lit.span(),
+                }),
+                Err(_) => syn::Member::Named(match f.strip_prefix("r#") {
+                    Some(raw) => Ident::new_raw(raw, lit.span()),
+                    None => Ident::new(f, lit.span()),
+                }),
+            };
+            expr = quote_spanned!(lit.span()=> #expr.#member);
         }
+        out.push(expr);
     }
     Ok(out)
+}
+
+fn hole_text(h: &Hole) -> String {
+    let mut s = h.root.clone();
+    for f in &h.fields {
+        s.push('.');
+        s.push_str(f);
+    }
+    s
 }
 
 /// The identifiers bound by the function's arguments (`x: T`, `mut x: T`).

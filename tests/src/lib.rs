@@ -160,3 +160,68 @@ impl Exec {
             .unwrap_or_else(|e| panic!("{self:?}: the future did not complete: {e}"))
     }
 }
+
+/// A lock held by another thread (another call chain) until this value is dropped: for
+/// tests that need "someone else holds it". A guard taken in the test's own task would
+/// count for that task, and waiting for it from there is refused as re-entry.
+pub struct HeldElsewhere {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HeldElsewhere {
+    /// Takes the lock with `take` on a fresh thread and returns once it is held.
+    /// Panics (bounded) if it cannot be taken within 20 s.
+    pub fn new<F>(take: F) -> HeldElsewhere
+    where
+        F: FnOnce() -> Result<lock_core::LockGuard, lock_core::LockError> + Send + 'static,
+    {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || match take() {
+            Ok(guard) => {
+                let _ = held_tx.send(Ok(()));
+                let _ = release_rx.recv();
+                drop(guard);
+            }
+            Err(e) => {
+                let _ = held_tx.send(Err(e));
+            }
+        });
+        // The guard itself stays on the holding thread; only the outcome comes back.
+        held_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the holder thread took too long")
+            .expect("the holder thread could not take the lock");
+        HeldElsewhere {
+            release: Some(release_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Holds `name` (in-process, exclusive) on another thread.
+    pub fn lock(name: &str) -> HeldElsewhere {
+        let name = name.to_owned();
+        HeldElsewhere::new(move || lock_core::blocking_acquire(&name, None))
+    }
+
+    /// Releases now (same as dropping).
+    pub fn release(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.release.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for HeldElsewhere {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -20,7 +20,11 @@ async fn try_once() -> Result<(), LockError> {
 
 #[tokio::test]
 async fn timeout_returns_err_and_zero_tries_once() {
-    let held = lock_core::acquire("attr-timeout").await.unwrap();
+    // Taken by another task: held by this one it would be re-entry, refused at once.
+    let held = tokio::spawn(lock_core::acquire("attr-timeout"))
+        .await
+        .unwrap()
+        .unwrap();
     let err = with_timeout().await.unwrap_err();
     assert!(matches!(err, LockError::Timeout { .. }), "{err:?}");
     assert_eq!(err.code(), 8403);

@@ -147,15 +147,27 @@ async fn by_id(store: &Memory, id: u32) -> anyhow::Result<u32> {
 #[tokio::test]
 async fn held_elsewhere_times_out() {
     let store = Memory::default();
-    // Another owner (as another process would) holds the lease.
-    let other = lease::acquire(&store, "attr-store-7", LeaseOptions::new())
-        .await
-        .unwrap();
+    // Another owner (as another process would) holds the lease, in a task of its own.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (held_tx, held) = tokio::sync::oneshot::channel::<()>();
+    let other = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let g = lease::acquire(&store, "attr-store-7", LeaseOptions::new())
+                .await
+                .unwrap();
+            let _ = held_tx.send(());
+            let _ = released.await;
+            g.release().await.unwrap();
+        }
+    });
+    held.await.unwrap();
     let err = by_id(&store, 7).await.unwrap_err();
     let code = err.downcast_ref::<LockError>().map(LockError::code);
     assert_eq!(code, Some(8403), "{err:?}");
     assert_eq!(by_id(&store, 8).await.unwrap(), 8);
-    other.release().await.unwrap();
+    release.send(()).unwrap();
+    other.await.unwrap();
     assert_eq!(by_id(&store, 7).await.unwrap(), 7);
 }
 

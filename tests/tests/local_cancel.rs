@@ -44,7 +44,7 @@ async fn dropping_a_locked_body_mid_way_releases() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_waiter_dropped_after_being_handed_the_lock_passes_it_on() {
     let name = unique("granted-drop");
-    let holder = lock_core::acquire(&name).await.unwrap();
+    let holder = lock_core_tests::HeldElsewhere::lock(&name);
     let mut first = Box::pin(lock_core::acquire(&name));
     let mut second = Box::pin(lock_core::acquire(&name));
     assert!(poll!(first.as_mut()).is_pending());

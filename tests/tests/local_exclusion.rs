@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::poll;
 use lock_core::LockError;
-use lock_core_tests::{unique, Overlap};
+use lock_core_tests::{unique, HeldElsewhere, Overlap};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_tasks_on_a_multi_thread_runtime_never_overlap() {
@@ -35,29 +35,21 @@ async fn sixteen_tasks_on_a_multi_thread_runtime_never_overlap() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn futures_joined_on_one_thread_queue_and_never_overlap() {
+async fn scoped_futures_joined_in_one_task_queue_and_never_overlap() {
     let name = unique("excl-joined");
     let overlap = Overlap::new();
-    let work = (0..16).map(|i| {
+    let work = (0..16).map(|_| {
         let (name, overlap) = (&name, &overlap);
         async move {
             for _ in 0..20 {
-                // Half take the lock by hand, half through a scope: sibling futures of
-                // one task are not one call chain, so neither is refused as re-entry.
-                if i % 2 == 0 {
-                    let g = lock_core::acquire(name).await.unwrap();
-                    let inside = overlap.enter();
+                // Scoped holds are precise: sibling futures of one task are not one call
+                // chain, so they queue instead of being refused as re-entry.
+                lock_core::with_lock(name, async {
+                    let _inside = overlap.enter();
                     tokio::task::yield_now().await;
-                    drop(inside);
-                    drop(g);
-                } else {
-                    lock_core::with_lock(name, async {
-                        let _inside = overlap.enter();
-                        tokio::task::yield_now().await;
-                    })
-                    .await
-                    .unwrap();
-                }
+                })
+                .await
+                .unwrap();
             }
         }
     });
@@ -69,9 +61,71 @@ async fn futures_joined_on_one_thread_queue_and_never_overlap() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn hand_taken_guards_in_concurrent_sub_futures_queue() {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let name = unique("excl-unordered");
+    let overlap = Overlap::new();
+    // `FuturesUnordered` (and so `buffer_unordered`) gives every sub-future its own
+    // waker: each is its own call chain, and hand-taken guards queue.
+    let mut work: FuturesUnordered<_> = (0..8)
+        .map(|_| {
+            let (name, overlap) = (&name, &overlap);
+            async move {
+                for _ in 0..20 {
+                    let g = lock_core::acquire(name).await.unwrap();
+                    let inside = overlap.enter();
+                    tokio::task::yield_now().await;
+                    drop(inside);
+                    drop(g);
+                }
+            }
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while work.next().await.is_some() {}
+    })
+    .await
+    .expect("sub-futures finish");
+    assert_eq!(overlap.max(), 1);
+    assert_eq!(overlap.entries(), 8 * 20);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn hand_taken_guards_in_joined_futures_count_for_their_task() {
+    // `join!` polls its futures with the task's own waker, so a hand-taken guard counts
+    // for the whole task: a joined sibling asking for the name is refused at once
+    // (waiting could deadlock if the holder waited for the sibling). Scoped holds
+    // (`with_lock`, `#[locked]`) are precise and would queue; see above.
+    let name = unique("excl-join-hand");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let first = async {
+        let g = lock_core::acquire(&name).await.unwrap();
+        let _ = rx.await;
+        drop(g);
+    };
+    let second = async {
+        tokio::task::yield_now().await;
+        let r = lock_core::acquire(&name).await;
+        let _ = tx.send(());
+        r
+    };
+    let (_, second) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(first, second)
+    })
+    .await
+    .expect("neither side hangs");
+    match second {
+        Err(LockError::Busy {
+            reentrant: true, ..
+        }) => {}
+        other => panic!("expected re-entrant Busy, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn waiters_are_served_in_arrival_order() {
     let name = unique("fifo");
-    let holder = lock_core::acquire(&name).await.unwrap();
+    let holder = HeldElsewhere::lock(&name);
     let mut waiters: Vec<_> = (0..8)
         .map(|_| Box::pin(lock_core::acquire(&name)))
         .collect();
@@ -101,7 +155,7 @@ async fn waiters_are_served_in_arrival_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_is_honoured_and_reports_the_wait() {
     let name = unique("timeout");
-    let _held = lock_core::acquire(&name).await.unwrap();
+    let _held = HeldElsewhere::lock(&name);
     let start = std::time::Instant::now();
     let err = lock_core::acquire_timeout(&name, Duration::from_millis(150))
         .await
@@ -134,7 +188,7 @@ async fn timeout_is_honoured_and_reports_the_wait() {
 #[tokio::test(flavor = "current_thread")]
 async fn zero_timeout_tries_once() {
     let name = unique("zero");
-    let held = lock_core::acquire(&name).await.unwrap();
+    let held = HeldElsewhere::lock(&name);
     let err = lock_core::acquire_timeout(&name, Duration::ZERO)
         .await
         .unwrap_err();

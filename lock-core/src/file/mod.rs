@@ -84,12 +84,17 @@ mod os;
 mod shared;
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::mode::Mode;
+use crate::owner::{Facts, Me};
 use crate::registry::EntryRef;
-use crate::{local, Holder, LockError, LockGuard};
+use crate::request::Place;
+use crate::site::Site;
+use crate::{local, Holder, Lock, LockError, LockGuard};
 use cache::LockFile;
 
 /// The default lock directory: `$LOCK_CORE_DIR` if set (and not empty), else
@@ -135,8 +140,9 @@ fn resolve_dir(dir: Option<&Path>) -> Cow<'_, Path> {
 /// drop(guard);
 /// # Ok(()) }
 /// ```
-pub async fn acquire(name: &str) -> Result<LockGuard, LockError> {
-    lock_entry(crate::entry_for(name)?, None, None).await
+#[track_caller]
+pub fn acquire(name: &str) -> impl Future<Output = Result<LockGuard, LockError>> + '_ {
+    Lock::new(name).file().acquire()
 }
 
 /// Like [`acquire`], but gives up after `timeout` (in-process and cross-process waiting
@@ -150,8 +156,12 @@ pub async fn acquire(name: &str) -> Result<LockGuard, LockError> {
 /// drop(guard);
 /// # Ok(()) }
 /// ```
-pub async fn acquire_timeout(name: &str, timeout: Duration) -> Result<LockGuard, LockError> {
-    lock_entry(crate::entry_for(name)?, None, Some(timeout)).await
+#[track_caller]
+pub fn acquire_timeout(
+    name: &str,
+    timeout: Duration,
+) -> impl Future<Output = Result<LockGuard, LockError>> + '_ {
+    Lock::new(name).file().timeout(timeout).acquire()
 }
 
 /// Takes the cross-process lock `name` if it is free right now, else fails with
@@ -163,8 +173,9 @@ pub async fn acquire_timeout(name: &str, timeout: Duration) -> Result<LockGuard,
 /// assert!(lock_core::file::try_acquire("doc-file-try").is_err());
 /// drop(guard);
 /// ```
+#[track_caller]
 pub fn try_acquire(name: &str) -> Result<LockGuard, LockError> {
-    try_lock_entry(crate::entry_for(name)?, None)
+    Lock::new(name).file().try_acquire()
 }
 
 /// Blocks the calling thread until the cross-process lock `name` is free, or until
@@ -175,8 +186,12 @@ pub fn try_acquire(name: &str) -> Result<LockGuard, LockError> {
 /// let guard = lock_core::file::blocking_acquire("doc-file-blocking", Some(Duration::from_secs(5))).unwrap();
 /// drop(guard);
 /// ```
+#[track_caller]
 pub fn blocking_acquire(name: &str, timeout: Option<Duration>) -> Result<LockGuard, LockError> {
-    blocking_lock_entry(crate::entry_for(name)?, None, timeout)
+    Lock::new(name)
+        .file()
+        .timeout_opt(timeout)
+        .blocking_acquire()
 }
 
 /// True if any process — this one included — holds the file lock `name` in the
@@ -307,8 +322,12 @@ impl LockDir {
     /// let g = d.acquire("doc-dir-acquire").await?;
     /// # drop(g); Ok(()) }
     /// ```
-    pub async fn acquire(&self, name: &str) -> Result<LockGuard, LockError> {
-        lock_entry(crate::entry_for(name)?, Some(&self.path), None).await
+    #[track_caller]
+    pub fn acquire<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Future<Output = Result<LockGuard, LockError>> + 'a {
+        Lock::new(name).dir(&self.path).acquire()
     }
 
     /// [`acquire_timeout`] in this directory.
@@ -320,12 +339,13 @@ impl LockDir {
     /// let g = d.acquire_timeout("doc-dir-timeout", Duration::from_secs(5)).await?;
     /// # drop(g); Ok(()) }
     /// ```
-    pub async fn acquire_timeout(
-        &self,
-        name: &str,
+    #[track_caller]
+    pub fn acquire_timeout<'a>(
+        &'a self,
+        name: &'a str,
         timeout: Duration,
-    ) -> Result<LockGuard, LockError> {
-        lock_entry(crate::entry_for(name)?, Some(&self.path), Some(timeout)).await
+    ) -> impl Future<Output = Result<LockGuard, LockError>> + 'a {
+        Lock::new(name).dir(&self.path).timeout(timeout).acquire()
     }
 
     /// [`try_acquire`] in this directory.
@@ -337,8 +357,9 @@ impl LockDir {
     /// assert_eq!(busy.code(), 8406);
     /// # drop(g);
     /// ```
+    #[track_caller]
     pub fn try_acquire(&self, name: &str) -> Result<LockGuard, LockError> {
-        try_lock_entry(crate::entry_for(name)?, Some(&self.path))
+        Lock::new(name).dir(&self.path).try_acquire()
     }
 
     /// [`blocking_acquire`] in this directory.
@@ -353,7 +374,10 @@ impl LockDir {
         name: &str,
         timeout: Option<Duration>,
     ) -> Result<LockGuard, LockError> {
-        blocking_lock_entry(crate::entry_for(name)?, Some(&self.path), timeout)
+        Lock::new(name)
+            .dir(&self.path)
+            .timeout_opt(timeout)
+            .blocking_acquire()
     }
 
     /// [`is_locked`] in this directory.
@@ -436,6 +460,7 @@ fn busy(lf: &LockFile, name: &str) -> LockError {
         name: name.to_owned(),
         holder: os::read_holder(&lf.file, name),
         reentrant: false,
+        reason: None,
     }
 }
 
@@ -469,15 +494,25 @@ fn deadline_of(start: Instant, timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| start.checked_add(t))
 }
 
+fn dir_of(place: Place<'_>) -> Option<&Path> {
+    match place {
+        Place::Dir(d) => d,
+        Place::Local | Place::Path(_) => None,
+    }
+}
+
 /// Waits for the in-process lock, then the OS lock. `Some(0)` tries each once.
 pub(crate) async fn lock_entry(
     entry: EntryRef,
-    dir: Option<&Path>,
+    place: Place<'_>,
+    mode: Mode,
     timeout: Option<Duration>,
+    site: Site,
+    hand: bool,
 ) -> Result<LockGuard, LockError> {
     let start = Instant::now();
-    let mut guard = local::lock(entry, timeout).await?;
-    let dir = resolve_dir(dir);
+    let mut guard = local::lock(entry, mode, timeout, site, hand).await?;
+    let dir = resolve_dir(dir_of(place));
     let lf = open_for(&guard, &dir)?;
     if !try_os(&lf, guard.name())? {
         if timeout == Some(Duration::ZERO) {
@@ -492,17 +527,17 @@ pub(crate) async fn lock_entry(
 }
 
 /// The attribute's fast path: both locks if both are free right now, else `None` with
-/// nothing held (the caller then waits the usual way). `thread` as for
-/// [`local::try_fast`]; the guard is not stamped (the attribute stamps on demand).
+/// nothing held (the caller then waits the usual way).
 pub(crate) fn try_now(
     entry: EntryRef,
     dir: Option<&Path>,
-    thread: u64,
+    mode: Mode,
+    facts: &Facts,
 ) -> Result<Option<LockGuard>, LockError> {
-    let mut guard = match local::try_fast(entry, thread) {
+    let mut guard = match local::try_fast(entry, mode, facts, Me::sync) {
         local::Fast::Got(g) => g,
         local::Fast::Taken(_) => return Ok(None),
-        local::Fast::Reentry(e) => return Err(*e),
+        local::Fast::Failed(e) => return Err(*e),
     };
     let dir = resolve_dir(dir);
     let lf = open_for(&guard, &dir)?;
@@ -514,9 +549,15 @@ pub(crate) fn try_now(
 }
 
 /// Takes both locks if both are free right now.
-pub(crate) fn try_lock_entry(entry: EntryRef, dir: Option<&Path>) -> Result<LockGuard, LockError> {
-    let mut guard = local::try_lock(entry)?;
-    let dir = resolve_dir(dir);
+pub(crate) fn try_lock_entry(
+    entry: EntryRef,
+    place: Place<'_>,
+    mode: Mode,
+    facts: Facts,
+    me: Me,
+) -> Result<LockGuard, LockError> {
+    let mut guard = local::try_lock(entry, mode, facts, me)?;
+    let dir = resolve_dir(dir_of(place));
     let lf = open_for(&guard, &dir)?;
     if !try_os(&lf, guard.name())? {
         return Err(busy(&lf, guard.name()));
@@ -528,12 +569,15 @@ pub(crate) fn try_lock_entry(entry: EntryRef, dir: Option<&Path>) -> Result<Lock
 /// Blocking twin of [`lock_entry`].
 pub(crate) fn blocking_lock_entry(
     entry: EntryRef,
-    dir: Option<&Path>,
+    place: Place<'_>,
+    mode: Mode,
     timeout: Option<Duration>,
+    facts: Facts,
+    me: Me,
 ) -> Result<LockGuard, LockError> {
     let start = Instant::now();
-    let mut guard = local::blocking_lock(entry, timeout)?;
-    let dir = resolve_dir(dir);
+    let mut guard = local::blocking_lock(entry, mode, timeout, facts, me)?;
+    let dir = resolve_dir(dir_of(place));
     let lf = open_for(&guard, &dir)?;
     if !try_os(&lf, guard.name())? {
         if timeout == Some(Duration::ZERO) {

@@ -128,13 +128,23 @@ mod util;
 
 pub use util::owner_id;
 
-/// The shortest TTL a lease may have.
+/// The shortest TTL a lease may have: **10 ms**. A literal `lease_ms` below it is a
+/// compile error; a shorter TTL at run time is [`LockError::AcquireFailed`].
+///
+/// ```
+/// assert_eq!(lock_core::lease::MIN_TTL.as_millis(), 10);
+/// ```
 pub const MIN_TTL: Duration = Duration::from_millis(10);
 
 /// How long a failed acquisition may spend asking the store who holds the lease.
 const HOLDER_LOOKUP: Duration = Duration::from_millis(250);
 
-/// The TTL used when neither the caller nor the store chooses one.
+/// The TTL used when neither the caller nor the store chooses one: **10 s** (renewed
+/// every 3.3 s while held).
+///
+/// ```
+/// assert_eq!(lock_core::lease::DEFAULT_TTL.as_secs(), 10);
+/// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
 /// A lease as the store granted it: the fencing token and the owner it was granted to.
@@ -578,6 +588,9 @@ impl LeaseGuard {
         }
         let releaser = self.releaser.take();
         let local = self.local.take();
+        if let Some(l) = &local {
+            l.disown();
+        }
         // In a task of its own, so that cancelling this future cannot stop a release
         // half-way (the in-process lock goes once the store has answered).
         let task = self.runtime.spawn(async move {
@@ -615,6 +628,11 @@ impl Drop for LeaseGuard {
         }
         if let Some(r) = self.releaser.take() {
             let local = self.local.take();
+            // The in-process lock now belongs to the release task: the chain that dropped
+            // the lease may queue for the name again (it waits for the release, FIFO).
+            if let Some(l) = &local {
+                l.disown();
+            }
             // Never block here: the release runs on the runtime that acquired the lease;
             // if that runtime is gone, the lease simply expires after its TTL.
             drop(self.runtime.spawn(async move {
@@ -674,7 +692,7 @@ pub async fn acquire<S: LeaseStore>(
 ) -> Result<LeaseGuard, LockError> {
     crate::validate_name(name)?;
     let entry = EntryRef::Counted(crate::registry::get(name));
-    acquire_entry(store, entry, opts).await
+    acquire_entry(store, entry, opts, crate::site::Site::Unknown, true).await
 }
 
 pub(crate) async fn acquire_for_macro<S: LeaseStore>(
@@ -701,13 +719,15 @@ pub(crate) async fn acquire_for_macro<S: LeaseStore>(
     if let Some(ms) = opts.lease_ms {
         o = o.ttl(Duration::from_millis(ms));
     }
-    acquire_entry(store, entry, o).await
+    acquire_entry(store, entry, o, crate::site::Site::Fn(opts.site), false).await
 }
 
 async fn acquire_entry<S: LeaseStore>(
     store: &S,
     entry: EntryRef,
     opts: LeaseOptions,
+    site: crate::site::Site,
+    hand: bool,
 ) -> Result<LeaseGuard, LockError> {
     let start = Instant::now();
     let name: Arc<str> = Arc::from(entry.name());
@@ -730,7 +750,7 @@ async fn acquire_entry<S: LeaseStore>(
     let deadline = opts.timeout.and_then(|t| start.checked_add(t));
     let try_once = opts.timeout == Some(Duration::ZERO);
 
-    let local = crate::local::lock(entry, opts.timeout).await?;
+    let local = crate::local::lock(entry, crate::Mode::Exclusive, opts.timeout, site, hand).await?;
     let mut pending = Pending {
         store: store.clone(),
         name: name.clone(),
@@ -784,6 +804,7 @@ async fn acquire_entry<S: LeaseStore>(
                         name: name.to_string(),
                         holder,
                         reentrant: false,
+                        reason: None,
                     });
                 }
                 return Err(LockError::Timeout {
@@ -833,6 +854,11 @@ impl<S: LeaseStore> Drop for Pending<S> {
         let store = self.store.clone();
         let name = self.name.clone();
         let local = self.local.take();
+        // From now on the in-process lock belongs to the cleanup task, not to the caller
+        // (who may ask for the name again at once and must queue, not be refused).
+        if let Some(l) = &local {
+            l.disown();
+        }
         drop(self.runtime.spawn(async move {
             if let Ok(Ok(Attempt::Acquired(lease))) = task.await {
                 let _ = store.release(&name, &lease).await;

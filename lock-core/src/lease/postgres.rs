@@ -43,7 +43,7 @@
 //!
 //! Connections come from a `deadpool-postgres` pool without TLS; for TLS or other
 //! connection settings build your own pool and use [`PostgresStore::from_pool`]. The
-//! driver crates are re-exported ([`tokio_postgres`], [`deadpool_postgres`]) so that
+//! driver crates are re-exported ([`tokio_postgres`](https://docs.rs/tokio-postgres/0.7), [`deadpool_postgres`](https://docs.rs/deadpool-postgres/0.14)) so that
 //! versions match.
 //!
 //! ```no_run
@@ -71,7 +71,7 @@ pub use tokio_postgres;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::{ToSql, Type};
 
-use super::util::check_identifier;
+use super::util::{self, check_identifier};
 use super::{Attempt, Lease, LeaseStore, DEFAULT_TTL};
 use crate::LockError;
 
@@ -407,7 +407,7 @@ impl PostgresStore {
         self.inner.pool.get().await.map_err(|e| LockError::Store {
             name: name.to_owned(),
             store: self.inner.describe.clone(),
-            message: format!("cannot get a connection: {e}"),
+            message: format!("cannot get a connection: {}", util::with_causes(&e)),
         })
     }
 
@@ -458,7 +458,7 @@ impl PostgresStore {
     fn error(&self, name: &str, what: &str, e: &tokio_postgres::Error) -> LockError {
         let detail = match e.as_db_error() {
             Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => e.to_string(),
+            None => util::with_causes(e),
         };
         LockError::Store {
             name: name.to_owned(),

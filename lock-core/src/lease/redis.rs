@@ -29,7 +29,7 @@
 //! a dropped connection; a script that meets a dropped connection is sent once more on a
 //! fresh one (all three are safe to repeat: acquire recognises its own owner string).
 //! The connection is made on first use and remade if it dies for good, for example when
-//! the Tokio runtime that made it shuts down. The crate is re-exported as [`redis`].
+//! the Tokio runtime that made it shuts down. The crate is re-exported as [`redis`](https://docs.rs/redis/1).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lock_core::LockError> {
@@ -52,7 +52,7 @@ pub use ::redis;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation};
 
-use super::{Attempt, Lease, LeaseStore, DEFAULT_TTL};
+use super::{util, Attempt, Lease, LeaseStore, DEFAULT_TTL};
 use crate::LockError;
 
 // KEYS[1] = lock:{name}, KEYS[2] = lock:{name}:fence; ARGV[1] = owner, ARGV[2] = TTL ms.
@@ -307,7 +307,7 @@ impl RedisStore {
         LockError::Store {
             name: name.to_owned(),
             store: self.inner.describe.clone(),
-            message: format!("{what}: {e}"),
+            message: format!("{what}: {}", util::with_causes(e)),
         }
     }
 }

@@ -41,6 +41,23 @@ fn hostname() -> String {
 }
 
 /// A fresh pseudo-random number (not for cryptography: for jitter and nonces).
+/// An error with its whole `source()` chain, `": "`-separated, each cause once (many
+/// errors repeat their source's text in their own).
+#[allow(dead_code)]
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 pub(crate) fn random_u64() -> u64 {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -164,5 +181,37 @@ mod tests {
         assert!(check_identifier("table", "a\"b", 53).is_err());
         assert!(check_identifier("table", "", 53).is_err());
         assert!(check_identifier("table", &"a".repeat(54), 53).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::with_causes;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("error connecting to server")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_are_kept_once() {
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        ));
+        assert_eq!(
+            with_causes(&e),
+            "error connecting to server: Connection refused (os error 111)"
+        );
+        let plain = std::io::Error::other("x");
+        assert_eq!(with_causes(&plain), "x");
     }
 }

@@ -8,6 +8,14 @@
 /// Docs stay.
 #[must_use = "check it"]
 pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
+    let lock_core_site: &'static ::lock_core::__private::FnSite = {
+        static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
+            func: ::core::concat!(::core::module_path!(), "::", "post"),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        };
+        &LOCK_CORE_FN
+    };
     let lock_core_held = match ::lock_core::__private::try_acquire(
         ::lock_core::__private::Keys::Site({
             static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
@@ -18,6 +26,8 @@ pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
         ::lock_core::__private::Options {
             timeout_ms: ::core::option::Option::Some(5000u64),
             file: ::lock_core::__private::FileMode::Off,
+            mode: ::lock_core::__private::EXCLUSIVE,
+            site: lock_core_site,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
@@ -25,12 +35,14 @@ pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
             match lock_core_slow.wait().await {
                 ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
                 ::core::result::Result::Err(lock_core_err) => {
-                    return <Result<
-                        u64,
-                        lock_core::LockError,
-                    > as ::lock_core::__private::LockFailure>::lock_failure(
-                        lock_core_err,
-                    );
+                    return {
+                        #[allow(unused_imports)]
+                        use ::lock_core::__private::{Carry as _, Fallback as _};
+                        (&&::lock_core::__private::Wrap::<
+                            Result<u64, lock_core::LockError>,
+                        >::NEW)
+                            .lock_failure(lock_core_err, lock_core_site)
+                    };
                 }
             }
         }

@@ -26,6 +26,14 @@ where
     Self: 'async_trait,
 {
     Box::pin(async move {
+        let lock_core_site: &'static ::lock_core::__private::FnSite = {
+            static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
+                func: ::core::concat!(::core::module_path!(), "::", "call"),
+                file: ::core::file!(),
+                line: ::core::line!(),
+            };
+            &LOCK_CORE_FN
+        };
         let lock_core_held = match ::lock_core::__private::try_acquire(
             ::lock_core::__private::Keys::Site({
                 static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
@@ -36,6 +44,8 @@ where
             ::lock_core::__private::Options {
                 timeout_ms: ::core::option::Option::None,
                 file: ::lock_core::__private::FileMode::Off,
+                mode: ::lock_core::__private::EXCLUSIVE,
+                site: lock_core_site,
             },
         ) {
             ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
@@ -43,12 +53,14 @@ where
                 match lock_core_slow.wait().await {
                     ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
                     ::core::result::Result::Err(lock_core_err) => {
-                        return <Result<
-                            u32,
-                            std::io::Error,
-                        > as ::lock_core::__private::LockFailure>::lock_failure(
-                            lock_core_err,
-                        );
+                        return {
+                            #[allow(unused_imports)]
+                            use ::lock_core::__private::{Carry as _, Fallback as _};
+                            (&&::lock_core::__private::Wrap::<
+                                Result<u32, std::io::Error>,
+                            >::NEW)
+                                .lock_failure(lock_core_err, lock_core_site)
+                        };
                     }
                 }
             }

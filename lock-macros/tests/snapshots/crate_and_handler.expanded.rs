@@ -6,6 +6,14 @@
 
 fn status() -> Status {
     #![allow(clippy::let_unit_value)]
+    let lock_core_site: &'static my_locks::__private::FnSite = {
+        static LOCK_CORE_FN: my_locks::__private::FnSite = my_locks::__private::FnSite {
+            func: ::core::concat!(::core::module_path!(), "::", "status"),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        };
+        &LOCK_CORE_FN
+    };
     let lock_core_held = match my_locks::__private::blocking_acquire(
         my_locks::__private::Keys::Site({
             static SITE: my_locks::__private::Site = my_locks::__private::Site::new(
@@ -16,6 +24,8 @@ fn status() -> Status {
         my_locks::__private::Options {
             timeout_ms: ::core::option::Option::None,
             file: my_locks::__private::FileMode::Off,
+            mode: my_locks::__private::EXCLUSIVE,
+            site: lock_core_site,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,

@@ -5,6 +5,14 @@
 // }
 
 async fn credit(id: u32, amount: i64) -> i64 {
+    let lock_core_site: &'static ::lock_core::__private::FnSite = {
+        static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
+            func: ::core::concat!(::core::module_path!(), "::", "credit"),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        };
+        &LOCK_CORE_FN
+    };
     let lock_core_held = match ::lock_core::__private::try_acquire(
         ::lock_core::__private::Keys::Names(
             ::std::vec![::std::format!("account-{}", id)],
@@ -12,6 +20,8 @@ async fn credit(id: u32, amount: i64) -> i64 {
         ::lock_core::__private::Options {
             timeout_ms: ::core::option::Option::None,
             file: ::lock_core::__private::FileMode::Off,
+            mode: ::lock_core::__private::EXCLUSIVE,
+            site: lock_core_site,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
@@ -19,7 +29,7 @@ async fn credit(id: u32, amount: i64) -> i64 {
             match lock_core_slow.wait().await {
                 ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
                 ::core::result::Result::Err(lock_core_err) => {
-                    ::lock_core::__private::lock_panic(lock_core_err)
+                    ::lock_core::__private::lock_panic(lock_core_err, lock_core_site)
                 }
             }
         }

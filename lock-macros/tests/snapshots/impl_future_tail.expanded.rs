@@ -9,13 +9,23 @@ fn job(
 ) -> impl std::future::Future<Output = Result<u64, std::io::Error>> + Send {
     let doubled = id * 2;
     async move {
+        let lock_core_site: &'static ::lock_core::__private::FnSite = {
+            static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
+                func: ::core::concat!(::core::module_path!(), "::", "job"),
+                file: ::core::file!(),
+                line: ::core::line!(),
+            };
+            &LOCK_CORE_FN
+        };
         let lock_core_held = match ::lock_core::__private::try_acquire(
             ::lock_core::__private::Keys::Names(
                 ::std::vec![::std::format!("job-{}", id)],
             ),
             ::lock_core::__private::Options {
                 timeout_ms: ::core::option::Option::None,
-                file: ::lock_core::__private::FileMode::Dir("target/locks"),
+                file: ::lock_core::__private::FileMode::dir("target/locks"),
+                mode: ::lock_core::__private::EXCLUSIVE,
+                site: lock_core_site,
             },
         ) {
             ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
@@ -23,12 +33,14 @@ fn job(
                 match lock_core_slow.wait().await {
                     ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
                     ::core::result::Result::Err(lock_core_err) => {
-                        return <Result<
-                            u64,
-                            std::io::Error,
-                        > as ::lock_core::__private::LockFailure>::lock_failure(
-                            lock_core_err,
-                        );
+                        return {
+                            #[allow(unused_imports)]
+                            use ::lock_core::__private::{Carry as _, Fallback as _};
+                            (&&::lock_core::__private::Wrap::<
+                                Result<u64, std::io::Error>,
+                            >::NEW)
+                                .lock_failure(lock_core_err, lock_core_site)
+                        };
                     }
                 }
             }

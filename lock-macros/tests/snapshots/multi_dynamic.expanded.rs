@@ -7,6 +7,14 @@ async fn transfer<T: std::fmt::Display + Send>(from: T, to: T) -> anyhow::Result
 where
     T: Sync,
 {
+    let lock_core_site: &'static ::lock_core::__private::FnSite = {
+        static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
+            func: ::core::concat!(::core::module_path!(), "::", "transfer"),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        };
+        &LOCK_CORE_FN
+    };
     let lock_core_held = match ::lock_core::__private::try_acquire(
         ::lock_core::__private::Keys::Names(
             ::std::vec![::std::format!("user-{}", from), ::std::format!("user-{}", to)],
@@ -14,6 +22,8 @@ where
         ::lock_core::__private::Options {
             timeout_ms: ::core::option::Option::Some(0u64),
             file: ::lock_core::__private::FileMode::Off,
+            mode: ::lock_core::__private::EXCLUSIVE,
+            site: lock_core_site,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
@@ -21,11 +31,12 @@ where
             match lock_core_slow.wait().await {
                 ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
                 ::core::result::Result::Err(lock_core_err) => {
-                    return <anyhow::Result<
-                        (),
-                    > as ::lock_core::__private::LockFailure>::lock_failure(
-                        lock_core_err,
-                    );
+                    return {
+                        #[allow(unused_imports)]
+                        use ::lock_core::__private::{Carry as _, Fallback as _};
+                        (&&::lock_core::__private::Wrap::<anyhow::Result<()>>::NEW)
+                            .lock_failure(lock_core_err, lock_core_site)
+                    };
                 }
             }
         }

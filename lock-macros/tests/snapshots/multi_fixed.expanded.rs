@@ -4,6 +4,14 @@
 // }
 
 fn both() -> std::io::Result<()> {
+    let lock_core_site: &'static ::lock_core::__private::FnSite = {
+        static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
+            func: ::core::concat!(::core::module_path!(), "::", "both"),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        };
+        &LOCK_CORE_FN
+    };
     let lock_core_held = match ::lock_core::__private::blocking_acquire(
         ::lock_core::__private::Keys::Sites({
             static SITES: [::lock_core::__private::Site; 2usize] = [
@@ -15,13 +23,18 @@ fn both() -> std::io::Result<()> {
         ::lock_core::__private::Options {
             timeout_ms: ::core::option::Option::None,
             file: ::lock_core::__private::FileMode::DefaultDir,
+            mode: ::lock_core::__private::EXCLUSIVE,
+            site: lock_core_site,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
         ::core::result::Result::Err(lock_core_err) => {
-            return <std::io::Result<
-                (),
-            > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+            return {
+                #[allow(unused_imports)]
+                use ::lock_core::__private::{Carry as _, Fallback as _};
+                (&&::lock_core::__private::Wrap::<std::io::Result<()>>::NEW)
+                    .lock_failure(lock_core_err, lock_core_site)
+            };
         }
     };
     let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);

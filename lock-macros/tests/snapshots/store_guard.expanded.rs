@@ -4,6 +4,14 @@
 // }
 
 async fn report() -> Result<(), lock_core::LockError> {
+    let lock_core_site: &'static ::lock_core::__private::FnSite = {
+        static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
+            func: ::core::concat!(::core::module_path!(), "::", "report"),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        };
+        &LOCK_CORE_FN
+    };
     let lock_core_held = match ::lock_core::__private::acquire_store(
             {
                 use ::lock_core::__private::StoreArg as _;
@@ -18,16 +26,20 @@ async fn report() -> Result<(), lock_core::LockError> {
             ::lock_core::__private::StoreOptions {
                 timeout_ms: ::core::option::Option::None,
                 lease_ms: ::core::option::Option::Some(30000u64),
+                mode: ::lock_core::__private::EXCLUSIVE,
+                site: lock_core_site,
             },
         )
         .await
     {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
         ::core::result::Result::Err(lock_core_err) => {
-            return <Result<
-                (),
-                lock_core::LockError,
-            > as ::lock_core::__private::LockFailure>::lock_failure(lock_core_err);
+            return {
+                #[allow(unused_imports)]
+                use ::lock_core::__private::{Carry as _, Fallback as _};
+                (&&::lock_core::__private::Wrap::<Result<(), lock_core::LockError>>::NEW)
+                    .lock_failure(lock_core_err, lock_core_site)
+            };
         }
     };
     ::lock_core::__private::scope_with(

@@ -383,9 +383,16 @@ pub async fn random_cancellations(kind: Kind) {
 pub async fn basics_and_macro_path(kind: Kind) {
     let store = AnyStore::new(kind);
     let name = unique("basics");
+    static SITE: lock_core::__private::FnSite = lock_core::__private::FnSite {
+        func: "scenarios::basics_and_macro_path",
+        file: file!(),
+        line: line!(),
+    };
     let opts = StoreOptions {
         timeout_ms: Some(2000),
         lease_ms: Some(1000),
+        mode: lock_core::__private::EXCLUSIVE,
+        site: &SITE,
     };
     let held = acquire_store(&store, Keys::Names(vec![name.clone()]), opts)
         .await

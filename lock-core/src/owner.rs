@@ -1,0 +1,272 @@
+//! Who asks for a lock, and who holds it.
+//!
+//! A *chain key* names the call chain that a hand-taken guard (`acquire`, `try_acquire`,
+//! `blocking_acquire`, ...) counts for, so that asking again from the same chain is
+//! refused as re-entry instead of waiting for ever:
+//!
+//! * an async verb: the task its waker wakes (the waker's data pointer, which executors
+//!   keep stable for a task). That is the task itself in a plain Tokio task or
+//!   `block_on`, and each sub-future of a `FuturesUnordered` / `buffer_unordered`, so
+//!   futures run concurrently that way queue instead of being refused; futures joined
+//!   with `join!` share their task's waker and count as one chain;
+//! * a sync verb inside a Tokio task: the task;
+//! * otherwise: the thread.
+//!
+//! Every hold also records its Tokio task, if any: a *blocking* wait stops its whole
+//! task, so it may not wait for any hold of that task.
+//!
+//! Holds taken by `#[locked]` bodies and `with_lock`/`Lock::run` are also recorded in the
+//! call chain's scope frames (see `chain`), which is precise for nested calls; their key
+//! is 0 when the attribute's fast path took them (it does not look up the task).
+
+use std::cell::Cell;
+use std::hash::{Hash, Hasher};
+use std::task::Waker;
+
+use crate::site::Site;
+
+const TAG: u64 = 3 << 62;
+const TASK: u64 = 1 << 62;
+const THREAD: u64 = 2 << 62;
+const WAKER: u64 = 3 << 62;
+const VALUE: u64 = !TAG;
+
+/// In [`Facts::thread`]: the hold lives in async code (a task or a locked async body), so
+/// its thread is only where it was taken.
+pub(crate) const ASYNC: u64 = 1 << 63;
+
+/// A small number naming the calling thread (never 0), cheaper than `ThreadId`.
+#[inline]
+pub(crate) fn thread_key() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    thread_local! {
+        static KEY: Cell<u64> = const { Cell::new(0) };
+    }
+    KEY.try_with(|k| {
+        let v = k.get();
+        if v != 0 {
+            return v;
+        }
+        let v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        k.set(v);
+        v
+    })
+    .unwrap_or(VALUE)
+}
+
+/// Reads the number inside a `tokio::task::Id` (which only offers `Hash` and `Display`):
+/// its `Hash` writes exactly one `u64`.
+struct Capture(u64);
+
+impl Hasher for Capture {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The current Tokio task's key, if we run inside one.
+#[inline]
+pub(crate) fn task_key() -> Option<u64> {
+    let id = tokio::task::try_id()?;
+    let mut h = Capture(0);
+    id.hash(&mut h);
+    Some(TASK | (h.0 & VALUE))
+}
+
+/// True if a sync caller runs inside async code (a Tokio task, or a locked async body's
+/// poll), where its thread is shared with other tasks and is not its call chain.
+#[inline]
+pub(crate) fn in_async() -> bool {
+    crate::chain::in_scope() || tokio::task::try_id().is_some()
+}
+
+/// Who is asking.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Me {
+    /// The caller's chain key.
+    pub(crate) key: u64,
+    /// The caller's Tokio task key (0 outside tasks).
+    pub(crate) task: u64,
+}
+
+impl Me {
+    /// A sync caller.
+    #[inline]
+    pub(crate) fn sync() -> Me {
+        match task_key() {
+            Some(t) => Me { key: t, task: t },
+            None => Me {
+                key: THREAD | thread_key(),
+                task: 0,
+            },
+        }
+    }
+
+    /// An async caller polled with `waker`.
+    #[inline]
+    pub(crate) fn asynchronous(waker: &Waker) -> Me {
+        Me {
+            key: WAKER | (waker.data() as usize as u64 & VALUE),
+            task: task_key().unwrap_or(0),
+        }
+    }
+
+    /// Whether a hold with `facts` belongs to this caller's chain, so that waiting for it
+    /// would never end. A `blocking` wait stops the caller's whole task, so every hold of
+    /// that task counts.
+    ///
+    /// Waker keys are compared together with the task: a waker's address may be reused by
+    /// a later task once its own has finished (say, after a guard was moved out of it).
+    #[inline]
+    pub(crate) fn owns(&self, facts: &Facts, blocking: bool) -> bool {
+        if facts.key != 0 {
+            if facts.key == self.key && facts.task == self.task {
+                return true;
+            }
+            // A sync verb's hold, taken in this task.
+            if self.task != 0 && facts.key == self.task {
+                return true;
+            }
+        }
+        blocking && self.task != 0 && facts.task == self.task
+    }
+}
+
+/// What is recorded about each hold.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Facts {
+    /// The chain key a hand-taken guard counts for (0: found through scope frames only).
+    pub(crate) key: u64,
+    /// The Tokio task the hold was taken in (0: none, or not looked up).
+    pub(crate) task: u64,
+    /// The thread the hold was taken on, with [`ASYNC`] for holds in async code.
+    pub(crate) thread: u64,
+    /// Where it was taken.
+    pub(crate) site: Site,
+}
+
+impl Facts {
+    /// A hold taken by a sync caller, counting for `key` (0 for a scoped hold).
+    #[inline]
+    pub(crate) fn sync(me: &Me, key: u64, site: Site) -> Facts {
+        let async_bit = if in_async() { ASYNC } else { 0 };
+        Facts {
+            key,
+            task: me.task,
+            thread: thread_key() | async_bit,
+            site,
+        }
+    }
+
+    /// A hold taken by an async caller, counting for `key` (0 for a scoped hold).
+    #[inline]
+    pub(crate) fn asynchronous(me: &Me, key: u64, site: Site) -> Facts {
+        Facts {
+            key,
+            task: me.task,
+            thread: thread_key() | ASYNC,
+            site,
+        }
+    }
+
+    /// A hold taken by the attribute's async fast path: scoped (found through frames),
+    /// without looking up the task (that costs more than the rest of the acquisition).
+    #[inline]
+    pub(crate) fn scoped_async(site: Site) -> Facts {
+        Facts {
+            key: 0,
+            task: 0,
+            thread: thread_key() | ASYNC,
+            site,
+        }
+    }
+
+    pub(crate) fn is_async(&self) -> bool {
+        self.thread & ASYNC != 0
+    }
+
+    pub(crate) fn thread_key(&self) -> u64 {
+        self.thread & !ASYNC
+    }
+
+    /// "task 17", "thread #3", "a task on thread #3", ...
+    pub(crate) fn describe(&self) -> String {
+        let thread = self.thread_key();
+        match self.key & TAG {
+            TASK => format!("task {} (on thread #{thread})", self.key & VALUE),
+            THREAD => format!("thread #{thread}"),
+            WAKER => format!("an async task on thread #{thread}"),
+            _ if self.is_async() => format!("a locked async body on thread #{thread}"),
+            _ => format!("thread #{thread}"),
+        }
+    }
+}
+
+/// The key's kind, for the lock-order checker's per-chain bookkeeping and for tests.
+#[allow(dead_code)]
+pub(crate) fn is_thread_key(key: u64) -> bool {
+    key & TAG == THREAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_tell_tasks_threads_and_wakers_apart() {
+        let k = Me::sync().key;
+        assert!(is_thread_key(k));
+        assert_eq!(k, Me::sync().key, "stable per thread");
+        let other = std::thread::spawn(|| Me::sync().key).join().unwrap();
+        assert_ne!(k, other);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (a, b) = rt.block_on(async {
+            let a = tokio::spawn(async { (Me::sync(), Me::sync()) });
+            let b = tokio::spawn(async { Me::sync() });
+            (a.await.unwrap(), b.await.unwrap())
+        });
+        assert_eq!(a.0.key, a.1.key);
+        assert_ne!(a.0.key, b.key);
+        assert!(!is_thread_key(b.key) && b.task == b.key);
+        let w = std::task::Waker::noop();
+        assert_eq!(Me::asynchronous(w).key & TAG, WAKER);
+        assert_eq!(Me::asynchronous(w).task, 0);
+    }
+
+    #[test]
+    fn facts_describe_their_holder_and_belong_to_their_chain() {
+        let me = Me::sync();
+        let f = Facts::sync(&me, me.key, Site::Unknown);
+        assert!(f.describe().starts_with("thread #"), "{}", f.describe());
+        assert!(!f.is_async());
+        assert!(me.owns(&f, false));
+        let other = std::thread::spawn(Me::sync).join().unwrap();
+        assert!(!other.owns(&f, true));
+        let a = Facts::scoped_async(Site::Unknown);
+        assert!(a.is_async());
+        assert!(a.describe().contains("locked async body"));
+        assert!(!me.owns(&a, true), "scoped holds are found through frames");
+        // A blocking wait in a task owns every hold of that task.
+        let t = Me {
+            key: TASK | 5,
+            task: TASK | 5,
+        };
+        let sibling = Facts {
+            key: WAKER | 8,
+            task: TASK | 5,
+            ..a
+        };
+        assert!(!t.owns(&sibling, false));
+        assert!(t.owns(&sibling, true));
+    }
+}

@@ -1,0 +1,236 @@
+//! One record per grant: who holds the lock, since when, and taken where.
+//!
+//! The records are not part of the exclusion protocol (that is the state word alone);
+//! they serve diagnostics, re-entry checks of hand-taken guards, scope-frame liveness and
+//! the deadlock check. So they must be cheap to write on the uncontended path:
+//!
+//! * a lock keeps [`SLOTS`] records inline. An exclusive holder always uses slot 0 (it
+//!   is the only holder), written with plain stores; shared and counted holders claim any
+//!   free slot with one compare-and-swap;
+//! * further concurrent holders go to an overflow list under the lock's queue mutex
+//!   (their grant id carries [`OVERFLOW`] instead of a slot index).
+//!
+//! A slot is published like a seqlock: its word holds the grant token with a
+//! [`WRITING`] bit while the facts are written, and the plain token after. A reader takes
+//! the word, the facts, and the word again, and keeps the facts only if the word is the
+//! same published token both times. Tokens are unique for the life of the process, so a
+//! slot re-used by a later grant can never pass for the earlier one.
+//!
+//! Order rules that keep slot writes apart without a lock: a shared holder takes its
+//! share of the state *before* claiming a slot and clears its slot *before* giving the
+//! share back; an exclusive holder writes slot 0 only while the state says exclusive.
+
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+
+use crate::owner::Facts;
+use crate::site::Site;
+
+/// Records kept inline per lock.
+pub(crate) const SLOTS: usize = 4;
+/// Slot index (in a grant id) of a record kept in the overflow list.
+pub(crate) const OVERFLOW: u64 = 7;
+const SLOT_BITS: u32 = 3;
+const WRITING: u64 = 1;
+
+/// A grant id: the grant's unique token and where its record is.
+#[inline]
+pub(crate) fn grant_id(token: u64, slot: u64) -> u64 {
+    (token << SLOT_BITS) | slot
+}
+
+#[inline]
+pub(crate) fn slot_of(id: u64) -> u64 {
+    id & ((1 << SLOT_BITS) - 1)
+}
+
+#[derive(Default)]
+struct Slot {
+    /// 0 when free, else `id << 1`, with [`WRITING`] while the facts are being written.
+    word: AtomicU64,
+    key: AtomicU64,
+    task: AtomicU64,
+    thread: AtomicU64,
+    since: AtomicU64,
+    site: AtomicUsize,
+}
+
+/// A hold as read back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Record {
+    /// The grant id.
+    pub(crate) id: u64,
+    pub(crate) facts: Facts,
+    /// When it was granted (coarse clock).
+    pub(crate) since: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Holders {
+    slots: [Slot; SLOTS],
+}
+
+impl Slot {
+    #[inline]
+    fn write(&self, id: u64, f: &Facts, since: u64) {
+        self.key.store(f.key, Ordering::Relaxed);
+        self.task.store(f.task, Ordering::Relaxed);
+        self.thread.store(f.thread, Ordering::Relaxed);
+        self.since.store(since, Ordering::Relaxed);
+        self.site.store(f.site.to_bits(), Ordering::Relaxed);
+        self.word.store(id << 1, Ordering::Release);
+    }
+
+    fn read(&self) -> Option<Record> {
+        let w = self.word.load(Ordering::Acquire);
+        if w == 0 || w & WRITING != 0 {
+            return None;
+        }
+        let facts = Facts {
+            key: self.key.load(Ordering::Relaxed),
+            task: self.task.load(Ordering::Relaxed),
+            thread: self.thread.load(Ordering::Relaxed),
+            site: Site::from_bits(self.site.load(Ordering::Relaxed)),
+        };
+        let since = self.since.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if self.word.load(Ordering::Relaxed) != w {
+            return None;
+        }
+        Some(Record {
+            id: w >> 1,
+            facts,
+            since,
+        })
+    }
+}
+
+impl Holders {
+    /// Records the exclusive holder (slot 0; the caller holds the lock exclusively).
+    #[inline]
+    pub(crate) fn publish_exclusive(&self, token: u64, f: &Facts, since: u64) -> u64 {
+        let id = grant_id(token, 0);
+        let s = &self.slots[0];
+        s.word.store((id << 1) | WRITING, Ordering::Relaxed);
+        // The facts must not become visible before the WRITING mark.
+        fence(Ordering::Release);
+        s.write(id, f, since);
+        id
+    }
+
+    /// Records a shared or counted holder in a free slot; `None` if all are taken (the
+    /// caller then uses the overflow list).
+    #[inline]
+    pub(crate) fn claim(&self, token: u64, f: &Facts, since: u64) -> Option<u64> {
+        for (i, s) in self.slots.iter().enumerate() {
+            let id = grant_id(token, i as u64);
+            if s.word
+                .compare_exchange(0, (id << 1) | WRITING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                fence(Ordering::Release);
+                s.write(id, f, since);
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Forgets the record of grant `id` if it is still there (a slot grant; overflow
+    /// records live elsewhere). Idempotent: once cleared, the slot may already carry the
+    /// record of a later grant, which must stay.
+    #[inline]
+    pub(crate) fn clear(&self, id: u64) {
+        if let Some(s) = self.slots.get(slot_of(id) as usize) {
+            let _ = s
+                .word
+                .compare_exchange(id << 1, 0, Ordering::Release, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes the record of grant `id` count for no chain any more (its guard moved to
+    /// code that is not the chain that took it). `false` for overflow grants.
+    pub(crate) fn disown(&self, id: u64) -> bool {
+        match self.slots.get(slot_of(id) as usize) {
+            Some(s) => {
+                if s.word.load(Ordering::Acquire) >> 1 == id {
+                    s.key.store(0, Ordering::Relaxed);
+                    s.task.store(0, Ordering::Relaxed);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the slot grant `id` is still held (`None` for overflow grants).
+    #[inline]
+    pub(crate) fn is_live(&self, id: u64) -> Option<bool> {
+        let s = self.slots.get(slot_of(id) as usize)?;
+        Some(s.word.load(Ordering::Acquire) >> 1 == id)
+    }
+
+    /// The published records, oldest first.
+    pub(crate) fn records(&self, out: &mut Vec<Record>) {
+        out.extend(self.slots.iter().filter_map(Slot::read));
+    }
+
+    /// True if some published record passes `pred`.
+    pub(crate) fn any(&self, mut pred: impl FnMut(&Facts) -> bool) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.read().is_some_and(|r| pred(&r.facts)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(key: u64) -> Facts {
+        Facts {
+            key,
+            task: 0,
+            thread: 3,
+            site: Site::Unknown,
+        }
+    }
+
+    #[test]
+    fn records_are_published_claimed_and_cleared() {
+        let h = Holders::default();
+        let a = h.claim(10, &facts(1), 100).unwrap();
+        let b = h.claim(11, &facts(2), 200).unwrap();
+        assert_ne!(slot_of(a), slot_of(b));
+        assert_eq!(h.is_live(a), Some(true));
+        let mut v = Vec::new();
+        h.records(&mut v);
+        assert_eq!(v.len(), 2);
+        assert!(h.any(|f| f.key == 2) && !h.any(|f| f.key == 5));
+        h.clear(a);
+        assert_eq!(h.is_live(a), Some(false));
+        // A later grant in the same slot is not the earlier one.
+        let c = h.claim(12, &facts(3), 300).unwrap();
+        assert_eq!(slot_of(c), slot_of(a));
+        assert_eq!(h.is_live(a), Some(false));
+        assert_eq!(h.is_live(c), Some(true));
+        for t in 13..13 + SLOTS as u64 {
+            let _ = h.claim(t, &facts(4), 0);
+        }
+        assert!(h.claim(99, &facts(4), 0).is_none(), "all slots taken");
+        assert_eq!(h.is_live(grant_id(99, OVERFLOW)), None);
+    }
+
+    #[test]
+    fn the_exclusive_record_is_slot_zero() {
+        let h = Holders::default();
+        let id = h.publish_exclusive(42, &facts(7), 5);
+        assert_eq!(slot_of(id), 0);
+        let mut v = Vec::new();
+        h.records(&mut v);
+        assert_eq!((v[0].id, v[0].facts.key, v[0].since), (id, 7, 5));
+        h.clear(id);
+        v.clear();
+        h.records(&mut v);
+        assert!(v.is_empty());
+    }
+}

@@ -1,0 +1,526 @@
+//! The lock itself: one fair (FIFO) acquire pipeline for every shape — exclusive,
+//! shared and counted — shared by async and blocking callers, with an atomic fast path
+//! and direct hand-off.
+//!
+//! The state word packs, from the top: a `CONTENDED` bit (set, under the queue mutex,
+//! while anyone queues), an `EXCLUSIVE` bit, the lock's permit count (0 for a
+//! reader/writer lock, `N` for a counted lock) and the number of shared or counted holders.
+//! Shapes are weights in one semaphore, as in tokio's `sync` module: an exclusive request
+//! needs the lock empty, a shared one needs it not exclusive, a counted one needs fewer
+//! than `N` holders. So:
+//!
+//! * an uncontended acquire is one compare-and-swap, and so is its release; neither
+//!   touches the mutex;
+//! * with `CONTENDED` set no fast path succeeds, so everything that changes the state
+//!   then holds the queue mutex: waiters cannot be barged, and a shared request that
+//!   arrives after a waiting exclusive one queues behind it (FIFO across modes: neither
+//!   side starves);
+//! * a release that finds `CONTENDED` grants the lock to the head of the queue — and to as
+//!   many following waiters as fit beside it (a batch of shared waiters) — and wakes
+//!   exactly those. No wake-up can be swallowed: a waiter that is cancelled after being
+//!   granted gives its grant back through the same path.
+//!
+//! The kind (reader/writer or counted with `N`) lives in the state word while anyone
+//! holds or waits, so a request of another kind is refused atomically
+//! ([`Refused::Mismatch`]), and the kind is forgotten when the lock is empty.
+//!
+//! Who holds the lock is recorded beside the state (see [`holders`]), for diagnostics and
+//! re-entry checks only.
+
+mod holders;
+mod wait;
+
+use std::collections::VecDeque;
+
+use crate::mode::{Kind, Mode, MAX_PERMITS};
+use crate::owner::Facts;
+use crate::sync::{lock, AtomicU64, Mutex, Ordering};
+
+pub(crate) use holders::Record;
+use holders::{slot_of, Holders, OVERFLOW};
+use wait::{Queued, Wakes};
+
+const CONTENDED: u64 = 1 << 63;
+const EXCLUSIVE: u64 = 1 << 62;
+const SHAPE_SHIFT: u32 = 48;
+const SHAPE: u64 = (MAX_PERMITS as u64) << SHAPE_SHIFT;
+const COUNT: u64 = (1 << SHAPE_SHIFT) - 1;
+
+/// Grant tokens are unique across all locks of the process, so a token seen once can
+/// never be mistaken for a later grant of the same (or a re-allocated) lock. Threads
+/// take them in blocks so the hot path does not share a cache line.
+static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+#[cfg(not(loom))]
+const TOKEN_BLOCK: u64 = 1024;
+
+#[cfg(not(loom))]
+#[inline]
+fn next_token() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    let from_block = BLOCK.try_with(|b| {
+        let (next, end) = b.get();
+        if next < end {
+            b.set((next + 1, end));
+            next
+        } else {
+            let start = NEXT_TOKEN.fetch_add(TOKEN_BLOCK, std::sync::atomic::Ordering::Relaxed);
+            b.set((start + 1, start + TOKEN_BLOCK));
+            start
+        }
+    });
+    // During thread teardown the block is gone; take a single token instead.
+    from_block.unwrap_or_else(|_| NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+#[cfg(loom)]
+fn next_token() -> u64 {
+    NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What one successful acquisition holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grant {
+    /// Unique per grant; also says where its holder record is.
+    pub(crate) id: u64,
+    /// The coarse clock at the grant (see the `clock` module).
+    pub(crate) since: u64,
+    /// The mode it was granted in.
+    pub(crate) mode: Mode,
+}
+
+/// Why an attempt did not get the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Held (or queued for) in a way this request has to wait for.
+    Held,
+    /// The lock is of another kind right now.
+    Mismatch(Kind),
+}
+
+/// What the state says about a request.
+enum Admit {
+    /// Take it: the new state.
+    Grant(u64),
+    /// Wait for it.
+    Wait,
+    /// The lock is of another kind.
+    Mismatch,
+}
+
+#[inline]
+fn count(s: u64) -> u64 {
+    s & COUNT
+}
+
+#[inline]
+fn is_held(s: u64) -> bool {
+    s & EXCLUSIVE != 0 || count(s) != 0
+}
+
+/// The kind a held lock has (meaningless for a free one).
+fn kind(s: u64) -> Kind {
+    match (s & SHAPE) >> SHAPE_SHIFT {
+        0 => Kind::ReadWrite,
+        n => Kind::Counted(n as u32),
+    }
+}
+
+/// Whether `mode` may join a lock in state `s` (ignoring `CONTENDED`), and the new state.
+#[inline]
+fn admit(s: u64, mode: Mode) -> Admit {
+    let s = s & !CONTENDED;
+    let shape = s & SHAPE;
+    match mode {
+        Mode::Exclusive if s == 0 => Admit::Grant(EXCLUSIVE),
+        Mode::Exclusive if shape != 0 => Admit::Mismatch,
+        Mode::Exclusive => Admit::Wait,
+        Mode::Shared if shape != 0 => Admit::Mismatch,
+        Mode::Shared if s & EXCLUSIVE != 0 => Admit::Wait,
+        Mode::Shared => Admit::Grant(s + 1),
+        Mode::Permits(n) => {
+            let n = u64::from(n.min(MAX_PERMITS));
+            if s == 0 {
+                Admit::Grant((n << SHAPE_SHIFT) | 1)
+            } else if shape != n << SHAPE_SHIFT {
+                Admit::Mismatch
+            } else if count(s) < n {
+                Admit::Grant(s + 1)
+            } else {
+                Admit::Wait
+            }
+        }
+    }
+}
+
+/// The state after one holder of `mode` leaves.
+#[inline]
+fn leave(s: u64, mode: Mode) -> u64 {
+    let contended = s & CONTENDED;
+    let rest = match mode {
+        Mode::Exclusive => 0,
+        _ if count(s) <= 1 => 0,
+        _ => (s & !CONTENDED) - 1,
+    };
+    rest | contended
+}
+
+pub(crate) struct RawLock {
+    state: AtomicU64,
+    queue: Mutex<Queue>,
+    holders: Holders,
+}
+
+/// What the queue mutex protects.
+pub(crate) struct Queue {
+    waiters: VecDeque<Queued>,
+    /// Records of holders beyond the inline slots.
+    overflow: Vec<Record>,
+}
+
+impl RawLock {
+    pub(crate) fn new() -> Self {
+        RawLock {
+            state: AtomicU64::new(0),
+            queue: Mutex::new(Queue {
+                waiters: VecDeque::new(),
+                overflow: Vec::new(),
+            }),
+            holders: Holders::default(),
+        }
+    }
+
+    /// True while anyone holds the lock, in any mode.
+    pub(crate) fn is_locked(&self) -> bool {
+        is_held(self.state.load(Ordering::Acquire))
+    }
+
+    /// True while shared or counted holders hold it (a new shared or counted request
+    /// would join them).
+    #[inline]
+    pub(crate) fn has_sharers(&self) -> bool {
+        count(self.state.load(Ordering::Relaxed)) != 0
+    }
+
+    /// The kind and the number of holders right now (`None` if free).
+    pub(crate) fn shape(&self) -> Option<(Kind, Mode, usize)> {
+        let s = self.state.load(Ordering::Acquire);
+        if !is_held(s) {
+            return None;
+        }
+        let k = kind(s);
+        let mode = match k {
+            Kind::Counted(n) => Mode::Permits(n),
+            Kind::ReadWrite if s & EXCLUSIVE != 0 => Mode::Exclusive,
+            Kind::ReadWrite => Mode::Shared,
+        };
+        let n = if s & EXCLUSIVE != 0 {
+            1
+        } else {
+            count(s) as usize
+        };
+        Some((k, mode, n))
+    }
+
+    /// The refusal for a request that saw state `s`.
+    #[cold]
+    fn refusal(&self, s: u64, mode: Mode) -> Refused {
+        match admit(s, mode) {
+            Admit::Mismatch => Refused::Mismatch(kind(s)),
+            _ => Refused::Held,
+        }
+    }
+
+    /// Takes the lock if `mode` fits right now and nobody queues (no barging past
+    /// waiters).
+    #[inline]
+    pub(crate) fn try_lock(&self, mode: Mode, facts: &Facts) -> Result<Grant, Refused> {
+        if let Mode::Exclusive = mode {
+            return match self.state.compare_exchange(
+                0,
+                EXCLUSIVE,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => Ok(self.grant_exclusive(facts)),
+                Err(s) => Err(self.refusal(s, mode)),
+            };
+        }
+        self.try_share(mode, facts)
+    }
+
+    #[inline]
+    fn try_share(&self, mode: Mode, facts: &Facts) -> Result<Grant, Refused> {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if s & CONTENDED != 0 {
+                return Err(self.refusal(s, mode));
+            }
+            match admit(s, mode) {
+                Admit::Grant(next) => {
+                    match self.state.compare_exchange_weak(
+                        s,
+                        next,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return Ok(self.grant_shared(mode, facts)),
+                        Err(now) => s = now,
+                    }
+                }
+                Admit::Wait => return Err(Refused::Held),
+                Admit::Mismatch => return Err(Refused::Mismatch(kind(s))),
+            }
+        }
+    }
+
+    #[inline]
+    fn grant_exclusive(&self, facts: &Facts) -> Grant {
+        let since = crate::clock::coarse_nanos();
+        let id = self.holders.publish_exclusive(next_token(), facts, since);
+        Grant {
+            id,
+            since,
+            mode: Mode::Exclusive,
+        }
+    }
+
+    /// Records a shared or counted grant the caller has already counted in the state.
+    #[inline]
+    fn grant_shared(&self, mode: Mode, facts: &Facts) -> Grant {
+        let since = crate::clock::coarse_nanos();
+        let token = next_token();
+        let id = match self.holders.claim(token, facts, since) {
+            Some(id) => id,
+            None => self.record_overflow(&mut lock(&self.queue), token, facts, since),
+        };
+        Grant { id, since, mode }
+    }
+
+    /// Under the queue mutex: records a grant in the overflow list.
+    fn record_overflow(&self, q: &mut Queue, token: u64, facts: &Facts, since: u64) -> u64 {
+        let id = holders::grant_id(token, OVERFLOW);
+        q.overflow.push(Record {
+            id,
+            facts: *facts,
+            since,
+        });
+        id
+    }
+
+    /// Under the queue mutex: a grant of `mode` (already counted in the state).
+    fn grant_locked(&self, q: &mut Queue, mode: Mode, facts: &Facts) -> Grant {
+        if let Mode::Exclusive = mode {
+            return self.grant_exclusive(facts);
+        }
+        let since = crate::clock::coarse_nanos();
+        let token = next_token();
+        let id = match self.holders.claim(token, facts, since) {
+            Some(id) => id,
+            None => self.record_overflow(q, token, facts, since),
+        };
+        Grant { id, since, mode }
+    }
+
+    /// Releases `grant`, handing the lock on to waiters if any.
+    #[inline]
+    pub(crate) fn unlock(&self, grant: &Grant) {
+        if slot_of(grant.id) != OVERFLOW {
+            // Before the state changes: see the order rules in `holders`.
+            self.holders.clear(grant.id);
+            let mut s = self.state.load(Ordering::Relaxed);
+            loop {
+                if s & CONTENDED != 0 {
+                    break;
+                }
+                let next = leave(s, grant.mode);
+                match self.state.compare_exchange_weak(
+                    s,
+                    next,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(now) => s = now,
+                }
+            }
+        }
+        self.unlock_slow(grant);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unlock_slow(&self, grant: &Grant) {
+        let wakes = {
+            let mut q = lock(&self.queue);
+            self.release_locked(&mut q, grant)
+        };
+        wakes.wake_all();
+    }
+
+    /// Under the queue mutex: gives `grant` back and grants what now fits.
+    ///
+    /// Without `CONTENDED` the fast paths are live, so the share is given back with a
+    /// compare-and-swap, and there is nobody to grant (no waiters). This happens when a
+    /// release saw `CONTENDED` (perhaps on a stale read) and the queue drained before it
+    /// got the mutex, for overflow grants, and for a granted waiter dropped unobserved.
+    fn release_locked(&self, q: &mut Queue, grant: &Grant) -> Wakes {
+        if slot_of(grant.id) == OVERFLOW {
+            if let Some(i) = q.overflow.iter().position(|r| r.id == grant.id) {
+                q.overflow.swap_remove(i);
+            }
+        } else {
+            self.holders.clear(grant.id);
+        }
+        let mut s = self.state.load(Ordering::Acquire);
+        while s & CONTENDED == 0 {
+            match self.state.compare_exchange_weak(
+                s,
+                leave(s, grant.mode),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Wakes::default(),
+                Err(now) => s = now,
+            }
+        }
+        // `CONTENDED` is set and only changes under the mutex we hold: the state is ours.
+        self.grant_waiters(q, leave(s, grant.mode))
+    }
+
+    /// Under the queue mutex, with `CONTENDED` set (so no fast path can change the
+    /// state): grants the head of the queue, and every following waiter that fits beside
+    /// it, starting from state `s`; then stores the new state, with `CONTENDED` exactly
+    /// while waiters remain.
+    fn grant_waiters(&self, q: &mut Queue, mut s: u64) -> Wakes {
+        let mut wakes = Wakes::default();
+        while let Some(head) = q.waiters.front() {
+            let Admit::Grant(next) = admit(s, head.mode) else {
+                break;
+            };
+            s = next;
+            let Some(Queued {
+                waiter,
+                wake,
+                mode,
+                facts,
+            }) = q.waiters.pop_front()
+            else {
+                break;
+            };
+            let grant = self.grant_locked(q, mode, &facts);
+            waiter.hand(grant);
+            wakes.push(wake);
+        }
+        let contended = if q.waiters.is_empty() { 0 } else { CONTENDED };
+        self.state
+            .store((s & !CONTENDED) | contended, Ordering::Release);
+        wakes
+    }
+
+    /// Under the queue mutex: takes the lock if `mode` fits and nobody queues, else marks
+    /// it contended so that releases come through the queue (the caller then queues).
+    fn lock_or_enqueue(
+        &self,
+        q: &mut Queue,
+        mode: Mode,
+        facts: &Facts,
+    ) -> Result<Option<Grant>, Refused> {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & CONTENDED != 0 {
+                return match admit(s, mode) {
+                    Admit::Mismatch => Err(Refused::Mismatch(kind(s))),
+                    _ => Ok(None),
+                };
+            }
+            let (next, granted) = match admit(s, mode) {
+                Admit::Grant(next) => (next, true),
+                Admit::Wait => (s | CONTENDED, false),
+                Admit::Mismatch => return Err(Refused::Mismatch(kind(s))),
+            };
+            match self
+                .state
+                .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if granted => return Ok(Some(self.grant_locked(q, mode, facts))),
+                Ok(_) => return Ok(None),
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Under the queue mutex, after a waiter left the queue: clears `CONTENDED` if nobody
+    /// queues any more, and grants whoever now fits (the leaver may have been the head
+    /// that kept shared waiters behind it waiting).
+    fn after_leaving(&self, q: &mut Queue) -> Wakes {
+        let s = self.state.load(Ordering::Acquire);
+        // The leaver was queued, so `CONTENDED` is set: the state is ours to store.
+        debug_assert!(
+            s & CONTENDED != 0,
+            "a queued waiter left an uncontended lock"
+        );
+        self.grant_waiters(q, s)
+    }
+
+    /// Makes grant `id` count for no call chain (see [`Holders::disown`]).
+    pub(crate) fn disown(&self, id: u64) {
+        if !self.holders.disown(id) {
+            if let Some(r) = lock(&self.queue).overflow.iter_mut().find(|r| r.id == id) {
+                r.facts.key = 0;
+                r.facts.task = 0;
+            }
+        }
+    }
+
+    /// Whether grant `id` of this lock is still held.
+    pub(crate) fn is_live(&self, id: u64) -> bool {
+        match self.holders.is_live(id) {
+            Some(live) => live,
+            None => lock(&self.queue).overflow.iter().any(|r| r.id == id),
+        }
+    }
+
+    /// The records of everyone holding the lock now.
+    pub(crate) fn records(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        self.holders.records(&mut out);
+        if self.has_sharers() {
+            out.extend(lock(&self.queue).overflow.iter().copied());
+        }
+        out.sort_by_key(|r| r.since);
+        out
+    }
+
+    /// The longest-standing holder's record, if any is published.
+    pub(crate) fn holder(&self) -> Option<Record> {
+        self.records().into_iter().next()
+    }
+
+    /// True if a holder belongs to the caller's chain (see [`Me::owns`]).
+    ///
+    /// [`Me::owns`]: crate::owner::Me::owns
+    pub(crate) fn held_by(&self, me: &crate::owner::Me, blocking: bool) -> bool {
+        if self.holders.any(|f| me.owns(f, blocking)) {
+            return true;
+        }
+        self.has_sharers()
+            && lock(&self.queue)
+                .overflow
+                .iter()
+                .any(|r| me.owns(&r.facts, blocking))
+    }
+
+    /// Number of queued waiters.
+    pub(crate) fn waiters(&self) -> usize {
+        lock(&self.queue).waiters.len()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_model;

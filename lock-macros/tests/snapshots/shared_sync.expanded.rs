@@ -1,0 +1,40 @@
+// #[locked(name = "db", shared, file = DIR)]
+// fn read() {}
+
+fn read() {
+    let lock_core_site: &'static ::lock_core::__private::FnSite = {
+        static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
+            func: ::core::concat!(::core::module_path!(), "::", "read"),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        };
+        &LOCK_CORE_FN
+    };
+    let lock_core_place = DIR;
+    let lock_core_held = match ::lock_core::__private::blocking_acquire(
+        ::lock_core::__private::Keys::Site({
+            static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(
+                "db",
+            );
+            &SITE
+        }),
+        ::lock_core::__private::Options {
+            timeout_ms: ::core::option::Option::None,
+            file: ::lock_core::__private::FileMode::dir(&lock_core_place),
+            mode: ::lock_core::__private::SHARED,
+            site: lock_core_site,
+        },
+    ) {
+        ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
+        ::core::result::Result::Err(lock_core_err) => {
+            return {
+                #[allow(unused_imports)]
+                use ::lock_core::__private::{Carry as _, Fallback as _};
+                (&&::lock_core::__private::Wrap::<()>::NEW)
+                    .lock_failure(lock_core_err, lock_core_site)
+            };
+        }
+    };
+    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+    let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
+}

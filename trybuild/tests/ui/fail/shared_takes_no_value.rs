@@ -1,0 +1,6 @@
+use lock_core::locked;
+
+#[locked(name = "db", shared = true)]
+fn f() {}
+
+fn main() {}
