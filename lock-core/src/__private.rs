@@ -337,18 +337,15 @@ pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
                 Fast::Failed(e) => return Err(Slow(Pending::Failed(e))),
             }
         }
-        FileMode::DefaultDir | FileMode::Dir(_) if opts.mode.is_exclusive() => {
-            let dir = match opts.file {
-                FileMode::Dir(d) => Some(d),
-                _ => None,
-            };
-            match crate::file::try_now(EntryRef::Pinned(pinned), dir, opts.mode, &facts) {
-                Ok(Some(g)) => return Ok(Held::One(g)),
-                Ok(None) => {}
-                Err(e) => return Err(Slow::failed(e)),
+        file => {
+            if let Some(place) = file.place() {
+                match crate::file::try_now(EntryRef::Pinned(pinned), place, opts.mode, &facts) {
+                    Ok(Some(g)) => return Ok(Held::One(g)),
+                    Ok(None) => {}
+                    Err(e) => return Err(Slow::failed(e)),
+                }
             }
         }
-        _ => {}
     }
     Err(Slow(Pending::One(pinned, opts)))
 }

@@ -80,7 +80,7 @@ impl fmt::Display for Holder {
 }
 
 /// Formats `Some(holder)` as " (held by …)" and `None` as nothing.
-struct HeldBy<'a>(&'a Option<Holder>);
+struct HeldBy<'a>(&'a Option<Box<Holder>>);
 
 impl fmt::Display for HeldBy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,7 +138,7 @@ pub enum LockError {
         /// How long the caller waited.
         waited: Duration,
         /// Who held it when the wait ended, if known.
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
     },
     /// An operation needed the lock to be held, and it was not.
     #[error("lock `{name}` is not held: {reason}")]
@@ -164,7 +164,7 @@ pub enum LockError {
         /// The lock's name.
         name: String,
         /// Who holds it, if known.
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
         /// True when the caller's own call chain (task or thread) holds it: waiting
         /// would deadlock, so it is refused instead.
         reentrant: bool,
@@ -225,7 +225,7 @@ pub enum LockError {
         /// What was asked for.
         asked: crate::Mode,
         /// Who holds it, if known.
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
     },
     /// The request cannot be served as asked (for example `permits = 0`).
     #[error("lock `{name}`: invalid request: {reason}")]
@@ -390,7 +390,7 @@ impl LockError {
         match self {
             LockError::Busy { holder, .. }
             | LockError::Timeout { holder, .. }
-            | LockError::Mismatch { holder, .. } => holder.as_ref(),
+            | LockError::Mismatch { holder, .. } => holder.as_deref(),
             _ => None,
         }
     }

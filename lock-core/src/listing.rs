@@ -53,7 +53,7 @@ pub fn holders() -> Vec<HeldLock> {
         }
         let waiters = entry.raw.waiters();
         for rec in records {
-            let Some(holder) = local::holder_of(Some(rec)) else {
+            let Some(holder) = local::holder_record(Some(rec)) else {
                 continue;
             };
             out.push(HeldLock {

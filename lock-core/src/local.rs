@@ -28,7 +28,12 @@ use crate::site::Site;
 use crate::{Holder, LockError, LockGuard};
 
 /// The holder a record describes, for errors and listings.
-pub(crate) fn holder_of(rec: Option<Record>) -> Option<Holder> {
+pub(crate) fn holder_of(rec: Option<Record>) -> Option<Box<Holder>> {
+    holder_record(rec).map(Box::new)
+}
+
+/// The holder a record describes.
+pub(crate) fn holder_record(rec: Option<Record>) -> Option<Holder> {
     let rec = rec?;
     let mut h = Holder::new();
     h.pid = Some(std::process::id());

@@ -32,10 +32,13 @@ pub(crate) enum Place<'a> {
 /// use std::time::Duration;
 /// use lock_core::{Lock, Mode};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
-/// // Many readers at once, never beside a writer.
+/// // Many readers at once (here: two tasks), never beside a writer.
 /// let r1 = Lock::new("catalog").shared().acquire().await?;
-/// let r2 = Lock::new("catalog").shared().timeout(Duration::from_secs(5)).acquire().await?;
+/// let r2 = tokio::spawn(Lock::new("catalog").shared().timeout(Duration::from_secs(5)).acquire())
+///     .await
+///     .unwrap()?;
 /// assert_eq!(r2.mode(), Mode::Shared);
+/// assert!(Lock::new("catalog").try_acquire().is_err(), "no writer beside them");
 /// drop((r1, r2));
 ///
 /// // At most two holders of "gpu" at once.

@@ -30,13 +30,13 @@ fn registrations() -> usize {
 }
 
 /// Processes counted as waiting in the lock file's shared page (a native-endian `u32` at
-/// byte 1024; see `lock-core/src/file/shared.rs`).
+/// byte 1032; see `lock-core/src/file/page.rs`).
 fn waiters_in(path: &Path) -> u32 {
     use std::os::unix::fs::FileExt;
     let mut b = [0u8; 4];
     File::open(path)
         .unwrap()
-        .read_exact_at(&mut b, 1024)
+        .read_exact_at(&mut b, 1032)
         .unwrap();
     u32::from_ne_bytes(b)
 }

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use super::open::Owner;
+
 /// The cache's state is consistent between statements, so a poisoned lock is usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -32,54 +34,85 @@ fn elapsed(now: u64, since: u64) -> Duration {
     Duration::from_nanos(now.saturating_sub(since))
 }
 
-/// One open lock file, with its first page mapped where possible.
+/// One open lock file: the descriptor whose OS locks this process's holders take, its
+/// page (for lock-core's own files), and what this process holds through it.
 pub(crate) struct LockFile {
     pub(crate) file: File,
     pub(crate) path: PathBuf,
-    /// `None` where mapping failed or is not supported: then records are written with
-    /// `pwrite` and every release wakes waiters.
+    pub(crate) owner: Owner,
+    /// `None` for files that are not lock-core's (or could not be mapped): OS locks only.
     #[cfg(unix)]
-    page: Option<super::shared::SharedPage>,
+    pub(crate) page: Option<super::page::Page>,
+    /// This process's share of an OS shared lock on the file.
+    pub(crate) shared: Mutex<SharedOs>,
+    /// The permits of a counted lock this process holds, by index.
+    pub(crate) permits: Mutex<Vec<bool>>,
 }
 
-/// Marks this process as waiting for a lock file while it lives.
+/// This process's shared OS lock on a file: held while `holders > 0`.
+#[derive(Default)]
+pub(crate) struct SharedOs {
+    /// In-process shared holders that hold it.
+    pub(crate) holders: u32,
+    /// The process's entry in the page's holder table.
+    pub(crate) entry: Option<usize>,
+}
+
+/// Marks this process as waiting for a wake-up on release while it lives.
 pub(crate) struct Waiting<'a> {
     #[cfg(unix)]
-    _inner: Option<super::shared::Waiting<'a>>,
+    _inner: Option<super::page::WakeMe<'a>>,
     #[cfg(not(unix))]
     _inner: std::marker::PhantomData<&'a ()>,
 }
 
 impl LockFile {
-    pub(super) fn new(file: File, path: PathBuf) -> LockFile {
+    pub(super) fn new(file: File, path: PathBuf, owner: Owner) -> LockFile {
         LockFile {
             #[cfg(unix)]
-            page: super::shared::SharedPage::map(&file).ok(),
+            page: match owner {
+                Owner::Ours => super::page::Page::map(&file).ok(),
+                Owner::Foreign | Owner::ReadOnly => None,
+            },
             file,
             path,
+            owner,
+            shared: Mutex::new(SharedOs::default()),
+            permits: Mutex::new(Vec::new()),
         }
     }
 
-    /// Writes the holder record (the caller holds the OS lock).
+    /// The shared page, for lock-core's own files.
+    #[cfg(unix)]
+    pub(crate) fn page(&self) -> Option<&super::page::Page> {
+        self.page.as_ref()
+    }
+
+    /// Writes the holder record of an exclusive holder (the caller holds the OS lock).
+    /// Only into lock-core's own files.
     pub(crate) fn write_record(&self, name: &str) -> io::Result<()> {
         #[cfg(unix)]
         if let Some(page) = &self.page {
             let mut digits = [0u8; 20];
-            page.write_record(&super::os::record_parts(
+            page.write_record(&super::record::record_parts(
                 name,
-                super::os::now_ms(),
+                super::record::now_ms(),
                 &mut digits,
             ));
             return Ok(());
         }
-        super::os::write_record(&self.file, name)
+        match self.owner {
+            Owner::Ours => super::record::write_record(&self.file, name),
+            Owner::Foreign | Owner::ReadOnly => Ok(()),
+        }
     }
 
-    /// Counts this process among the waiters until the returned value drops.
+    /// Counts this process among the waiters that want a wake-up on release, until the
+    /// returned value drops.
     pub(crate) fn waiting(&self) -> Waiting<'_> {
         Waiting {
             #[cfg(unix)]
-            _inner: self.page.as_ref().map(|p| p.wait()),
+            _inner: self.page.as_ref().map(|p| p.wake_me()),
             #[cfg(not(unix))]
             _inner: std::marker::PhantomData,
         }
@@ -88,16 +121,22 @@ impl LockFile {
     /// Whether the shared page counts any waiting process.
     #[cfg(all(test, unix))]
     pub(crate) fn has_waiters(&self) -> bool {
-        self.page.as_ref().is_some_and(|p| p.has_waiters())
+        self.page.as_ref().is_some_and(|p| p.wants_wake())
     }
 
-    /// After unlocking: wakes waiting processes, if there may be any.
+    /// After unlocking: wakes waiting processes, if there may be any. Touching the file
+    /// changes only its times, so it is done for foreign files too (their waiters, and
+    /// ours, watch them).
     pub(crate) fn wake_waiters(&self) {
         #[cfg(unix)]
         if let Some(page) = &self.page {
-            if !page.has_waiters() {
+            if !page.wants_wake() {
                 return;
             }
+        }
+        if self.owner == Owner::ReadOnly {
+            // futimens needs to own the file or write to it; our waiters re-try anyway.
+            return;
         }
         super::os::touch(&self.file);
     }
@@ -114,7 +153,8 @@ struct Cache {
     /// dir → lock name → open file. Lookups borrow (`&Path`, `&str`) instead of
     /// allocating a key, and are keyed by the lock name so that a hit needs no file name
     /// computation. A process uses few directories: a list compared byte-wise is faster
-    /// than hashing paths component by component.
+    /// than hashing paths component by component. Files named with `path` are kept under
+    /// their full path with an empty lock name.
     dirs: Vec<(PathBuf, Names)>,
     len: usize,
     last_sweep: u64,
@@ -187,18 +227,20 @@ pub(crate) fn open_count() -> usize {
     lock(&CACHE).len
 }
 
-/// Returns the open lock file of the lock `name` in `dir`, opening (and creating) it on
-/// a miss. `now` is the caller's idea of the current time (for idleness; see
-/// [`elapsed`]). The error says which path failed.
+/// Returns the open lock file of the lock `name` in `dir` (or, with `exact`, the file
+/// `dir` itself), opening (and creating) it on a miss. `now` is the caller's idea of the
+/// current time (for idleness; see [`elapsed`]). The error says which path failed.
 pub(crate) fn open(
     dir: &Path,
     name: &str,
+    exact: bool,
     now: u64,
 ) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
+    let key = if exact { "" } else { name };
     let evicted;
     {
         let mut c = lock(&CACHE);
-        if let Some(f) = c.get(dir, name, now) {
+        if let Some(f) = c.get(dir, key, now) {
             if elapsed(now, c.last_sweep) < SWEEP_EVERY {
                 return Ok(f);
             }
@@ -209,9 +251,7 @@ pub(crate) fn open(
         }
     }
     // Miss: open outside the cache lock (file system calls may be slow).
-    let path = dir.join(super::fname::file_name(name));
-    let file = open_file(dir, &path)?;
-    let lf = Arc::new(LockFile::new(file, path));
+    let lf = Arc::new(open_file(dir, name, exact)?);
     let mut c = lock(&CACHE);
     evicted = if c.len >= CAP || elapsed(now, c.last_sweep) >= SWEEP_EVERY {
         c.sweep(now, true)
@@ -224,10 +264,10 @@ pub(crate) fn open(
             last_used: now,
         };
         let replaced = match c.names(dir) {
-            Some(names) => names.insert(name.into(), slot),
+            Some(names) => names.insert(key.into(), slot),
             None => {
                 let mut names = Names::default();
-                names.insert(name.into(), slot);
+                names.insert(key.into(), slot);
                 c.dirs.push((dir.to_path_buf(), names));
                 None
             }
@@ -247,23 +287,27 @@ pub(crate) fn open(
     Ok(lf)
 }
 
-fn open_file(dir: &Path, path: &Path) -> Result<File, (PathBuf, io::Error)> {
-    let mut opts = File::options();
-    opts.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Lock directories are often shared by several users' processes.
-        opts.mode(0o666);
+/// Opens the lock file of `name` in `dir` (or the file `dir` itself, with `exact`),
+/// preparing the directory first where needed.
+fn open_file(dir: &Path, name: &str, exact: bool) -> Result<LockFile, (PathBuf, io::Error)> {
+    let (path, recorded) = if exact {
+        (dir.to_path_buf(), None)
+    } else {
+        (dir.join(super::fname::file_name(name)), Some(name))
+    };
+    if !exact {
+        super::dir::prepare(dir)?;
     }
-    match opts.open(path) {
-        Ok(f) => Ok(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))?;
-            opts.open(path).map_err(|e| (path.to_path_buf(), e))
+    let opened = match super::open::open_lock_file(&path, recorded) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && exact => {
+            let parent = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent).map_err(|e| (parent.to_path_buf(), e))?;
+            super::open::open_lock_file(&path, recorded)
         }
-        Err(e) => Err((path.to_path_buf(), e)),
-    }
+        other => other,
+    };
+    let (file, owner) = opened.map_err(|e| (path.clone(), e))?;
+    Ok(LockFile::new(file, path, owner))
 }
 
 #[cfg(test)]
@@ -273,18 +317,18 @@ mod tests {
     #[test]
     fn the_cache_stays_bounded_and_reuses_descriptors() {
         let dir = std::env::temp_dir().join(format!("lock-core-cache-{}", std::process::id()));
-        let a1 = open(&dir, "a", crate::clock::coarse_nanos()).unwrap();
-        let a2 = open(&dir, "a", crate::clock::coarse_nanos()).unwrap();
+        let a1 = open(&dir, "a", false, crate::clock::coarse_nanos()).unwrap();
+        let a2 = open(&dir, "a", false, crate::clock::coarse_nanos()).unwrap();
         assert_eq!(a1.path, dir.join("a.lock"));
         assert!(Arc::ptr_eq(&a1, &a2), "a hit re-uses the open file");
         drop((a1, a2));
         let held: Vec<_> = (0..CAP + 10)
-            .map(|i| open(&dir, &format!("h{i}"), crate::clock::coarse_nanos()).unwrap())
+            .map(|i| open(&dir, &format!("h{i}"), false, crate::clock::coarse_nanos()).unwrap())
             .collect();
         assert!(open_count() <= CAP);
         drop(held);
         for i in 0..3 * CAP {
-            drop(open(&dir, &format!("x{i}"), crate::clock::coarse_nanos()).unwrap());
+            drop(open(&dir, &format!("x{i}"), false, crate::clock::coarse_nanos()).unwrap());
             assert!(open_count() <= CAP);
         }
         let _ = std::fs::remove_dir_all(&dir);

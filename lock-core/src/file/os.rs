@@ -1,17 +1,25 @@
-//! Operating-system pieces of the file lock: the OS lock itself (std's `File::lock`
-//! family, flock semantics on Unix), the holder record, process liveness, and the
-//! wake-up source for waiters (inotify on Linux).
+//! Operating-system pieces of the file lock: the OS locks themselves (flock for
+//! exclusive and shared holds, open-file-description byte-range locks for the permits
+//! of counted locks), process liveness, and the wake-up source for waiters (inotify on
+//! Linux).
 
 use std::fs::File;
 use std::io;
 use std::sync::OnceLock;
-use std::time::{Duration, UNIX_EPOCH};
-
-use crate::Holder;
+use std::time::Duration;
 
 /// Tries the exclusive OS lock once, without blocking. `Ok(false)`: held elsewhere.
 pub(crate) fn try_lock(f: &File) -> io::Result<bool> {
     match f.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Tries the shared OS lock (`flock(LOCK_SH)`) once, without blocking.
+pub(crate) fn try_lock_shared(f: &File) -> io::Result<bool> {
+    match f.try_lock_shared() {
         Ok(()) => Ok(true),
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
@@ -31,12 +39,73 @@ pub(crate) fn lock_blocking(f: &File) -> io::Result<()> {
     }
 }
 
+/// Where the permit bytes of a counted lock start: far beyond any content, so that
+/// the byte-range locks never cover data (they do not affect I/O either way).
+const PERMITS_AT: i64 = 1 << 40;
+
+/// Tries to take permit `i` of a counted lock once: an open-file-description write lock
+/// on one byte (`F_OFD_SETLK`), which belongs to this descriptor like a flock and is
+/// dropped by the kernel when the holder dies. `Ok(false)`: held elsewhere.
+#[cfg(target_os = "linux")]
+pub(crate) fn try_permit(f: &File, i: u32) -> io::Result<bool> {
+    match ofd(f, i, libc::F_WRLCK as libc::c_short) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives permit `i` back.
+#[cfg(target_os = "linux")]
+pub(crate) fn release_permit(f: &File, i: u32) -> io::Result<()> {
+    ofd(f, i, libc::F_UNLCK as libc::c_short)
+}
+
+#[cfg(target_os = "linux")]
+fn ofd(f: &File, i: u32, kind: libc::c_short) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let lock = libc::flock {
+        l_type: kind,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: PERMITS_AT + i64::from(i),
+        l_len: 1,
+        // Must be 0 for open-file-description locks.
+        l_pid: 0,
+    };
+    loop {
+        // SAFETY: `lock` is a valid `struct flock` that lives across the call, and the
+        // descriptor is open for as long as `f` is borrowed.
+        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn try_permit(_f: &File, _i: u32) -> io::Result<bool> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "counted file locks need open-file-description locks (Linux)",
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn release_permit(_f: &File, _i: u32) -> io::Result<()> {
+    Ok(())
+}
+
 /// Probes, on a separate open file description, whether anyone holds the lock. Takes a
-/// *shared* lock for an instant, so probes never conflict with each other. Closing the
-/// probe's descriptor is itself a wake-up event for waiters (see [`Watch`]), so a waiter
-/// whose attempt collided with the probe is not left sleeping.
+/// *shared* lock for an instant, so probes never conflict with each other or with shared
+/// holders. Closing the probe's descriptor is itself a wake-up event for waiters (see
+/// [`Watch`]), so a waiter whose attempt collided with the probe is not left sleeping.
+/// Never follows a symlink.
 pub(crate) fn probe_held(path: &std::path::Path) -> io::Result<bool> {
-    let f = match File::open(path) {
+    let f = match super::open::open_existing(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
@@ -53,7 +122,7 @@ pub(crate) fn probe_held(path: &std::path::Path) -> io::Result<bool> {
 
 /// After giving the OS lock back: tell waiting processes (their [`Watch`] sees
 /// `IN_ATTRIB`). Changes only the file's times, never its content, so it cannot disturb
-/// a new holder that got in first. Needs write access, which the lock file's opener has.
+/// a new holder that got in first.
 #[cfg(unix)]
 pub(crate) fn touch(f: &File) {
     use std::os::fd::AsRawFd;
@@ -73,243 +142,7 @@ pub(crate) fn touch(f: &File) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Holder record.
-
-const MAGIC: &str = "lock-core holder v1";
-
-fn host_name() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let raw = raw_host_name().unwrap_or_default();
-        let clean: String = raw.chars().filter(|c| !c.is_control()).take(255).collect();
-        if clean.is_empty() {
-            "unknown".to_owned()
-        } else {
-            clean
-        }
-    })
-}
-
-#[cfg(unix)]
-fn raw_host_name() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname writes at most that
-    // many and we never read past the first NUL (or the end) below.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
-}
-
-#[cfg(not(unix))]
-fn raw_host_name() -> Option<String> {
-    std::env::var("COMPUTERNAME").ok()
-}
-
-/// Room for a record: the name (≤ 256 bytes), the host (≤ 255) and a few numbers.
-pub(crate) const RECORD_MAX: usize = 1024;
-
-/// The part of every record of this process that never changes.
-fn record_head() -> &'static str {
-    static HEAD: OnceLock<String> = OnceLock::new();
-    HEAD.get_or_init(|| {
-        format!(
-            "{MAGIC}\npid={}\nhost={}\n",
-            std::process::id(),
-            host_name()
-        )
-    })
-}
-
-/// The pieces of the record a holder puts into its lock file, in order. Hand-rolled (no
-/// `fmt`, no allocation): this is on the uncontended path. `digits` is scratch space.
-pub(crate) fn record_parts<'a>(
-    name: &'a str,
-    since_ms: u64,
-    digits: &'a mut [u8; 20],
-) -> [&'a [u8]; 6] {
-    // Two digits per division: this runs on every uncontended file lock.
-    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-                                2021222324252627282930313233343536373839\
-                                4041424344454647484950515253545556575859\
-                                6061626364656667686970717273747576777879\
-                                8081828384858687888990919293949596979899";
-    let mut d = digits.len();
-    let mut v = since_ms;
-    while v >= 100 {
-        let pair = (v % 100) as usize * 2;
-        v /= 100;
-        d -= 2;
-        digits[d..d + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    }
-    if v >= 10 {
-        let pair = v as usize * 2;
-        d -= 2;
-        digits[d..d + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    } else {
-        d -= 1;
-        digits[d] = b'0' + v as u8;
-    }
-    [
-        record_head().as_bytes(),
-        b"since_ms=",
-        &digits[d..],
-        b"\nname=",
-        name.as_bytes(),
-        b"\nend\n",
-    ]
-}
-
-/// Copies `parts` one after another into `buf`, and returns the length written. Cannot
-/// overflow for valid names (head ≤ ~300 bytes, name ≤ 256); if it would, the record
-/// just stays without its `end` line, i.e. unreadable.
-pub(crate) fn record_into(buf: &mut [u8; RECORD_MAX], name: &str, since_ms: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    for part in record_parts(name, since_ms, &mut digits) {
-        let Some(dst) = buf.get_mut(n..n + part.len()) else {
-            break;
-        };
-        dst.copy_from_slice(part);
-        n += part.len();
-    }
-    n
-}
-
-/// Milliseconds since the Unix epoch, for records (at coarse resolution).
-pub(crate) fn now_ms() -> u64 {
-    crate::clock::wall_millis()
-}
-
-/// The record as a string.
-#[cfg(test)]
-pub(crate) fn record(name: &str, since_ms: u64) -> String {
-    let mut buf = [0u8; RECORD_MAX];
-    let n = record_into(&mut buf, name, since_ms);
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// Overwrites the start of the lock file with the holder record, with `pwrite` (in place:
-/// the file is never truncated or unlinked; readers stop at the `end` line).
-pub(crate) fn write_record(f: &File, name: &str) -> io::Result<()> {
-    let mut buf = [0u8; RECORD_MAX];
-    let n = record_into(&mut buf, name, now_ms());
-    write_all_at(f, &buf[..n])
-}
-
-#[cfg(unix)]
-fn write_all_at(f: &File, buf: &[u8]) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(f, buf, 0)
-}
-
-#[cfg(windows)]
-fn write_all_at(f: &File, mut buf: &[u8]) -> io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    let mut off = 0u64;
-    while !buf.is_empty() {
-        let n = f.seek_write(buf, off)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-        off += n as u64;
-    }
-    Ok(())
-}
-
-#[cfg(not(any(unix, windows)))]
-fn write_all_at(_f: &File, _buf: &[u8]) -> io::Result<()> {
-    Ok(())
-}
-
-#[cfg(unix)]
-fn read_at(f: &File, buf: &mut [u8]) -> io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(f, buf, 0)
-}
-
-#[cfg(windows)]
-fn read_at(f: &File, buf: &mut [u8]) -> io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(f, buf, 0)
-}
-
-#[cfg(not(any(unix, windows)))]
-fn read_at(_f: &File, _buf: &mut [u8]) -> io::Result<usize> {
-    Ok(0)
-}
-
-/// A parsed holder record.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Record {
-    pub(crate) pid: u32,
-    pub(crate) host: String,
-    pub(crate) since_ms: u64,
-    pub(crate) name: String,
-}
-
-/// Parses a record; anything malformed or torn (a read racing a write) is `None`.
-pub(crate) fn parse_record(text: &[u8]) -> Option<Record> {
-    let text = std::str::from_utf8(text).ok().or_else(|| {
-        // A torn read may cut a multi-byte character after the `end` line; keep the
-        // valid prefix.
-        let mut end = text.len();
-        while end > 0 && std::str::from_utf8(&text[..end]).is_err() {
-            end -= 1;
-        }
-        std::str::from_utf8(&text[..end]).ok()
-    })?;
-    let mut lines = text.split('\n');
-    if lines.next()? != MAGIC {
-        return None;
-    }
-    let (mut pid, mut host, mut since, mut name) = (None, None, None, None);
-    for line in lines {
-        if line == "end" {
-            return Some(Record {
-                pid: pid?,
-                host: host?,
-                since_ms: since?,
-                name: name?,
-            });
-        }
-        let (k, v) = line.split_once('=')?;
-        match k {
-            "pid" => pid = Some(v.parse().ok()?),
-            "host" => host = Some(v.to_owned()),
-            "since_ms" => since = Some(v.parse().ok()?),
-            "name" => name = Some(v.to_owned()),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Who holds the lock, from its record — only if the record is for `name` and its
-/// process still lives (a SIGKILLed holder leaves its record behind, but no lock).
-pub(crate) fn read_holder(f: &File, name: &str) -> Option<Holder> {
-    let mut buf = vec![0u8; RECORD_MAX];
-    let n = read_at(f, &mut buf).ok()?;
-    let rec = parse_record(&buf[..n])?;
-    holder_from(rec, name)
-}
-
-pub(crate) fn holder_from(rec: Record, name: &str) -> Option<Holder> {
-    if rec.name != name {
-        return None;
-    }
-    // Liveness can only be checked for our own machine; a record from another host
-    // (network file system) is reported as is.
-    if rec.host == host_name() && !pid_alive(rec.pid) {
-        return None;
-    }
-    let mut h = Holder::new();
-    h.pid = Some(rec.pid);
-    h.host = Some(rec.host);
-    h.since = UNIX_EPOCH.checked_add(Duration::from_millis(rec.since_ms));
-    h.detail = Some("file lock".to_owned());
-    Some(h)
-}
+// Liveness.
 
 /// True if a process with this id exists and is not a zombie.
 #[cfg(unix)]
@@ -434,7 +267,11 @@ mod linux {
             let c = CString::new(path.as_os_str().as_bytes())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let fd = pooled_instance()?;
-            let mask = libc::IN_ATTRIB | libc::IN_CLOSE_WRITE | libc::IN_CLOSE_NOWRITE;
+            // Never follow a symlink planted at the lock path.
+            let mask = libc::IN_ATTRIB
+                | libc::IN_CLOSE_WRITE
+                | libc::IN_CLOSE_NOWRITE
+                | libc::IN_DONT_FOLLOW;
             // SAFETY: `fd` is a valid inotify descriptor and `c` a NUL-terminated path
             // that lives across the call.
             let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
@@ -524,43 +361,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_digits_are_exact() {
-        for ms in [
-            0,
-            7,
-            10,
-            99,
-            100,
-            101,
-            999,
-            1_000,
-            1_763_800_000_123,
-            u64::MAX,
-        ] {
-            let rec = parse_record(record("d", ms).as_bytes()).unwrap();
-            assert_eq!(rec.since_ms, ms);
-        }
-    }
-
-    #[test]
-    fn record_round_trips() {
-        let text = record("a/b c", now_ms());
-        let rec = parse_record(text.as_bytes()).unwrap();
-        assert_eq!(rec.pid, std::process::id());
-        assert_eq!(rec.name, "a/b c");
-        assert_eq!(rec.host, host_name());
-        // Trailing garbage from a longer, older record is ignored.
-        let mut longer = text.clone().into_bytes();
-        longer.extend_from_slice(b"name=old\nend\n\xff\xfe");
-        assert_eq!(parse_record(&longer).unwrap().name, "a/b c");
-        // Torn or foreign content is no record.
-        assert!(parse_record(&text.as_bytes()[..text.len() - 4]).is_none());
-        assert!(parse_record(b"hello").is_none());
-        assert!(parse_record(b"").is_none());
-    }
-
-    #[cfg(unix)]
-    #[test]
     fn liveness_of_processes() {
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(0));
@@ -585,32 +385,6 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_dead_holder_is_not_reported() {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        let text = record("n", now_ms()).replace(
-            &format!("pid={}\n", std::process::id()),
-            &format!("pid={pid}\n"),
-        );
-        let rec = parse_record(text.as_bytes()).unwrap();
-        assert_eq!(rec.pid, pid);
-        assert!(holder_from(rec, "n").is_none());
-        let live = parse_record(record("n", now_ms()).as_bytes()).unwrap();
-        let h = holder_from(live, "n").unwrap();
-        assert_eq!(h.pid, Some(std::process::id()));
-        let other = parse_record(record("m", now_ms()).as_bytes()).unwrap();
-        assert!(holder_from(other, "n").is_none());
-    }
-
-    #[test]
-    fn host_name_is_known() {
-        assert!(!host_name().is_empty());
-        assert!(!host_name().contains('\n'));
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
     fn watch_wakes_on_touch_and_close_and_times_out_otherwise() {
         use std::time::Instant;
         let dir = std::env::temp_dir().join(format!("lock-core-watch-{}", std::process::id()));
@@ -629,7 +403,7 @@ mod tests {
         w.wait_blocking(Duration::from_millis(30)).unwrap();
         assert!(t.elapsed() >= Duration::from_millis(25));
         // A record write is not an event.
-        write_record(&f, "w").unwrap();
+        super::super::record::write_record(&f, "w").unwrap();
         let t = Instant::now();
         w.wait_blocking(Duration::from_millis(30)).unwrap();
         assert!(t.elapsed() >= Duration::from_millis(25));

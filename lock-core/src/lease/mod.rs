@@ -798,7 +798,8 @@ async fn acquire_entry<S: LeaseStore>(
                         .and_then(Result::ok)
                         .flatten(),
                 };
-                let holder = holder.map(|h| util::holder_from_owner(&h, &store.describe()));
+                let holder =
+                    holder.map(|h| Box::new(util::holder_from_owner(&h, &store.describe())));
                 if try_once {
                     return Err(LockError::Busy {
                         name: name.to_string(),

@@ -1,3 +1,4 @@
+use super::wait::Acquire;
 use super::*;
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;

@@ -1,0 +1,545 @@
+//! The first page of one of lock-core's own lock files, mapped shared into every process
+//! that has the file open: who holds the lock, who waits, and whose turn it is.
+//!
+//! | bytes | content |
+//! |---|---|
+//! | `0 .. 1024` | the holder record of an exclusive holder, plain text (what `cat` shows) |
+//! | `1024 .. 1032` | [`MAGIC`]: marks the file as lock-core's (nothing else is ever written to) |
+//! | `1032 .. 1036` | processes waiting that want a wake-up on release (`u32`) |
+//! | `1040 .. 1048` | the next waiter's ticket (`u64`) |
+//! | `1088 .. 2112` | holders: 32 entries, one per process-level OS hold |
+//! | `2112 .. 3136` | waiters: 32 entries, one per waiting call |
+//! | `3136 .. 3396` | the lock's name (`u32` length, then the bytes) |
+//!
+//! An entry is 32 bytes: pid, kind (exclusive, shared, or a counted lock and its count),
+//! host (a hash of the machine's name), a counter (for waiters: how often another
+//! process took the lock while this one waited), the time it started (ms since the
+//! epoch) and, for waiters, a ticket (the order in which waits began). A process claims a free entry by compare-and-swap on its pid and frees it by
+//! storing 0. Entries of processes that died (SIGKILL) stay behind: every reader checks
+//! liveness (`kill(pid, 0)`, for entries of this machine) before trusting one, and full
+//! tables reclaim dead entries.
+//!
+//! **Kinds.** Every holder records its kind *before* it looks at the others' (both with
+//! sequentially consistent accesses), so of two processes that take one name as two
+//! different kinds at once, at least one sees the other and reports `Mismatch`.
+//!
+//! **Turns.** After a process takes the OS lock it adds one to the counter of every
+//! other process's waiting entry; if one of those has already been passed twice (it is
+//! *due*) and waits longer than the taker (an older ticket; a taker that is not waiting
+//! has none), the taker gives the lock back at once and waits instead
+//! ([`Page::must_yield`]). So while another process waits, one process takes at most three
+//! turns in a row, in every mode. The due waiter with the oldest ticket yields to nobody,
+//! so some process always makes progress.
+//!
+//! **Wake-ups.** A waiter that relies on release events counts itself in the word at
+//! `1032` before it arms its inotify watch; a releaser bumps the file's times (the event)
+//! only when that word is non-zero. That is race-free: the waiter's failed attempt is
+//! ordered after its count by program order and before the holder's unlock by the
+//! kernel's lock table, so a releaser that unlocks after the attempt also sees the count.
+//!
+//! A lock file must not be truncated while processes use it (a mapped page beyond the end
+//! of a file faults); lock-core never truncates one.
+
+use std::fs::File;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::record::RECORD_MAX;
+use crate::mode::Mode;
+
+/// Bytes mapped (and the least length of a lock file).
+pub(crate) const PAGE_LEN: usize = 4096;
+/// Where the magic is, and what it is.
+pub(crate) const MAGIC_AT: u64 = RECORD_MAX as u64;
+pub(crate) const MAGIC: [u8; 8] = *b"LKCORE02";
+const WAKE_AT: usize = 1032;
+const TICKET_AT: usize = 1040;
+const HOLDERS_AT: usize = 1088;
+const WAITERS_AT: usize = 2112;
+pub(crate) const NAME_AT: u64 = 3136;
+/// Entries per table.
+pub(crate) const ENTRIES: usize = 32;
+const ENTRY_LEN: usize = 32;
+
+/// How many times another process may take the lock while one waits before the others
+/// yield to it (so three turns in a row at most, counting the one under way).
+const PASSES: u32 = 2;
+
+/// An entry's kind, as stored.
+pub(crate) fn kind_code(mode: Mode) -> u32 {
+    match mode {
+        Mode::Exclusive => 1,
+        Mode::Shared => 2,
+        Mode::Permits(n) => 3 | (n.min(crate::mode::MAX_PERMITS) << 8),
+    }
+}
+
+/// The mode an entry's kind stands for.
+pub(crate) fn mode_of(code: u32) -> Option<Mode> {
+    match code & 0xff {
+        1 => Some(Mode::Exclusive),
+        2 => Some(Mode::Shared),
+        3 => Some(Mode::Permits(code >> 8)),
+        _ => None,
+    }
+}
+
+/// Whether holders of kinds `a` and `b` are one lock (a reader/writer lock, or a counted
+/// lock with the same count).
+fn same_lock(a: u32, b: u32) -> bool {
+    let rw = |c: u32| c == 1 || c == 2;
+    (rw(a) && rw(b)) || a == b
+}
+
+/// The bytes that start the binary part of the first page of every fresh lock file:
+/// what [`init`](super::open) writes.
+pub(crate) fn name_bytes(name: &str) -> Vec<u8> {
+    let n = name.len().min(crate::MAX_NAME_LEN);
+    let mut v = Vec::with_capacity(4 + n);
+    v.extend_from_slice(&(n as u32).to_ne_bytes());
+    v.extend_from_slice(&name.as_bytes()[..n]);
+    v
+}
+
+/// A shared mapping of the first [`PAGE_LEN`] bytes of a lock file.
+pub(crate) struct Page {
+    ptr: NonNull<u8>,
+}
+
+// SAFETY: the mapping is plain shared memory, valid until `Drop` unmaps it; every access
+// that may be concurrent goes through atomics, except the record area, which only the
+// holder of the exclusive OS lock writes (one thread at a time, see `write_record`).
+unsafe impl Send for Page {}
+// SAFETY: as above; `&Page` offers only atomics and `write_record`, whose callers are
+// serialised by the exclusive OS lock.
+unsafe impl Sync for Page {}
+
+/// One table entry, as read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) pid: u32,
+    pub(crate) kind: u32,
+    pub(crate) host: u32,
+    pub(crate) count: u32,
+    pub(crate) since_ms: u64,
+    /// For waiters: the order in which waits began.
+    pub(crate) ticket: u64,
+}
+
+impl Entry {
+    /// True if the entry's process may still be alive (checked for this machine only).
+    pub(crate) fn alive(&self) -> bool {
+        self.pid != 0 && (self.host != super::record::host_hash() || super::os::pid_alive(self.pid))
+    }
+}
+
+/// Which table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Table {
+    Holders,
+    Waiters,
+}
+
+impl Table {
+    fn base(self) -> usize {
+        match self {
+            Table::Holders => HOLDERS_AT,
+            Table::Waiters => WAITERS_AT,
+        }
+    }
+}
+
+impl Page {
+    /// Maps the first page of `f`, one of lock-core's own files that is at least
+    /// [`PAGE_LEN`] bytes long (see `open`).
+    pub(crate) fn map(f: &File) -> io::Result<Page> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh shared, read-write mapping of a descriptor we own, at offset 0,
+        // of a length the file has; the kernel picks the address. The result is checked
+        // against MAP_FAILED before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Page { ptr })
+    }
+
+    fn u32_at(&self, at: usize) -> &AtomicU32 {
+        debug_assert!(at.is_multiple_of(4) && at + 4 <= PAGE_LEN);
+        // SAFETY: `at + 4 <= PAGE_LEN` and `at` is 4-aligned (the mapping is page-aligned),
+        // the mapping lives as long as `self`, and these bytes are only ever accessed
+        // atomically, by every process.
+        unsafe { &*self.ptr.as_ptr().add(at).cast::<AtomicU32>() }
+    }
+
+    fn u64_at(&self, at: usize) -> &AtomicU64 {
+        debug_assert!(at.is_multiple_of(8) && at + 8 <= PAGE_LEN);
+        // SAFETY: as in `u32_at`, 8-aligned.
+        unsafe { &*self.ptr.as_ptr().add(at).cast::<AtomicU64>() }
+    }
+
+    /// Writes the holder record, given as consecutive parts, straight into the page
+    /// (parts beyond [`RECORD_MAX`] bytes are cut off). Callers hold the exclusive OS lock
+    /// on the file, so no other well-behaved writer exists.
+    pub(crate) fn write_record(&self, parts: &[&[u8]]) {
+        let mut at = 0;
+        for part in parts {
+            let n = part.len().min(RECORD_MAX - at);
+            // SAFETY: `at + n <= RECORD_MAX < PAGE_LEN`, so the destination lies in the
+            // mapping; source and destination cannot overlap (the source is on the
+            // caller's side, never in the page).
+            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), self.ptr.as_ptr().add(at), n) };
+            at += n;
+        }
+    }
+
+    fn entry_at(&self, table: Table, i: usize) -> usize {
+        table.base() + i * ENTRY_LEN
+    }
+
+    fn read_entry(&self, table: Table, i: usize) -> Entry {
+        let at = self.entry_at(table, i);
+        Entry {
+            pid: self.u32_at(at).load(Ordering::SeqCst),
+            kind: self.u32_at(at + 4).load(Ordering::SeqCst),
+            host: self.u32_at(at + 8).load(Ordering::Relaxed),
+            count: self.u32_at(at + 12).load(Ordering::Relaxed),
+            since_ms: self.u64_at(at + 16).load(Ordering::Relaxed),
+            ticket: self.u64_at(at + 24).load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every entry in use (kind written) of a table, with its index.
+    pub(crate) fn entries(&self, table: Table) -> impl Iterator<Item = (usize, Entry)> + '_ {
+        (0..ENTRIES)
+            .map(move |i| (i, self.read_entry(table, i)))
+            .filter(|(_, e)| e.pid != 0 && e.kind != 0)
+    }
+
+    /// Claims an entry for this process; `None` if the table is full of live entries.
+    pub(crate) fn add(&self, table: Table, mode: Mode, since_ms: u64) -> Option<usize> {
+        let me = std::process::id();
+        for round in 0..2 {
+            for i in 0..ENTRIES {
+                let at = self.entry_at(table, i);
+                if self
+                    .u32_at(at)
+                    .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.u32_at(at + 8)
+                        .store(super::record::host_hash(), Ordering::Relaxed);
+                    self.u32_at(at + 12).store(0, Ordering::Relaxed);
+                    self.u64_at(at + 16).store(since_ms, Ordering::Relaxed);
+                    let ticket = match table {
+                        Table::Waiters => self.u64_at(TICKET_AT).fetch_add(1, Ordering::Relaxed),
+                        Table::Holders => 0,
+                    };
+                    self.u64_at(at + 24).store(ticket, Ordering::Relaxed);
+                    // Last, and sequentially consistent: see "Kinds" in the module docs.
+                    self.u32_at(at + 4).store(kind_code(mode), Ordering::SeqCst);
+                    return Some(i);
+                }
+            }
+            if round == 0 {
+                self.reclaim_dead(table);
+            }
+        }
+        None
+    }
+
+    /// Frees entry `i` (claimed by this process).
+    pub(crate) fn remove(&self, table: Table, i: usize) {
+        let at = self.entry_at(table, i);
+        self.u32_at(at + 4).store(0, Ordering::SeqCst);
+        self.u32_at(at).store(0, Ordering::SeqCst);
+    }
+
+    /// Frees the entries of processes that no longer exist.
+    fn reclaim_dead(&self, table: Table) {
+        for (i, e) in self.entries(table).collect::<Vec<_>>() {
+            if !e.alive() {
+                let at = self.entry_at(table, i);
+                if self
+                    .u32_at(at)
+                    .compare_exchange(e.pid, 0, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.u32_at(at + 4).store(0, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// A live entry of another process whose kind is not one lock with `mode`, if any.
+    pub(crate) fn mismatch(&self, mode: Mode) -> Option<Entry> {
+        let me = std::process::id();
+        let mine = kind_code(mode);
+        [Table::Holders, Table::Waiters]
+            .into_iter()
+            .flat_map(|t| self.entries(t))
+            .map(|(_, e)| e)
+            .find(|e| e.pid != me && !same_lock(e.kind, mine) && e.alive())
+    }
+
+    /// After this process took the OS lock: whether another process's waiter that waits
+    /// longer than the taker (whose own waiting entry is `mine`, if it waits) has already
+    /// been passed often enough that this turn must go to it (then the caller gives the
+    /// lock back and waits). Otherwise counts this turn against every other waiter.
+    pub(crate) fn must_yield(&self, mine: Option<usize>) -> bool {
+        let me = std::process::id();
+        let my_ticket = mine.map_or(u64::MAX, |i| self.read_entry(Table::Waiters, i).ticket);
+        let others: Vec<(usize, Entry)> = self
+            .entries(Table::Waiters)
+            .filter(|(_, e)| e.pid != me)
+            .collect();
+        if others.is_empty() {
+            return false;
+        }
+        if others
+            .iter()
+            .any(|(_, e)| e.count >= PASSES && e.ticket < my_ticket && e.alive())
+        {
+            return true;
+        }
+        for (i, _) in others {
+            let at = self.entry_at(Table::Waiters, i);
+            self.u32_at(at + 12).fetch_add(1, Ordering::Relaxed);
+        }
+        false
+    }
+
+    /// The count of a waiting entry (how often it was passed).
+    pub(crate) fn passes(&self, i: usize) -> u32 {
+        self.u32_at(self.entry_at(Table::Waiters, i) + 12)
+            .load(Ordering::Relaxed)
+    }
+
+    /// Counts a waiter that wants a wake-up on release, until the returned value drops.
+    pub(crate) fn wake_me(&self) -> WakeMe<'_> {
+        self.u32_at(WAKE_AT).fetch_add(1, Ordering::SeqCst);
+        WakeMe(self.u32_at(WAKE_AT))
+    }
+
+    /// True if some waiter wants a wake-up on release.
+    pub(crate) fn wants_wake(&self) -> bool {
+        self.u32_at(WAKE_AT).load(Ordering::SeqCst) != 0
+    }
+}
+
+/// A page read with `pread` (for listings: no mapping, no writes): the lock's name and
+/// the entries of both tables, as they were.
+pub(crate) struct Snapshot {
+    pub(crate) name: Option<String>,
+    pub(crate) holders: Vec<Entry>,
+    pub(crate) waiters: Vec<Entry>,
+}
+
+/// Reads a snapshot of `f`'s page; `None` if it is not one of lock-core's files.
+pub(crate) fn snapshot(f: &File) -> Option<Snapshot> {
+    let mut buf = vec![0u8; PAGE_LEN];
+    let n = super::record::read_at(f, &mut buf, 0).ok()?;
+    if n < PAGE_LEN || buf[MAGIC_AT as usize..MAGIC_AT as usize + 8] != MAGIC {
+        return None;
+    }
+    let u32_at = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&buf[at..at + 8]);
+        u64::from_ne_bytes(b)
+    };
+    let table = |base: usize| -> Vec<Entry> {
+        (0..ENTRIES)
+            .map(|i| {
+                let at = base + i * ENTRY_LEN;
+                Entry {
+                    pid: u32_at(at),
+                    kind: u32_at(at + 4),
+                    host: u32_at(at + 8),
+                    count: u32_at(at + 12),
+                    since_ms: u64_at(at + 16),
+                    ticket: u64_at(at + 24),
+                }
+            })
+            .filter(|e| e.pid != 0 && e.kind != 0)
+            .collect()
+    };
+    let len = u32_at(NAME_AT as usize) as usize;
+    let name = (1..=crate::MAX_NAME_LEN)
+        .contains(&len)
+        .then(|| {
+            String::from_utf8(buf[NAME_AT as usize + 4..NAME_AT as usize + 4 + len].to_vec()).ok()
+        })
+        .flatten();
+    Some(Snapshot {
+        name,
+        holders: table(HOLDERS_AT),
+        waiters: table(WAITERS_AT),
+    })
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`; nothing borrows it any more
+        // (borrows are tied to `&self`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), PAGE_LEN) };
+    }
+}
+
+/// Marks one waiter that wants a wake-up; see [`Page::wake_me`].
+pub(crate) struct WakeMe<'a>(&'a AtomicU32);
+
+impl Drop for WakeMe<'_> {
+    fn drop(&mut self) {
+        // Saturating: a counter clobbered by someone else must not wrap around.
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(tag: &str) -> (std::path::PathBuf, File) {
+        let dir = std::env::temp_dir().join(format!("lock-core-page-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.lock");
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        f.set_len(PAGE_LEN as u64).unwrap();
+        (path, f)
+    }
+
+    #[test]
+    fn two_mappings_share_records_and_tables() {
+        let (path, f1) = file("share");
+        let f2 = File::options().read(true).write(true).open(&path).unwrap();
+        let a = Page::map(&f1).unwrap();
+        let b = Page::map(&f2).unwrap();
+        a.write_record(&[b"hello ", b"record\nend\n"]);
+        assert!(std::fs::read(&path)
+            .unwrap()
+            .starts_with(b"hello record\nend\n"));
+
+        let i = a.add(Table::Holders, Mode::Permits(3), 42).unwrap();
+        let seen: Vec<_> = b.entries(Table::Holders).collect();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1.pid, std::process::id());
+        assert_eq!(mode_of(seen[0].1.kind), Some(Mode::Permits(3)));
+        assert_eq!(seen[0].1.since_ms, 42);
+        a.remove(Table::Holders, i);
+        assert_eq!(b.entries(Table::Holders).count(), 0);
+
+        assert!(!b.wants_wake());
+        {
+            let _w = a.wake_me();
+            assert!(b.wants_wake());
+        }
+        assert!(!b.wants_wake());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn kinds_tell_one_lock_from_another() {
+        assert!(same_lock(
+            kind_code(Mode::Exclusive),
+            kind_code(Mode::Shared)
+        ));
+        assert!(same_lock(
+            kind_code(Mode::Permits(2)),
+            kind_code(Mode::Permits(2))
+        ));
+        assert!(!same_lock(
+            kind_code(Mode::Permits(2)),
+            kind_code(Mode::Permits(3))
+        ));
+        assert!(!same_lock(
+            kind_code(Mode::Permits(2)),
+            kind_code(Mode::Shared)
+        ));
+        for m in [
+            Mode::Exclusive,
+            Mode::Shared,
+            Mode::Permits(1),
+            Mode::Permits(16383),
+        ] {
+            assert_eq!(mode_of(kind_code(m)), Some(m));
+        }
+        assert_eq!(mode_of(0), None);
+    }
+
+    #[test]
+    fn dead_entries_are_ignored_and_reclaimed() {
+        let (path, f) = file("dead");
+        let p = Page::map(&f).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        // Fill the table with a dead process's entries, as SIGKILLed holders leave them.
+        for i in 0..ENTRIES {
+            let at = p.entry_at(Table::Holders, i);
+            p.u32_at(at).store(dead, Ordering::SeqCst);
+            p.u32_at(at + 8)
+                .store(super::super::record::host_hash(), Ordering::SeqCst);
+            p.u32_at(at + 4)
+                .store(kind_code(Mode::Permits(2)), Ordering::SeqCst);
+        }
+        assert!(
+            p.mismatch(Mode::Exclusive).is_none(),
+            "dead holders do not count"
+        );
+        let i = p
+            .add(Table::Holders, Mode::Exclusive, 1)
+            .expect("a dead entry is reclaimed");
+        p.remove(Table::Holders, i);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_waiter_passed_twice_makes_the_next_taker_yield() {
+        let (path, f) = file("turns");
+        let p = Page::map(&f).unwrap();
+        // A waiter of another (live) process: pid 1 always exists.
+        let at = p.entry_at(Table::Waiters, 5);
+        p.u32_at(at).store(1, Ordering::SeqCst);
+        p.u32_at(at + 8)
+            .store(super::super::record::host_hash(), Ordering::SeqCst);
+        p.u32_at(at + 4)
+            .store(kind_code(Mode::Exclusive), Ordering::SeqCst);
+        p.u64_at(at + 24).store(3, Ordering::SeqCst);
+        assert!(!p.must_yield(None));
+        assert!(!p.must_yield(None));
+        assert_eq!(p.passes(5), 2);
+        assert!(p.must_yield(None), "third turn in a row goes to the waiter");
+        // A taker that waits longer (an older ticket) does not yield to it.
+        let mine = p.add(Table::Waiters, Mode::Exclusive, 0).unwrap();
+        let at_mine = p.entry_at(Table::Waiters, mine);
+        p.u64_at(at_mine + 24).store(1, Ordering::SeqCst);
+        assert!(!p.must_yield(Some(mine)));
+        p.u64_at(at_mine + 24).store(9, Ordering::SeqCst);
+        assert!(p.must_yield(Some(mine)));
+        p.remove(Table::Waiters, mine);
+        p.remove(Table::Waiters, 5);
+        assert!(!p.must_yield(None));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}

@@ -1,0 +1,173 @@
+//! Waiting for the OS part of a file lock, async or blocking.
+//!
+//! A waiter records itself in the page's waiter table (so that other processes know a
+//! turn is due, that the name is wanted as this kind of lock, and who waits), counts
+//! itself among the waiters that want a wake-up, arms an inotify watch on the file, and
+//! only then tries again — so a release after that attempt wakes it. A bounded backoff
+//! re-try is the safety net (and the whole mechanism where there is no inotify).
+//!
+//! A blocking exclusive wait without a deadline sleeps in the kernel's `flock` itself,
+//! which hands the lock over as fast as a pipe wakes its reader.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::cache::LockFile;
+use super::hold::{self, FileHold, Try};
+use super::os;
+use super::page::Table;
+use crate::mode::Mode;
+use crate::LockError;
+
+/// This call's entry in the page's waiter table, removed on drop. If other processes
+/// yielded to it (it was passed twice), leaving without the lock wakes them.
+struct WaiterEntry<'a> {
+    lf: &'a LockFile,
+    entry: Option<usize>,
+}
+
+impl<'a> WaiterEntry<'a> {
+    fn new(lf: &'a LockFile, mode: Mode) -> Self {
+        #[cfg(unix)]
+        let entry = lf
+            .page()
+            .and_then(|p| p.add(Table::Waiters, mode, super::record::now_ms()));
+        #[cfg(not(unix))]
+        let entry = {
+            let _ = mode;
+            None
+        };
+        WaiterEntry { lf, entry }
+    }
+}
+
+impl Drop for WaiterEntry<'_> {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let (Some(p), Some(i)) = (self.lf.page(), self.entry) {
+            let yielded_to = p.passes(i) >= 2;
+            p.remove(Table::Waiters, i);
+            if yielded_to {
+                os::touch(&self.lf.file);
+            }
+        }
+    }
+}
+
+pub(crate) fn timed_out(lf: &LockFile, name: &str, start: Instant) -> LockError {
+    LockError::Timeout {
+        name: name.to_owned(),
+        waited: start.elapsed(),
+        holder: hold::holder(lf, name),
+    }
+}
+
+/// How long to wait before the next attempt, or `None` once the deadline has passed.
+fn next_step(deadline: Option<Instant>, backoff: Duration) -> Option<Duration> {
+    match deadline {
+        None => Some(backoff),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| left.min(backoff))
+        }
+    }
+}
+
+/// Waits (async) until an attempt at the OS lock succeeds. Runs on any executor: the
+/// inotify descriptor and the re-try timer are served by the crate's wake-up thread
+/// ([`crate::reactor`]), not by a runtime.
+pub(crate) async fn wait_async(
+    lf: &Arc<LockFile>,
+    mode: Mode,
+    name: &str,
+    start: Instant,
+    deadline: Option<Instant>,
+) -> Result<FileHold, LockError> {
+    let entry = WaiterEntry::new(lf, mode);
+    // Counted as a waiter before the watch is armed, so releasers know to wake us.
+    let _waiting = lf.waiting();
+    #[cfg(target_os = "linux")]
+    let mut watch = os::Watch::new(&lf.path).ok();
+    let mut backoff = os::BACKOFF_MIN;
+    loop {
+        // The watch is armed before this attempt: a release after it wakes us.
+        if let Try::Got(h) = hold::try_os(lf, mode, name, entry.entry)? {
+            return Ok(h);
+        }
+        let Some(step) = next_step(deadline, backoff) else {
+            return Err(timed_out(lf, name, start));
+        };
+        let now = Instant::now();
+        let until = now.checked_add(step).unwrap_or(now);
+        backoff = (backoff * 2).min(os::backoff_max());
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = watch.as_ref().and_then(|w| w.fd()) {
+            // The re-try is only a safety net (inotify wakes us on a release), so it may
+            // come a tick late rather than interrupt the wake-up thread; the caller's own
+            // deadline is kept exactly.
+            let slack = if deadline.is_some_and(|d| d <= until) {
+                Duration::ZERO
+            } else {
+                crate::reactor::TICK
+            };
+            // Events queued before the registration make it fire at once.
+            match crate::reactor::readable_until(fd, until, slack).await {
+                Ok(()) => {
+                    if let Some(w) = &watch {
+                        let _ = w.drain();
+                    }
+                }
+                // Not pollable after all: the backoff alone from now on.
+                Err(_) => watch = None,
+            }
+            continue;
+        }
+        crate::reactor::sleep_until(until)
+            .await
+            .map_err(|e| crate::reactor::wait_failed(name, e))?;
+    }
+}
+
+/// Waits (blocking the thread) until the OS lock is ours: in the kernel for an
+/// exclusive lock without a deadline, else by attempts woken by the release events.
+pub(crate) fn wait_blocking(
+    lf: &Arc<LockFile>,
+    mode: Mode,
+    name: &str,
+    start: Instant,
+    deadline: Option<Instant>,
+) -> Result<FileHold, LockError> {
+    if deadline.is_none() && mode.is_exclusive() {
+        // Not counted as wanting a wake-up (the kernel wakes us, releasers need not),
+        // but recorded as a waiter, for the turn rule.
+        let entry = WaiterEntry::new(lf, mode);
+        os::lock_blocking(&lf.file).map_err(|e| hold::io_error(name, &lf.path, e))?;
+        match hold::after_kernel_lock(lf, name, entry.entry)? {
+            Try::Got(h) => return Ok(h),
+            // Due to another process: wait for its release below.
+            Try::Held | Try::Yield => {}
+        }
+    }
+    let entry = WaiterEntry::new(lf, mode);
+    let _waiting = lf.waiting();
+    #[cfg(target_os = "linux")]
+    let mut watch = os::Watch::new(&lf.path).ok();
+    let mut backoff = os::BACKOFF_MIN;
+    loop {
+        if let Try::Got(h) = hold::try_os(lf, mode, name, entry.entry)? {
+            return Ok(h);
+        }
+        let Some(step) = next_step(deadline, backoff) else {
+            return Err(timed_out(lf, name, start));
+        };
+        backoff = (backoff * 2).min(os::backoff_max());
+        #[cfg(target_os = "linux")]
+        if let Some(w) = &watch {
+            if w.wait_blocking(step).is_err() {
+                watch = None;
+            }
+            continue;
+        }
+        std::thread::sleep(step);
+    }
+}
