@@ -325,7 +325,11 @@ pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
     };
     // A shared or counted request that would join current holders first checks they
     // are not its own chain's (which needs the waker): the slow path does that.
-    if opts.mode.problem().is_some() || (!opts.mode.is_exclusive() && pinned.raw.has_sharers()) {
+    // With the lock-order checker on, the slow path also learns who asks (the waker).
+    if opts.mode.problem().is_some()
+        || (!opts.mode.is_exclusive() && pinned.raw.has_sharers())
+        || crate::lockdep::on()
+    {
         return Err(Slow(Pending::One(pinned, opts)));
     }
     let facts = opts.facts_async();
@@ -511,4 +515,10 @@ pub async fn acquire_store<S: crate::lease::LeaseStore>(
 /// progress: for tests that check that cancelled waits leave nothing behind.
 pub fn wait_registrations() -> usize {
     crate::reactor::global_counts().total()
+}
+
+/// How many waits the deadlock check holds registered right now: zero whenever no wait
+/// that could be part of a cycle is in progress (for tests of cancellation).
+pub fn deadlock_registrations() -> usize {
+    crate::deadlock::registered()
 }

@@ -120,6 +120,22 @@ pub(crate) fn held_by_chain(entry: &Entry) -> bool {
     })
 }
 
+/// The grants the current call chain holds through its scopes, innermost first, as
+/// `(entry address, grant id)` pairs (addresses only compared, never dereferenced). For
+/// the deadlock check and the lock-order checker, on slow paths only.
+pub(crate) fn held_grants(out: &mut Vec<(usize, u64)>) {
+    CURRENT.with(|c| {
+        let mut p = c.get();
+        while !p.is_null() {
+            // SAFETY: as in `held_by_chain`: frames reachable from `CURRENT` are alive and
+            // pinned while they are reachable.
+            let f = unsafe { &*p };
+            out.extend(f.held.iter().map(|&(e, id)| (e as usize, id)));
+            p = f.parent.get();
+        }
+    });
+}
+
 /// True if any scope is active on this thread (i.e. we run inside a locked body).
 #[inline]
 pub(crate) fn in_scope() -> bool {

@@ -26,17 +26,26 @@ use crate::LockError;
 pub struct LockGuard {
     entry: EntryRef,
     grant: Grant,
+    /// Taken by hand (counts for its chain), as opposed to inside a scope.
+    hand: bool,
     /// The cross-process part, for file locks. Given back before the in-process lock, so
     /// the next in-process waiter finds the OS lock free.
     pub(crate) file: Option<crate::file::FileHold>,
 }
 
 impl LockGuard {
+    /// A guard whose hold recorded `facts`: one with a chain key is a hand-taken guard,
+    /// counted for the deadlock check.
     #[inline]
-    pub(crate) fn new(entry: EntryRef, grant: Grant) -> Self {
+    pub(crate) fn with_facts(entry: EntryRef, grant: Grant, facts: &crate::owner::Facts) -> Self {
+        let hand = facts.key != 0;
+        if hand {
+            crate::deadlock::hand_taken();
+        }
         LockGuard {
             entry,
             grant,
+            hand,
             file: None,
         }
     }
@@ -122,6 +131,12 @@ impl Drop for LockGuard {
             let _ = f.release(self.entry.name());
         }
         self.entry.raw.unlock(&self.grant);
+        if self.hand {
+            crate::deadlock::hand_dropped();
+        }
+        if crate::lockdep::on() {
+            crate::lockdep::released(self.grant.id);
+        }
     }
 }
 

@@ -60,12 +60,14 @@
 
 mod chain;
 mod clock;
+mod deadlock;
 mod error;
 pub mod file;
 mod guard;
 pub mod lease;
 mod listing;
 mod local;
+pub mod lockdep;
 mod mode;
 mod name;
 mod owner;

@@ -133,15 +133,31 @@ fn failed(e: LockError) -> Fast {
     Fast::Failed(Box::new(e))
 }
 
-/// Steps 1 and 2. `me` says who asks, only when it is needed (a shared or counted
-/// request that would join current holders).
+/// Tells the lock-order checker about a lock just taken (when it runs).
 #[inline(always)]
-pub(crate) fn try_fast(
-    entry: EntryRef,
-    mode: Mode,
-    facts: &Facts,
-    me: impl FnOnce() -> Me,
-) -> Fast {
+fn taken(guard: &LockGuard, facts: &Facts, me: impl FnOnce() -> Me) {
+    if crate::lockdep::on() {
+        taken_cold(guard, facts, &me());
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn taken_cold(guard: &LockGuard, facts: &Facts, me: &Me) {
+    let entry: &crate::registry::Entry = guard.entry();
+    crate::lockdep::acquired(
+        guard.token(),
+        entry as *const crate::registry::Entry as usize,
+        guard.name(),
+        facts,
+        me,
+    );
+}
+
+/// Steps 1 and 2. `me` says who asks, only when it is needed (a shared or counted
+/// request that would join current holders, or the lock-order checker).
+#[inline(always)]
+pub(crate) fn try_fast(entry: EntryRef, mode: Mode, facts: &Facts, me: impl Fn() -> Me) -> Fast {
     if chain::held_by_chain(&entry) {
         return failed(reentry(&entry));
     }
@@ -149,7 +165,11 @@ pub(crate) fn try_fast(
         return failed(reentry(&entry));
     }
     match entry.raw.try_lock(mode, facts) {
-        Ok(grant) => Fast::Got(LockGuard::new(entry, grant)),
+        Ok(grant) => {
+            let g = LockGuard::with_facts(entry, grant, facts);
+            taken(&g, facts, me);
+            Fast::Got(g)
+        }
         Err(Refused::Held) => Fast::Taken(entry),
         Err(Refused::Mismatch(kind)) => failed(mismatch(&entry, kind, mode)),
     }
@@ -260,6 +280,7 @@ pub(crate) async fn wait_slow(
     if timeout == Some(Duration::ZERO) {
         return Err(busy(&entry));
     }
+    let _registered = crate::deadlock::enter(&entry, &me, mode, false, || me.describe())?;
     let start = Instant::now();
     // A timeout too far away to represent is no timeout.
     let got = match timeout.and_then(|t| start.checked_add(t)) {
@@ -275,7 +296,11 @@ pub(crate) async fn wait_slow(
         }
     };
     match got {
-        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Ok(grant) => {
+            let g = LockGuard::with_facts(entry, grant, &facts);
+            taken(&g, &facts, || me);
+            Ok(g)
+        }
         Err(r) => Err(refused(&entry, r, mode)),
     }
 }
@@ -289,8 +314,13 @@ pub(crate) async fn wait(
 ) -> Result<LockGuard, LockError> {
     let me = me_async().await;
     check_contended(&entry, &me, false)?;
+    let _registered = crate::deadlock::enter(&entry, &me, mode, false, || me.describe())?;
     match entry.raw.lock_async(mode, facts).await {
-        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Ok(grant) => {
+            let g = LockGuard::with_facts(entry, grant, &facts);
+            taken(&g, &facts, || me);
+            Ok(g)
+        }
         Err(r) => Err(refused(&entry, r, mode)),
     }
 }
@@ -324,10 +354,15 @@ pub(crate) fn blocking_slow(
     if timeout == Some(Duration::ZERO) {
         return Err(busy(&entry));
     }
+    let _registered = crate::deadlock::enter(&entry, &me, mode, true, || me.describe())?;
     let start = Instant::now();
     let deadline = timeout.and_then(|t| start.checked_add(t));
     match block_here(|| entry.raw.lock_blocking(mode, &facts, deadline)) {
-        Ok(grant) => Ok(LockGuard::new(entry, grant)),
+        Ok(grant) => {
+            let g = LockGuard::with_facts(entry, grant, &facts);
+            taken(&g, &facts, || me);
+            Ok(g)
+        }
         Err(Refused::Held) => Err(timed_out(&entry, start.elapsed())),
         Err(r @ Refused::Mismatch(_)) => Err(refused(&entry, r, mode)),
     }

@@ -119,6 +119,17 @@ impl Me {
         }
     }
 
+    /// "task 12 (on thread #3)", "thread #5", "an async task on thread #3".
+    pub(crate) fn describe(&self) -> String {
+        Facts {
+            key: self.key,
+            task: self.task,
+            thread: thread_key() | if self.key & TAG == THREAD { 0 } else { ASYNC },
+            site: Site::Unknown,
+        }
+        .describe()
+    }
+
     /// Whether a hold with `facts` belongs to this caller's chain, so that waiting for it
     /// would never end. A `blocking` wait stops the caller's whole task, so every hold of
     /// that task counts.

@@ -89,20 +89,29 @@ struct Registry {
     idle: [IdleCount; SHARDS],
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
-    hasher: foldhash::fast::RandomState::default(),
-    shards: std::array::from_fn(|_| {
-        Mutex::new(Shard {
-            table: HashTable::new(),
-            sweep_at: MIN_SWEEP,
-            spares: Vec::new(),
-        })
-    }),
-    idle: std::array::from_fn(|_| IdleCount {
-        dropped: AtomicUsize::new(0),
-        limit: AtomicUsize::new(MIN_SWEEP),
-    }),
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    // Every lock goes through the registry first: a good moment to read the
+    // lock-order checker's setting once.
+    crate::lockdep::init();
+    new_registry()
 });
+
+fn new_registry() -> Registry {
+    Registry {
+        hasher: foldhash::fast::RandomState::default(),
+        shards: std::array::from_fn(|_| {
+            Mutex::new(Shard {
+                table: HashTable::new(),
+                sweep_at: MIN_SWEEP,
+                spares: Vec::new(),
+            })
+        }),
+        idle: std::array::from_fn(|_| IdleCount {
+            dropped: AtomicUsize::new(0),
+            limit: AtomicUsize::new(MIN_SWEEP),
+        }),
+    }
+}
 
 /// The table indexes buckets by the low bits and tags them with the top 7; the shard
 /// takes bits from the middle so neither is skewed.
@@ -117,6 +126,15 @@ impl Deref for Handle {
     type Target = Entry;
     fn deref(&self) -> &Entry {
         &self.0
+    }
+}
+
+impl Clone for Handle {
+    /// Another counted reference to a live entry. Safe outside the shard lock: `self`
+    /// keeps the count above zero, so no sweep can take the entry meanwhile.
+    fn clone(&self) -> Self {
+        self.0.handles.fetch_add(1, Ordering::Relaxed);
+        Handle(self.0.clone())
     }
 }
 
@@ -224,6 +242,7 @@ pub(crate) fn stored() -> usize {
 
 /// Either a counted handle, or an entry pinned for the life of the process by a call
 /// site's cache (no counting needed on the hot path).
+#[derive(Clone)]
 pub(crate) enum EntryRef {
     Pinned(&'static Entry),
     Counted(Handle),

@@ -14,6 +14,9 @@ pub struct FnSite {
     pub file: &'static str,
     /// The line of the attribute.
     pub line: u32,
+    /// The templates of interpolated names, with every hole written `{}` (the lock
+    /// classes of the lock-order checker); empty when every name is fixed.
+    pub classes: &'static [&'static str],
 }
 
 /// Where a hold was taken, as far as it is known.
@@ -81,6 +84,7 @@ mod tests {
         func: "app::jobs::run",
         file: "src/jobs.rs",
         line: 12,
+        classes: &[],
     };
 
     #[test]

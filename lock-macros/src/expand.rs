@@ -234,12 +234,17 @@ fn prelude(plan: &Plan, n: &Names) -> TokenStream {
     let p = private(plan);
     let func = &plan.fn_name;
     let site = &n.site;
+    let classes: Vec<&str> = match &plan.keys {
+        Keys::Dynamic(names) => names.iter().map(|d| d.class.as_str()).collect(),
+        _ => Vec::new(),
+    };
     let mut out = quote! {
         let #site: &'static #p::FnSite = {
             static LOCK_CORE_FN: #p::FnSite = #p::FnSite {
                 func: ::core::concat!(::core::module_path!(), "::", #func),
                 file: ::core::file!(),
                 line: ::core::line!(),
+                classes: &[#(#classes),*],
             };
             &LOCK_CORE_FN
         };

@@ -44,6 +44,8 @@ impl Kind {
 pub(crate) struct DynName {
     pub lit: LitStr,
     pub format: String,
+    /// The lock-order checker's class (`account-{}`).
+    pub class: String,
     /// One expression per hole (`id`, `self.id`, `order.customer`).
     pub exprs: Vec<TokenStream>,
 }
@@ -211,6 +213,7 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
                     match resolve(&lit, &t, &fn_args, &fn_name, receiver) {
                         Ok(exprs) => dynamic.push(DynName {
                             format: t.format_string(),
+                            class: t.class(),
                             lit,
                             exprs,
                         }),

@@ -387,6 +387,7 @@ pub async fn basics_and_macro_path(kind: Kind) {
         func: "scenarios::basics_and_macro_path",
         file: file!(),
         line: line!(),
+        classes: &[],
     };
     let opts = StoreOptions {
         timeout_ms: Some(2000),

@@ -1,0 +1,374 @@
+//! The lock-order checker: reports an inversion of the order in which call chains take
+//! locks the first time it is seen — even when this run did not deadlock.
+//!
+//! Off by default. Turn it on with the cargo feature `lockdep`, or at run time with the
+//! environment variable `LOCK_CORE_LOCKDEP=1` (report) or `LOCK_CORE_LOCKDEP=panic`
+//! (panic in the chain that takes the inverted order: for test suites), or with
+//! [`enable`]. `LOCK_CORE_LOCKDEP=0` turns the feature's default off again.
+//!
+//! It records, for every lock a call chain takes while it holds others, an edge "held
+//! class → new class" with the two places the locks were taken, and reports a new edge
+//! that closes a cycle in that graph (`a → b` seen before, now `b → a`, directly or through
+//! other classes), naming both pairs of places. Locks are grouped in *classes*, as Linux's
+//! lockdep does: a fixed name is its own class, and every name an interpolated
+//! `#[locked(name = "account-{id}")]` makes is the one class `account-{}`; taking two
+//! locks of one class nested is reported too (transfers between accounts deadlock when
+//! two run in opposite directions), unless one attribute takes them together (several
+//! names of one call are taken in sorted order, which is safe).
+//!
+//! Reports go to `tracing` at WARN (target `lock_core::lockdep`) with the `tracing`
+//! feature, else to standard error, and are kept for [`inversions`].
+//!
+//! Cost: while off, one relaxed load per acquisition and release; while on, a global
+//! mutex and some bookkeeping per acquisition (meant for tests and staging).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::owner::{Facts, Me};
+
+use crate::site::Site;
+
+/// What the checker does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting {
+    /// Nothing (the default without the `lockdep` feature).
+    Off,
+    /// Report inversions (tracing WARN or standard error) and keep them.
+    Report,
+    /// Also panic in the chain that takes locks in the inverted order.
+    Panic,
+}
+
+const UNSET: u8 = 0;
+const OFF: u8 = 1;
+const REPORT: u8 = 2;
+const PANIC: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(UNSET);
+
+/// Reads the environment once (called when the registry first starts).
+pub(crate) fn init() {
+    let default = if cfg!(feature = "lockdep") {
+        REPORT
+    } else {
+        OFF
+    };
+    let v = match std::env::var("LOCK_CORE_LOCKDEP") {
+        Ok(s) => match s.trim() {
+            "0" | "off" | "false" | "" => OFF,
+            "panic" => PANIC,
+            _ => REPORT,
+        },
+        Err(_) => default,
+    };
+    let _ = STATE.compare_exchange(UNSET, v, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// Whether the checker runs (one relaxed load).
+#[inline(always)]
+pub(crate) fn on() -> bool {
+    STATE.load(Ordering::Relaxed) >= REPORT
+}
+
+/// Turns the checker on or off at run time (overrides the feature and the environment).
+///
+/// ```
+/// use lock_core::lockdep::{self, Setting};
+/// lockdep::enable(Setting::Report);
+/// assert_eq!(lockdep::setting(), Setting::Report);
+/// lockdep::enable(Setting::Off);
+/// ```
+pub fn enable(setting: Setting) {
+    STATE.store(
+        match setting {
+            Setting::Off => OFF,
+            Setting::Report => REPORT,
+            Setting::Panic => PANIC,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+/// The current setting.
+pub fn setting() -> Setting {
+    if STATE.load(Ordering::Relaxed) == UNSET {
+        init();
+    }
+    match STATE.load(Ordering::Relaxed) {
+        REPORT => Setting::Report,
+        PANIC => Setting::Panic,
+        _ => Setting::Off,
+    }
+}
+
+/// One reported inversion: two places that took two locks (classes) in one order, and two
+/// that took them in the other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Inversion {
+    /// The class held when the other was taken, in the order seen first.
+    pub first: String,
+    /// The class taken while holding `first`.
+    pub then: String,
+    /// Where `first` was taken, and where `then` was taken while it was held.
+    pub before: (String, String),
+    /// Where `then` was taken, and where `first` (or a class leading to it) was taken
+    /// while it was held: the new, inverted order.
+    pub now: (String, String),
+}
+
+impl fmt::Display for Inversion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.then {
+            return write!(
+                f,
+                "lock-order problem: two locks of class `{}` taken nested (held from {}, \
+                 then taken at {}); two chains nesting them in opposite order deadlock",
+                self.first, self.now.0, self.now.1
+            );
+        }
+        write!(
+            f,
+            "lock-order inversion: `{then}` held (taken at {}) while taking `{first}` (at {}), \
+             but earlier `{first}` was held (taken at {}) while taking `{then}` (at {}); two \
+             chains doing this at once deadlock",
+            self.now.0,
+            self.now.1,
+            self.before.0,
+            self.before.1,
+            first = self.first,
+            then = self.then,
+        )
+    }
+}
+
+/// A held lock, as the checker remembers it.
+struct Held {
+    entry: usize,
+    class: String,
+    site: String,
+    facts: Facts,
+}
+
+#[derive(Default)]
+struct State {
+    /// Holds in progress, by grant id.
+    held: HashMap<u64, Held>,
+    /// Edges between classes, with the places of the first time each was seen.
+    edges: HashMap<String, HashMap<String, (String, String)>>,
+    reported: HashSet<(String, String)>,
+    inversions: Vec<Inversion>,
+}
+
+static CHECKER: Mutex<Option<State>> = Mutex::new(None);
+
+fn state() -> MutexGuard<'static, Option<State>> {
+    CHECKER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every inversion reported so far in this process.
+///
+/// ```
+/// assert!(lock_core::lockdep::inversions().iter().all(|i| !i.first.is_empty()));
+/// ```
+pub fn inversions() -> Vec<Inversion> {
+    state()
+        .as_ref()
+        .map(|s| s.inversions.clone())
+        .unwrap_or_default()
+}
+
+/// The class of a lock name taken at `site`: the template it came from, for a name the
+/// attribute interpolated; else the name itself.
+fn class_of(name: &str, site: Site) -> String {
+    if let Site::Fn(f) = site {
+        if let Some(t) = f.classes.iter().find(|t| template_matches(t, name)) {
+            return (*t).to_owned();
+        }
+    }
+    name.to_owned()
+}
+
+/// Whether `name` can be what template `t` (literal text with `{}` holes) makes.
+fn template_matches(t: &str, name: &str) -> bool {
+    let parts: Vec<&str> = t.split("{}").collect();
+    if parts.len() == 1 {
+        return t == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || !name[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// A lock was taken (grant `id` of `entry`, named `name`, with `facts`) by the chain
+/// `me`. Panics in `Panic` mode on an inversion.
+pub(crate) fn acquired(id: u64, entry: usize, name: &str, facts: &Facts, me: &Me) {
+    let mut scoped = Vec::new();
+    crate::chain::held_grants(&mut scoped);
+    let class = class_of(name, facts.site);
+    let site = facts.site.to_string();
+    let mut report = None;
+    {
+        let mut guard = state();
+        let st = guard.get_or_insert_with(State::default);
+        // What this chain holds: its scopes' grants, and its hand-taken guards.
+        let held: Vec<(String, String)> = st
+            .held
+            .iter()
+            .filter(|(gid, h)| h.entry != entry || **gid != id)
+            .filter(|(gid, h)| {
+                scoped.iter().any(|&(e, g)| e == h.entry && g == **gid)
+                    || (h.facts.key != 0 && me.owns(&h.facts, false))
+            })
+            .map(|(_, h)| (h.class.clone(), h.site.clone()))
+            .collect();
+        for (hc, hsite) in held {
+            if let Some(inv) = add_edge(st, &hc, &hsite, &class, &site) {
+                report.get_or_insert(inv);
+            }
+        }
+        st.held.insert(
+            id,
+            Held {
+                entry,
+                class,
+                site,
+                facts: *facts,
+            },
+        );
+        if let Some(inv) = &report {
+            st.inversions.push(inv.clone());
+        }
+    }
+    if let Some(inv) = report {
+        emit(&inv);
+        if STATE.load(Ordering::Relaxed) == PANIC {
+            panic!("{inv}");
+        }
+    }
+}
+
+/// A lock was given back.
+pub(crate) fn released(id: u64) {
+    if let Some(st) = state().as_mut() {
+        st.held.remove(&id);
+    }
+}
+
+/// Records "`a` held while taking `b`"; the inversion this closes, the first time.
+fn add_edge(st: &mut State, a: &str, a_site: &str, b: &str, b_site: &str) -> Option<Inversion> {
+    if a == b {
+        let key = (a.to_owned(), a.to_owned());
+        if !st.reported.insert(key) {
+            return None;
+        }
+        return Some(Inversion {
+            first: a.to_owned(),
+            then: a.to_owned(),
+            before: (a_site.to_owned(), b_site.to_owned()),
+            now: (a_site.to_owned(), b_site.to_owned()),
+        });
+    }
+    // A path b → ... → a closes a cycle with the new edge a → b.
+    let back = path(st, b, a);
+    st.edges
+        .entry(a.to_owned())
+        .or_default()
+        .entry(b.to_owned())
+        .or_insert_with(|| (a_site.to_owned(), b_site.to_owned()));
+    let first_hop = back?;
+    let key = if a < b {
+        (a.to_owned(), b.to_owned())
+    } else {
+        (b.to_owned(), a.to_owned())
+    };
+    if !st.reported.insert(key) {
+        return None;
+    }
+    Some(Inversion {
+        first: b.to_owned(),
+        then: a.to_owned(),
+        before: first_hop,
+        now: (a_site.to_owned(), b_site.to_owned()),
+    })
+}
+
+/// If `to` is reachable from `from`, the places of the first edge on the way.
+fn path(st: &State, from: &str, to: &str) -> Option<(String, String)> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(&str, Option<&(String, String)>)> = vec![(from, None)];
+    while let Some((node, first)) = stack.pop() {
+        if !seen.insert(node) {
+            continue;
+        }
+        let Some(next) = st.edges.get(node) else {
+            continue;
+        };
+        for (n, sites) in next {
+            let first = first.or(Some(sites));
+            if n == to {
+                return first.cloned();
+            }
+            stack.push((n, first));
+        }
+    }
+    None
+}
+
+fn emit(inv: &Inversion) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        target: "lock_core::lockdep",
+        first = %inv.first,
+        then = %inv.then,
+        "{}",
+        inv
+    );
+    #[cfg(not(feature = "tracing"))]
+    eprintln!("lock-core: {inv}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_the_names_they_make() {
+        assert!(template_matches("account-{}", "account-42"));
+        assert!(!template_matches("account-{}", "user-42"));
+        assert!(template_matches("a-{}-b-{}", "a-1-b-2"));
+        assert!(!template_matches("a-{}-b-{}", "a-1-c-2"));
+        assert!(template_matches("db", "db"));
+    }
+
+    #[test]
+    fn an_inverted_pair_is_reported_once_with_both_places() {
+        let mut st = State::default();
+        assert!(add_edge(&mut st, "a", "f:1", "b", "f:2").is_none());
+        let inv = add_edge(&mut st, "b", "g:1", "a", "g:2").expect("inversion");
+        assert_eq!(inv.before, ("f:1".into(), "f:2".into()));
+        assert_eq!(inv.now, ("g:1".into(), "g:2".into()));
+        assert!(inv.to_string().contains("f:2") && inv.to_string().contains("g:2"));
+        assert!(add_edge(&mut st, "b", "h:1", "a", "h:2").is_none(), "once");
+        // Through a third class.
+        assert!(add_edge(&mut st, "c", "x", "d", "y").is_none());
+        assert!(add_edge(&mut st, "d", "x", "e", "y").is_none());
+        assert!(add_edge(&mut st, "e", "z", "c", "w").is_some());
+        // Nesting in one class.
+        let same = add_edge(&mut st, "acct-{}", "t:1", "acct-{}", "t:2").unwrap();
+        assert!(same.to_string().contains("nested"));
+    }
+}
