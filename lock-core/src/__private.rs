@@ -432,26 +432,77 @@ pub fn blocking_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, LockError
     Ok(one_or_many(guards))
 }
 
+/// The names a call holds, for the `lock.held` span (formatted only when it is enabled).
+#[cfg(feature = "tracing")]
+struct HeldNames<'a>(&'a Held);
+
+#[cfg(feature = "tracing")]
+impl std::fmt::Display for HeldNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Held::One(g) => f.write_str(g.name()),
+            Held::Many(s) => {
+                for (i, n) in s.names().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    f.write_str(n)?;
+                }
+                Ok(())
+            }
+            Held::Lease(l) => f.write_str(l.name()),
+        }
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn held_span(held: &Held, site: &'static FnSite) -> tracing::Span {
+    let mode = match held {
+        Held::One(g) => g.mode(),
+        Held::Many(s) => s.guards().first().map_or(Mode::Exclusive, LockGuard::mode),
+        Held::Lease(_) => Mode::Exclusive,
+    };
+    crate::trace::held_span(&HeldNames(held), mode, site.func)
+}
+
 /// Runs an async body as a call chain holding `held`.
 #[inline]
-pub fn scope<F: Future>(held: &Held, fut: F) -> Scoped<F> {
-    Scoped::new(held.frame(), fut)
+pub fn scope<F: Future>(held: &Held, site: &'static FnSite, fut: F) -> Scoped<F> {
+    let s = Scoped::new(held.frame(), fut);
+    #[cfg(feature = "tracing")]
+    let s = s.in_span(held_span(held, site));
+    #[cfg(not(feature = "tracing"))]
+    let _ = site;
+    s
 }
 
 /// Like [`scope`], for a body that takes the guard by value (`guard = g`): the frame
-/// is built first (`scope_with(frame(&held), async move { let g = held.into_guard(); .. })`).
+/// is built first (`scope_with(frame(&held, site), async move { let g = held.into_guard(); .. })`).
 #[inline]
 pub fn scope_with<F: Future>(frame: SyncFrame, fut: F) -> Scoped<F> {
-    Scoped::new(frame.0, fut)
+    let s = Scoped::new(frame.frame, fut);
+    #[cfg(feature = "tracing")]
+    let s = s.in_span(frame.span);
+    s
 }
 
 /// The scope record of a sync body; see [`enter`].
-pub struct SyncFrame(Frame);
+pub struct SyncFrame {
+    frame: Frame,
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
 
-/// Builds the scope record for a sync body holding `held`.
+/// Builds the scope record for a body holding `held`.
 #[inline]
-pub fn frame(held: &Held) -> SyncFrame {
-    SyncFrame(held.frame())
+pub fn frame(held: &Held, site: &'static FnSite) -> SyncFrame {
+    #[cfg(not(feature = "tracing"))]
+    let _ = site;
+    SyncFrame {
+        frame: held.frame(),
+        #[cfg(feature = "tracing")]
+        span: held_span(held, site),
+    }
 }
 
 /// Marks the rest of the enclosing block (a sync body, run inline without a closure) as
@@ -462,13 +513,17 @@ pub fn frame(held: &Held) -> SyncFrame {
 #[inline]
 pub fn enter(frame: &SyncFrame) -> Entered<'_> {
     Entered {
-        _restore: chain::enter(&frame.0),
+        #[cfg(feature = "tracing")]
+        _span: frame.span.enter(),
+        _restore: chain::enter(&frame.frame),
         _frame: std::marker::PhantomData,
     }
 }
 
 /// See [`enter`].
 pub struct Entered<'a> {
+    #[cfg(feature = "tracing")]
+    _span: tracing::span::Entered<'a>,
     _restore: chain::Restore,
     _frame: std::marker::PhantomData<&'a SyncFrame>,
 }

@@ -167,6 +167,9 @@ pub(crate) fn enter(frame: &Frame) -> Restore {
 pub struct Scoped<F> {
     frame: Frame,
     fut: F,
+    /// The `lock.held` span, entered on every poll (with the `tracing` feature).
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
     _pinned: PhantomPinned,
 }
 
@@ -176,8 +179,18 @@ impl<F> Scoped<F> {
         Scoped {
             frame,
             fut,
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
             _pinned: PhantomPinned,
         }
+    }
+
+    /// Runs every poll inside `span`.
+    #[cfg(feature = "tracing")]
+    #[inline]
+    pub(crate) fn in_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 }
 
@@ -196,6 +209,8 @@ impl<F: Future> Future for Scoped<F> {
         // SAFETY: we never move out of `this`; `fut` is re-pinned right below and the
         // frame's address is only published for the duration of this call.
         let this = unsafe { self.get_unchecked_mut() };
+        #[cfg(feature = "tracing")]
+        let _span = this.span.enter();
         let _restore = enter(&this.frame);
         // SAFETY: `fut` is structurally pinned: `Scoped` is `!Unpin` (PhantomPinned) and
         // never hands out `&mut F`.

@@ -127,6 +127,14 @@ impl LockGuard {
 impl Drop for LockGuard {
     #[inline]
     fn drop(&mut self) {
+        let backend = if self.file.is_some() {
+            crate::trace::Backend::File
+        } else {
+            crate::trace::Backend::Memory
+        };
+        crate::trace::released(self.entry.name(), self.grant.mode, backend, || {
+            clock::since_precise(self.grant.since)
+        });
         if let Some(f) = self.file.take() {
             let _ = f.release(self.entry.name());
         }

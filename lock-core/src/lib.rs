@@ -77,6 +77,7 @@ mod registry;
 mod request;
 mod site;
 mod sync;
+mod trace;
 
 #[doc(hidden)]
 pub mod __private;
@@ -92,6 +93,7 @@ pub use listing::{holders, HeldLock};
 pub use mode::{Kind, Mode, MAX_PERMITS};
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use request::Lock;
+pub use trace::{set_slow_wait_threshold, slow_wait_threshold};
 
 /// Runs the function body under a named lock. See the [crate documentation](crate) and
 /// the project README for the full grammar.

@@ -25,6 +25,7 @@ use crate::raw::{Record, Refused};
 use crate::reactor::{self, Stop};
 use crate::registry::EntryRef;
 use crate::site::Site;
+use crate::trace;
 use crate::{Holder, LockError, LockGuard};
 
 /// The holder a record describes, for errors and listings.
@@ -240,10 +241,10 @@ pub(crate) fn try_lock(
     check_mode(entry.name(), mode)?;
     match try_fast(entry, mode, &facts, || me) {
         Fast::Got(g) => Ok(g),
-        Fast::Failed(e) => Err(*e),
+        Fast::Failed(e) => Err(failed_with(*e)),
         Fast::Taken(entry) => {
-            check_contended(&entry, &me, false)?;
-            Err(busy(&entry))
+            check_contended(&entry, &me, false).map_err(failed_with)?;
+            Err(failed_with(busy(&entry)))
         }
     }
 }
@@ -262,7 +263,7 @@ pub(crate) async fn lock(
     let facts = Facts::asynchronous(&me, if hand { me.key } else { 0 }, site);
     let entry = match try_fast(entry, mode, &facts, || me) {
         Fast::Got(g) => return Ok(g),
-        Fast::Failed(e) => return Err(*e),
+        Fast::Failed(e) => return Err(failed_with(*e)),
         Fast::Taken(entry) => entry,
     };
     wait_slow(entry, mode, timeout, facts, me).await
@@ -276,33 +277,66 @@ pub(crate) async fn wait_slow(
     facts: Facts,
     me: Me,
 ) -> Result<LockGuard, LockError> {
-    check_contended(&entry, &me, false)?;
-    if timeout == Some(Duration::ZERO) {
-        return Err(busy(&entry));
-    }
-    let _registered = crate::deadlock::enter(&entry, &me, mode, false, || me.describe())?;
-    let start = Instant::now();
-    // A timeout too far away to represent is no timeout.
-    let got = match timeout.and_then(|t| start.checked_add(t)) {
-        None => entry.raw.lock_async(mode, facts).await,
-        // The timer is the crate's own (no runtime needed); the queue is left on timeout
-        // or failure by dropping the `lock_async` future.
-        Some(deadline) => {
-            match reactor::timeout_at(deadline, entry.raw.lock_async(mode, facts)).await {
-                Ok(r) => r,
-                Err(Stop::Elapsed) => return Err(timed_out(&entry, start.elapsed())),
-                Err(Stop::Failed(e)) => return Err(reactor::wait_failed(entry.name(), e)),
-            }
-        }
-    };
-    match got {
+    let r = wait_slow_inner(&entry, mode, timeout, facts, me).await;
+    match r {
         Ok(grant) => {
             let g = LockGuard::with_facts(entry, grant, &facts);
             taken(&g, &facts, || me);
             Ok(g)
         }
-        Err(r) => Err(refused(&entry, r, mode)),
+        Err(e) => Err(failed_with(e)),
     }
+}
+
+/// Reports a refusal (with the `tracing` feature) and returns it.
+#[inline]
+pub(crate) fn failed_with(e: LockError) -> LockError {
+    trace::refused(&e, trace::Backend::Memory);
+    e
+}
+
+async fn wait_slow_inner(
+    entry: &EntryRef,
+    mode: Mode,
+    timeout: Option<Duration>,
+    facts: Facts,
+    me: Me,
+) -> Result<crate::raw::Grant, LockError> {
+    check_contended(entry, &me, false)?;
+    if timeout == Some(Duration::ZERO) {
+        return Err(busy(entry));
+    }
+    let _registered = crate::deadlock::enter(entry, &me, mode, false, || me.describe())?;
+    let start = Instant::now();
+    let name = entry.name();
+    trace::wait_started(name, mode, trace::Backend::Memory, || {
+        holder_of(entry.raw.holder())
+    });
+    // A timeout too far away to represent is no timeout.
+    let got = match timeout.and_then(|t| start.checked_add(t)) {
+        None => {
+            let w = entry.raw.lock_async(mode, facts);
+            trace::watch(w, name, mode, trace::Backend::Memory, start, || {
+                holder_of(entry.raw.holder())
+            })
+            .await
+        }
+        // The timer is the crate's own (no runtime needed); the queue is left on timeout
+        // or failure by dropping the `lock_async` future.
+        Some(deadline) => {
+            let w = reactor::timeout_at(deadline, entry.raw.lock_async(mode, facts));
+            let w = trace::watch(w, name, mode, trace::Backend::Memory, start, || {
+                holder_of(entry.raw.holder())
+            });
+            match w.await {
+                Ok(r) => r,
+                Err(Stop::Elapsed) => return Err(timed_out(entry, start.elapsed())),
+                Err(Stop::Failed(e)) => return Err(reactor::wait_failed(name, e)),
+            }
+        }
+    };
+    trace::acquired_after_wait(name, mode, trace::Backend::Memory, start.elapsed());
+    got.map_err(|r| refused(entry, r, mode))
 }
 
 /// The attribute's wait after its fast attempt (no timeout, in-process): checks, then
@@ -313,15 +347,13 @@ pub(crate) async fn wait(
     facts: Facts,
 ) -> Result<LockGuard, LockError> {
     let me = me_async().await;
-    check_contended(&entry, &me, false)?;
-    let _registered = crate::deadlock::enter(&entry, &me, mode, false, || me.describe())?;
-    match entry.raw.lock_async(mode, facts).await {
+    match wait_slow_inner(&entry, mode, None, facts, me).await {
         Ok(grant) => {
             let g = LockGuard::with_facts(entry, grant, &facts);
             taken(&g, &facts, || me);
             Ok(g)
         }
-        Err(r) => Err(refused(&entry, r, mode)),
+        Err(e) => Err(failed_with(e)),
     }
 }
 
@@ -336,7 +368,7 @@ pub(crate) fn blocking_lock(
     check_mode(entry.name(), mode)?;
     let entry = match try_fast(entry, mode, &facts, || me) {
         Fast::Got(g) => return Ok(g),
-        Fast::Failed(e) => return Err(*e),
+        Fast::Failed(e) => return Err(failed_with(*e)),
         Fast::Taken(entry) => entry,
     };
     blocking_slow(entry, mode, timeout, facts, me)
@@ -350,20 +382,42 @@ pub(crate) fn blocking_slow(
     facts: Facts,
     me: Me,
 ) -> Result<LockGuard, LockError> {
-    check_contended(&entry, &me, true)?;
+    check_contended(&entry, &me, true).map_err(failed_with)?;
     if timeout == Some(Duration::ZERO) {
-        return Err(busy(&entry));
+        return Err(failed_with(busy(&entry)));
     }
-    let _registered = crate::deadlock::enter(&entry, &me, mode, true, || me.describe())?;
+    let _registered =
+        crate::deadlock::enter(&entry, &me, mode, true, || me.describe()).map_err(failed_with)?;
     let start = Instant::now();
     let deadline = timeout.and_then(|t| start.checked_add(t));
-    match block_here(|| entry.raw.lock_blocking(mode, &facts, deadline)) {
+    let name = entry.name();
+    trace::wait_started(name, mode, trace::Backend::Memory, || {
+        holder_of(entry.raw.holder())
+    });
+    let mut report = || {
+        trace::slow_wait(
+            name,
+            mode,
+            trace::Backend::Memory,
+            start.elapsed(),
+            holder_of(entry.raw.holder()).as_deref(),
+        )
+    };
+    let slow = trace::slow_waits_wanted().then(|| {
+        (
+            start + trace::slow_wait_threshold(),
+            &mut report as &mut dyn FnMut(),
+        )
+    });
+    let got = block_here(|| entry.raw.lock_blocking(mode, &facts, deadline, slow));
+    match got {
         Ok(grant) => {
+            trace::acquired_after_wait(name, mode, trace::Backend::Memory, start.elapsed());
             let g = LockGuard::with_facts(entry, grant, &facts);
             taken(&g, &facts, || me);
             Ok(g)
         }
-        Err(Refused::Held) => Err(timed_out(&entry, start.elapsed())),
-        Err(r @ Refused::Mismatch(_)) => Err(refused(&entry, r, mode)),
+        Err(Refused::Held) => Err(failed_with(timed_out(&entry, start.elapsed()))),
+        Err(r @ Refused::Mismatch(_)) => Err(failed_with(refused(&entry, r, mode))),
     }
 }

@@ -78,9 +78,10 @@ pub(crate) fn expand(plan: &Plan, mut item: ItemFn) -> TokenStream {
                 ..
             } = &n;
             let guard = bind_guard(plan, &n);
+            let site = &n.site;
             quote! {
                 #acquire
-                let #frame = #p::frame(&#held);
+                let #frame = #p::frame(&#held, #site);
                 let #entered = #p::enter(&#frame);
                 #guard
                 #(#stmts)*
@@ -166,11 +167,11 @@ fn scoped(
     stmts: &[Stmt],
 ) -> TokenStream {
     let p = private(plan);
-    let held = &n.held;
+    let (held, site) = (&n.held, &n.site);
     let guard = bind_guard(plan, n);
     if plan.guard.is_some() {
         quote! {
-            #p::scope_with(#p::frame(&#held), async #capture {
+            #p::scope_with(#p::frame(&#held, #site), async #capture {
                 #pre
                 #guard
                 #(#stmts)*
@@ -178,7 +179,7 @@ fn scoped(
         }
     } else {
         quote! {
-            #p::scope(&#held, async #capture {
+            #p::scope(&#held, #site, async #capture {
                 #pre
                 #(#stmts)*
             })

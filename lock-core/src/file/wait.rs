@@ -17,7 +17,34 @@ use super::hold::{self, FileHold, Try};
 use super::os;
 use super::page::Table;
 use crate::mode::Mode;
+use crate::trace::{self, Backend};
 use crate::LockError;
+
+/// Reports a file wait that is still running after the slow-wait threshold, once.
+struct Slow {
+    at: Option<Instant>,
+}
+
+impl Slow {
+    fn new(start: Instant) -> Slow {
+        Slow {
+            at: trace::slow_waits_wanted().then(|| start + trace::slow_wait_threshold()),
+        }
+    }
+
+    fn check(&mut self, lf: &LockFile, name: &str, mode: Mode, start: Instant) {
+        if self.at.is_some_and(|at| Instant::now() >= at) {
+            self.at = None;
+            trace::slow_wait(
+                name,
+                mode,
+                Backend::File,
+                start.elapsed(),
+                hold::holder(lf, name).as_deref(),
+            );
+        }
+    }
+}
 
 /// This call's entry in the page's waiter table, removed on drop. If other processes
 /// yielded to it (it was passed twice), leaving without the lock wakes them.
@@ -89,11 +116,15 @@ pub(crate) async fn wait_async(
     #[cfg(target_os = "linux")]
     let mut watch = os::Watch::new(&lf.path).ok();
     let mut backoff = os::BACKOFF_MIN;
+    trace::wait_started(name, mode, Backend::File, || hold::holder(lf, name));
+    let mut slow = Slow::new(start);
     loop {
         // The watch is armed before this attempt: a release after it wakes us.
         if let Try::Got(h) = hold::try_os(lf, mode, name, entry.entry)? {
+            trace::acquired_after_wait(name, mode, Backend::File, start.elapsed());
             return Ok(h);
         }
+        slow.check(lf, name, mode, start);
         let Some(step) = next_step(deadline, backoff) else {
             return Err(timed_out(lf, name, start));
         };
@@ -137,13 +168,20 @@ pub(crate) fn wait_blocking(
     start: Instant,
     deadline: Option<Instant>,
 ) -> Result<FileHold, LockError> {
-    if deadline.is_none() && mode.is_exclusive() {
+    trace::wait_started(name, mode, Backend::File, || hold::holder(lf, name));
+    // A slow-wait report needs a wait that wakes up: only without one does an exclusive
+    // wait without a deadline sleep in the kernel right away.
+    let mut slow = Slow::new(start);
+    if deadline.is_none() && mode.is_exclusive() && slow.at.is_none() {
         // Not counted as wanting a wake-up (the kernel wakes us, releasers need not),
         // but recorded as a waiter, for the turn rule.
         let entry = WaiterEntry::new(lf, mode);
         os::lock_blocking(&lf.file).map_err(|e| hold::io_error(name, &lf.path, e))?;
         match hold::after_kernel_lock(lf, name, entry.entry)? {
-            Try::Got(h) => return Ok(h),
+            Try::Got(h) => {
+                trace::acquired_after_wait(name, mode, Backend::File, start.elapsed());
+                return Ok(h);
+            }
             // Due to another process: wait for its release below.
             Try::Held | Try::Yield => {}
         }
@@ -155,8 +193,10 @@ pub(crate) fn wait_blocking(
     let mut backoff = os::BACKOFF_MIN;
     loop {
         if let Try::Got(h) = hold::try_os(lf, mode, name, entry.entry)? {
+            trace::acquired_after_wait(name, mode, Backend::File, start.elapsed());
             return Ok(h);
         }
+        slow.check(lf, name, mode, start);
         let Some(step) = next_step(deadline, backoff) else {
             return Err(timed_out(lf, name, start));
         };

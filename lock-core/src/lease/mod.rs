@@ -765,6 +765,9 @@ async fn acquire_entry<S: LeaseStore>(
             .unwrap_or(Duration::from_millis(50))
             .min(ttl / 2),
     );
+    let mut waiting = false;
+    let mut slow_at =
+        crate::trace::slow_waits_wanted().then(|| start + crate::trace::slow_wait_threshold());
     loop {
         let sent = Instant::now();
         let attempt = {
@@ -775,6 +778,14 @@ async fn acquire_entry<S: LeaseStore>(
         };
         match attempt {
             Ok(Attempt::Acquired(lease)) => {
+                if waiting {
+                    crate::trace::acquired_after_wait(
+                        &name,
+                        crate::Mode::Exclusive,
+                        crate::trace::Backend::Lease,
+                        start.elapsed(),
+                    );
+                }
                 let local = pending.local.take();
                 return Ok(start_guard(
                     store, name, lease, ttl, margin, sent, local, runtime,
@@ -782,6 +793,29 @@ async fn acquire_entry<S: LeaseStore>(
             }
             Ok(Attempt::Held { holder }) => {
                 let give_up = try_once || deadline.is_some_and(|d| Instant::now() >= d);
+                let as_holder = |h: &Option<String>| {
+                    h.as_ref()
+                        .map(|h| Box::new(util::holder_from_owner(h, &store.describe())))
+                };
+                if !waiting && !give_up {
+                    waiting = true;
+                    crate::trace::wait_started(
+                        &name,
+                        crate::Mode::Exclusive,
+                        crate::trace::Backend::Lease,
+                        || as_holder(&holder),
+                    );
+                }
+                if slow_at.is_some_and(|at| Instant::now() >= at) {
+                    slow_at = None;
+                    crate::trace::slow_wait(
+                        &name,
+                        crate::Mode::Exclusive,
+                        crate::trace::Backend::Lease,
+                        start.elapsed(),
+                        as_holder(&holder).as_deref(),
+                    );
+                }
                 if !give_up {
                     let mut pause = backoff.next();
                     if let Some(d) = deadline {
@@ -940,12 +974,14 @@ async fn watchdog<S: LeaseStore>(
         let valid_until = shared.valid_until();
         let sent = Instant::now();
         if sent >= valid_until {
-            shared.mark_lost(match last_error {
+            let why = match last_error {
                 Some(e) => format!("renewal kept failing until the lease may have expired: {e}"),
                 None => "renewal came too late (the process was paused or starved): \
                          the lease may have expired"
                     .to_owned(),
-            });
+            };
+            crate::trace::lease_lost(&name, &store.describe(), lease.fence, &why);
+            shared.mark_lost(why);
             return;
         }
         let renewed =
@@ -957,21 +993,23 @@ async fn watchdog<S: LeaseStore>(
                 next = sent + period;
             }
             Ok(Ok(false)) => {
-                shared.mark_lost(
-                    "the store refused the renewal: the lease expired, was released or was taken over"
-                        .to_owned(),
-                );
+                let why = "the store refused the renewal: the lease expired, was released or was taken over";
+                crate::trace::lease_lost(&name, &store.describe(), lease.fence, why);
+                shared.mark_lost(why.to_owned());
                 return;
             }
             Ok(Err(e)) => {
-                last_error = Some(e.to_string());
+                let text = e.to_string();
+                crate::trace::lease_renewal_failed(&name, &store.describe(), lease.fence, &text);
+                last_error = Some(text);
                 next = Instant::now() + retry;
             }
             Err(_) => {
                 let why = last_error.unwrap_or_else(|| "no answer from the store".to_owned());
-                shared.mark_lost(format!(
-                    "renewal did not complete before the lease may have expired: {why}"
-                ));
+                let why =
+                    format!("renewal did not complete before the lease may have expired: {why}");
+                crate::trace::lease_lost(&name, &store.describe(), lease.fence, &why);
+                shared.mark_lost(why);
                 return;
             }
         }

@@ -61,7 +61,7 @@ impl Inside {
 }
 
 fn blocking(lock: &RawLock, mode: Mode) -> Grant {
-    match lock.lock_blocking(mode, &facts(), None) {
+    match lock.lock_blocking(mode, &facts(), None, None) {
         Ok(g) => g,
         Err(e) => panic!("a wait without deadline cannot fail: {e:?}"),
     }

@@ -237,6 +237,7 @@ fn a_blocking_wait_times_out_and_leaves_the_queue() {
         Mode::Shared,
         &f(),
         Some(Instant::now() + std::time::Duration::from_millis(30)),
+        None,
     );
     assert_eq!(r.unwrap_err(), Refused::Held);
     assert!(t.elapsed() >= std::time::Duration::from_millis(25));

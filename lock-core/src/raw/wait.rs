@@ -137,12 +137,14 @@ impl RawLock {
     }
 
     /// Blocks the thread until the lock is granted or `deadline` passes
-    /// (`Err(Refused::Held)` then).
+    /// (`Err(Refused::Held)` then). `slow`, if given, is called once if the wait is still
+    /// running at its instant (for the slow-wait report).
     pub(crate) fn lock_blocking(
         &self,
         mode: Mode,
         facts: &Facts,
         deadline: Option<Instant>,
+        mut slow: Option<(Instant, &mut dyn FnMut())>,
     ) -> Result<Grant, Refused> {
         let waiter = {
             let mut q = lock(&self.queue);
@@ -179,7 +181,16 @@ impl RawLock {
                     return Err(Refused::Held);
                 }
             }
-            park_until(deadline);
+            let wake_at = match &slow {
+                Some((at, _)) => Some(deadline.map_or(*at, |d| d.min(*at))),
+                None => deadline,
+            };
+            park_until(wake_at);
+            if slow.as_ref().is_some_and(|(at, _)| Instant::now() >= *at) {
+                if let Some((_, report)) = slow.take() {
+                    report();
+                }
+            }
         }
     }
 

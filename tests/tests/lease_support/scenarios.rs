@@ -398,7 +398,7 @@ pub async fn basics_and_macro_path(kind: Kind) {
     let held = acquire_store(&store, Keys::Names(vec![name.clone()]), opts)
         .await
         .expect("acquire");
-    let inner = lock_core::__private::scope(&held, async {
+    let inner = lock_core::__private::scope(&held, &SITE, async {
         lock_core::lease::acquire(&store, &name, opts_ms(1000)).await
     })
     .await;
