@@ -330,7 +330,7 @@ pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
         || (!opts.mode.is_exclusive() && pinned.raw.has_sharers())
         || crate::lockdep::on()
     {
-        return Err(Slow(Pending::One(pinned, opts)));
+        return Err(Slow(Pending::One(pinned, opts, false)));
     }
     let facts = opts.facts_async();
     match opts.file {
@@ -351,15 +351,15 @@ pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
             }
         }
     }
-    Err(Slow(Pending::One(pinned, opts)))
+    Err(Slow(Pending::One(pinned, opts, true)))
 }
 
 /// What an async call still has to do after [`try_acquire`] could not finish it.
 pub struct Slow<'a>(Pending<'a>);
 
 enum Pending<'a> {
-    /// Wait for one fixed name (taken when tried).
-    One(&'static registry::Entry, Options<'a>),
+    /// Wait for one fixed name; `true` once tried here (re-entry checked, found taken).
+    One(&'static registry::Entry, Options<'a>, bool),
     /// Several names, or computed ones.
     Many(Keys, Options<'a>),
     /// Failed already (re-entry, a bad name, an I/O error).
@@ -376,10 +376,12 @@ impl<'a> Slow<'a> {
     pub async fn wait(self) -> Result<Held, LockError> {
         match self.0 {
             Pending::Failed(e) => Err(*e),
-            Pending::One(pinned, opts) => {
+            Pending::One(pinned, opts, tried) => {
                 let entry = EntryRef::Pinned(pinned);
                 let timeout = opts.timeout();
-                if let (FileMode::Off, None, None) = (opts.file, timeout, opts.mode.problem()) {
+                if let (FileMode::Off, None, None, true) =
+                    (opts.file, timeout, opts.mode.problem(), tried)
+                {
                     // Queue right here (a small future); `try_acquire` checked scope
                     // re-entry and tried once already, in this same poll.
                     return local::wait(entry, opts.mode, opts.facts_async())

@@ -20,7 +20,10 @@
 //! feature, else to standard error, and are kept for [`inversions`].
 //!
 //! Cost: while off, one relaxed load per acquisition and release; while on, a global
-//! mutex and some bookkeeping per acquisition (meant for tests and staging).
+//! mutex and some bookkeeping per acquisition (meant for tests and staging). Its memory
+//! is bounded: past [`MAX_HELD`] locks held at once or [`MAX_EDGES`] recorded orders it
+//! says so once and turns itself off for the rest of the run, as Linux's lockdep does,
+//! rather than grow without end or slow every acquisition down.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -49,6 +52,11 @@ const REPORT: u8 = 2;
 const PANIC: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(UNSET);
+
+/// The most locks held at once (by all chains together) the checker follows.
+pub const MAX_HELD: usize = 4096;
+/// The most distinct "held class → taken class" orders the checker records.
+pub const MAX_EDGES: usize = 65_536;
 
 /// Reads the environment once (called when the registry first starts).
 pub(crate) fn init() {
@@ -160,6 +168,7 @@ struct State {
     held: HashMap<u64, Held>,
     /// Edges between classes, with the places of the first time each was seen.
     edges: HashMap<String, HashMap<String, (String, String)>>,
+    edge_count: usize,
     reported: HashSet<(String, String)>,
     inversions: Vec<Inversion>,
 }
@@ -221,9 +230,30 @@ pub(crate) fn acquired(id: u64, entry: usize, name: &str, facts: &Facts, me: &Me
     let class = class_of(name, facts.site);
     let site = facts.site.to_string();
     let mut report = None;
+    let mut overflow = None;
     {
         let mut guard = state();
         let st = guard.get_or_insert_with(State::default);
+        if st.held.len() >= MAX_HELD {
+            overflow = Some(format!("more than {MAX_HELD} locks held at once"));
+        } else if st.edge_count >= MAX_EDGES {
+            overflow = Some(format!("more than {MAX_EDGES} lock orders recorded"));
+        }
+        if let Some(why) = &overflow {
+            // Off for good: forget the graph (the inversions found stay listed).
+            STATE.store(OFF, Ordering::Relaxed);
+            let kept = std::mem::take(&mut st.inversions);
+            *st = State {
+                inversions: kept,
+                ..State::default()
+            };
+            drop(guard);
+            emit_text(&format!(
+                "lock-core lockdep: {why}; the lock-order checker turns itself off for \
+                 the rest of this run"
+            ));
+            return;
+        }
         // What this chain holds: its scopes' grants, and its hand-taken guards.
         let held: Vec<(String, String)> = st
             .held
@@ -284,11 +314,11 @@ fn add_edge(st: &mut State, a: &str, a_site: &str, b: &str, b_site: &str) -> Opt
     }
     // A path b → ... → a closes a cycle with the new edge a → b.
     let back = path(st, b, a);
-    st.edges
-        .entry(a.to_owned())
-        .or_default()
-        .entry(b.to_owned())
-        .or_insert_with(|| (a_site.to_owned(), b_site.to_owned()));
+    let out = st.edges.entry(a.to_owned()).or_default();
+    if !out.contains_key(b) {
+        out.insert(b.to_owned(), (a_site.to_owned(), b_site.to_owned()));
+        st.edge_count += 1;
+    }
     let first_hop = back?;
     let key = if a < b {
         (a.to_owned(), b.to_owned())
@@ -339,6 +369,13 @@ fn emit(inv: &Inversion) {
     );
     #[cfg(not(feature = "tracing"))]
     eprintln!("lock-core: {inv}");
+}
+
+fn emit_text(text: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(target: "lock_core::lockdep", "{}", text);
+    #[cfg(not(feature = "tracing"))]
+    eprintln!("{text}");
 }
 
 #[cfg(test)]

@@ -95,6 +95,8 @@ pub(crate) struct Me {
     pub(crate) key: u64,
     /// The caller's Tokio task key (0 outside tasks).
     pub(crate) task: u64,
+    /// A sync caller: it knows no waker, so its chain is its whole task (or thread).
+    pub(crate) sync: bool,
 }
 
 impl Me {
@@ -102,10 +104,15 @@ impl Me {
     #[inline]
     pub(crate) fn sync() -> Me {
         match task_key() {
-            Some(t) => Me { key: t, task: t },
+            Some(t) => Me {
+                key: t,
+                task: t,
+                sync: true,
+            },
             None => Me {
                 key: THREAD | thread_key(),
                 task: 0,
+                sync: true,
             },
         }
     }
@@ -116,6 +123,7 @@ impl Me {
         Me {
             key: WAKER | (waker.data() as usize as u64 & VALUE),
             task: task_key().unwrap_or(0),
+            sync: false,
         }
     }
 
@@ -136,6 +144,10 @@ impl Me {
     ///
     /// Waker keys are compared together with the task: a waker's address may be reused by
     /// a later task once its own has finished (say, after a guard was moved out of it).
+    ///
+    /// Sync code knows no waker, so for it the chain is the whole task: every hand-taken
+    /// guard of its task (or, outside any task, every hand-taken guard taken in async code
+    /// on its thread, such as inside a `block_on`) is its own.
     #[inline]
     pub(crate) fn owns(&self, facts: &Facts, blocking: bool) -> bool {
         if facts.key != 0 {
@@ -145,6 +157,18 @@ impl Me {
             // A sync verb's hold, taken in this task.
             if self.task != 0 && facts.key == self.task {
                 return true;
+            }
+            if self.sync {
+                if self.task != 0 && facts.task == self.task {
+                    return true;
+                }
+                if self.task == 0
+                    && facts.task == 0
+                    && facts.is_async()
+                    && self.key == THREAD | facts.thread_key()
+                {
+                    return true;
+                }
             }
         }
         blocking && self.task != 0 && facts.task == self.task
@@ -271,6 +295,7 @@ mod tests {
         let t = Me {
             key: TASK | 5,
             task: TASK | 5,
+            sync: false,
         };
         let sibling = Facts {
             key: WAKER | 8,
@@ -279,5 +304,8 @@ mod tests {
         };
         assert!(!t.owns(&sibling, false));
         assert!(t.owns(&sibling, true));
+        // Sync code in that task sees the async guard as its own.
+        let sync_in_task = Me { sync: true, ..t };
+        assert!(sync_in_task.owns(&sibling, false));
     }
 }

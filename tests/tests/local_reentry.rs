@@ -139,7 +139,12 @@ fn blocking_acquire_inside_a_locked_async_body_is_reentry() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_scope_ends_with_its_future() {
     let name = unique("reenter-scope-end");
-    let g = lock_core::acquire(&name).await.unwrap();
+    // Taken on a thread of its own: outside the scope, this task does not hold it.
+    let n = name.clone();
+    let g = tokio::task::spawn_blocking(move || lock_core::blocking_acquire(&n, None))
+        .await
+        .unwrap()
+        .unwrap();
     let n = name.clone();
     lock_core::scope(&g, async move {
         assert_reentrant(lock_core::try_acquire(&n), &n);

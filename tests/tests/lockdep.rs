@@ -109,3 +109,34 @@ fn several_names_of_one_attribute_are_no_inversion() {
         lockdep::inversions()
     );
 }
+
+#[lock_core::locked(name = "ld-reentry")]
+async fn ld_outer() -> Result<Result<(), LockError>, LockError> {
+    Ok(ld_inner().await)
+}
+
+#[lock_core::locked(name = "ld-reentry")]
+async fn ld_inner() -> Result<(), LockError> {
+    Ok(())
+}
+
+/// With the checker on, the attribute's first step takes its slow path; re-entry must
+/// still be `Busy { reentrant }`, not a one-step deadlock.
+#[tokio::test]
+async fn reentry_under_the_checker_is_busy_not_a_deadlock() {
+    on();
+    let nested = tokio::time::timeout(std::time::Duration::from_secs(10), ld_outer())
+        .await
+        .expect("re-entry hung")
+        .unwrap();
+    assert!(
+        matches!(
+            nested,
+            Err(LockError::Busy {
+                reentrant: true,
+                ..
+            })
+        ),
+        "{nested:?}"
+    );
+}

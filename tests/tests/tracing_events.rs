@@ -39,11 +39,14 @@ impl Visit for Fields<'_> {
     }
 }
 
+/// A span's name and fields.
+type SpanInfo = (String, HashMap<String, String>);
+
 /// A subscriber that keeps every event of target `lock_core` and knows span names.
 #[derive(Default)]
 struct Collector {
     events: Mutex<Vec<Seen>>,
-    spans: Mutex<HashMap<u64, (String, HashMap<String, String>)>>,
+    spans: Mutex<HashMap<u64, SpanInfo>>,
     next: std::sync::atomic::AtomicU64,
 }
 

@@ -43,7 +43,11 @@ impl Node for Fixed {
 }
 
 fn chain(key: u64) -> Me {
-    Me { key, task: 0 }
+    Me {
+        key,
+        task: 0,
+        sync: true,
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
             func: ::core::concat!(::core::module_path!(), "::", "post"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &[],
         };
         &LOCK_CORE_FN
     };
@@ -49,6 +50,7 @@ pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
     };
     ::lock_core::__private::scope(
             &lock_core_held,
+            lock_core_site,
             async move {
                 #[allow(
                     unknown_lints,

@@ -31,6 +31,7 @@ where
                 func: ::core::concat!(::core::module_path!(), "::", "call"),
                 file: ::core::file!(),
                 line: ::core::line!(),
+                classes: &[],
             };
             &LOCK_CORE_FN
         };
@@ -67,6 +68,7 @@ where
         };
         ::lock_core::__private::scope(
                 &lock_core_held,
+                lock_core_site,
                 async move {
                     let __self = self;
                     let n = n;

@@ -11,6 +11,7 @@ fn status() -> Status {
             func: ::core::concat!(::core::module_path!(), "::", "status"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &[],
         };
         &LOCK_CORE_FN
     };
@@ -33,7 +34,7 @@ fn status() -> Status {
             return crate::to_status(lock_core_err);
         }
     };
-    let lock_core_frame = my_locks::__private::frame(&lock_core_held);
+    let lock_core_frame = my_locks::__private::frame(&lock_core_held, lock_core_site);
     let _lock_core_entered = my_locks::__private::enter(&lock_core_frame);
     Status::Ok
 }

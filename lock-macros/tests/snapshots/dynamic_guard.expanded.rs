@@ -10,6 +10,7 @@ async fn credit(id: u32, amount: i64) -> i64 {
             func: ::core::concat!(::core::module_path!(), "::", "credit"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &["account-{}"],
         };
         &LOCK_CORE_FN
     };
@@ -35,7 +36,7 @@ async fn credit(id: u32, amount: i64) -> i64 {
         }
     };
     ::lock_core::__private::scope_with(
-            ::lock_core::__private::frame(&lock_core_held),
+            ::lock_core::__private::frame(&lock_core_held, lock_core_site),
             async move {
                 #[allow(
                     unknown_lints,

@@ -13,6 +13,7 @@ impl Account {
                 func: ::core::concat!(::core::module_path!(), "::", "Account::close"),
                 file: ::core::file!(),
                 line: ::core::line!(),
+                classes: &[],
             };
             &LOCK_CORE_FN
         };
@@ -53,6 +54,7 @@ impl Account {
         };
         ::lock_core::__private::scope(
                 &lock_core_held,
+                lock_core_site,
                 async move {
                     #[allow(
                         unknown_lints,
@@ -79,6 +81,7 @@ impl Account {
                 func: ::core::concat!(::core::module_path!(), "::", "Account::open"),
                 file: ::core::file!(),
                 line: ::core::line!(),
+                classes: &[],
             };
             &LOCK_CORE_FN
         };
@@ -110,7 +113,10 @@ impl Account {
                 };
             }
         };
-        let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+        let lock_core_frame = ::lock_core::__private::frame(
+            &lock_core_held,
+            lock_core_site,
+        );
         let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
         Ok(())
     }

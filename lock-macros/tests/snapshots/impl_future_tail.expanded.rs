@@ -14,6 +14,7 @@ fn job(
                 func: ::core::concat!(::core::module_path!(), "::", "job"),
                 file: ::core::file!(),
                 line: ::core::line!(),
+                classes: &["job-{}"],
             };
             &LOCK_CORE_FN
         };
@@ -45,6 +46,11 @@ fn job(
                 }
             }
         };
-        ::lock_core::__private::scope(&lock_core_held, async move { Ok(doubled) }).await
+        ::lock_core::__private::scope(
+                &lock_core_held,
+                lock_core_site,
+                async move { Ok(doubled) },
+            )
+            .await
     }
 }

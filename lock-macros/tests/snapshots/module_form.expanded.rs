@@ -29,6 +29,7 @@ mod tests {
                 func: ::core::concat!(::core::module_path!(), "::", "sync_test"),
                 file: ::core::file!(),
                 line: ::core::line!(),
+                classes: &[],
             };
             &LOCK_CORE_FN
         };
@@ -56,7 +57,10 @@ mod tests {
                 };
             }
         };
-        let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+        let lock_core_frame = ::lock_core::__private::frame(
+            &lock_core_held,
+            lock_core_site,
+        );
         let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
         assert_eq!(helper(), 1);
     }
@@ -67,6 +71,7 @@ mod tests {
                 func: ::core::concat!(::core::module_path!(), "::", "async_test"),
                 file: ::core::file!(),
                 line: ::core::line!(),
+                classes: &[],
             };
             &LOCK_CORE_FN
         };
@@ -99,7 +104,8 @@ mod tests {
                 }
             }
         };
-        ::lock_core::__private::scope(&lock_core_held, async move {}).await
+        ::lock_core::__private::scope(&lock_core_held, lock_core_site, async move {})
+            .await
     }
     #[test]
     #[locked(name = "own")]
@@ -112,6 +118,7 @@ mod tests {
                     func: ::core::concat!(::core::module_path!(), "::", "deeper"),
                     file: ::core::file!(),
                     line: ::core::line!(),
+                    classes: &[],
                 };
                 &LOCK_CORE_FN
             };
@@ -139,7 +146,10 @@ mod tests {
                     };
                 }
             };
-            let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+            let lock_core_frame = ::lock_core::__private::frame(
+                &lock_core_held,
+                lock_core_site,
+            );
             let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
         }
     }

@@ -12,6 +12,7 @@ mod serial {
                 func: ::core::concat!(::core::module_path!(), "::", "one"),
                 file: ::core::file!(),
                 line: ::core::line!(),
+                classes: &[],
             };
             &LOCK_CORE_FN
         };
@@ -39,7 +40,10 @@ mod serial {
                 };
             }
         };
-        let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+        let lock_core_frame = ::lock_core::__private::frame(
+            &lock_core_held,
+            lock_core_site,
+        );
         let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
     }
 }

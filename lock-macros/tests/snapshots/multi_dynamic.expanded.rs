@@ -12,6 +12,7 @@ where
             func: ::core::concat!(::core::module_path!(), "::", "transfer"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &["user-{}", "user-{}"],
         };
         &LOCK_CORE_FN
     };
@@ -43,6 +44,7 @@ where
     };
     ::lock_core::__private::scope(
             &lock_core_held,
+            lock_core_site,
             async move {
                 #[allow(
                     unknown_lints,

@@ -9,6 +9,7 @@ fn both() -> std::io::Result<()> {
             func: ::core::concat!(::core::module_path!(), "::", "both"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &[],
         };
         &LOCK_CORE_FN
     };
@@ -37,7 +38,7 @@ fn both() -> std::io::Result<()> {
             };
         }
     };
-    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held, lock_core_site);
     let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
     Ok(())
 }

@@ -9,6 +9,7 @@ async fn run(&self, key: &str, cfg: &Config) -> anyhow::Result<()> {
             func: ::core::concat!(::core::module_path!(), "::", "run"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &["acct-{}/{}"],
         };
         &LOCK_CORE_FN
     };
@@ -47,6 +48,7 @@ async fn run(&self, key: &str, cfg: &Config) -> anyhow::Result<()> {
     };
     ::lock_core::__private::scope(
             &lock_core_held,
+            lock_core_site,
             async move {
                 #[allow(
                     unknown_lints,

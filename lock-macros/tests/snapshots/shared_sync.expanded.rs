@@ -7,6 +7,7 @@ fn read() {
             func: ::core::concat!(::core::module_path!(), "::", "read"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &[],
         };
         &LOCK_CORE_FN
     };
@@ -35,6 +36,6 @@ fn read() {
             };
         }
     };
-    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held, lock_core_site);
     let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
 }

@@ -9,6 +9,7 @@ async fn report() -> Result<(), lock_core::LockError> {
             func: ::core::concat!(::core::module_path!(), "::", "report"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &[],
         };
         &LOCK_CORE_FN
     };
@@ -43,7 +44,7 @@ async fn report() -> Result<(), lock_core::LockError> {
         }
     };
     ::lock_core::__private::scope_with(
-            ::lock_core::__private::frame(&lock_core_held),
+            ::lock_core::__private::frame(&lock_core_held, lock_core_site),
             async move {
                 #[allow(
                     unknown_lints,

@@ -9,6 +9,7 @@ fn tick(counter: &std::sync::atomic::AtomicUsize) {
             func: ::core::concat!(::core::module_path!(), "::", "tick"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &[],
         };
         &LOCK_CORE_FN
     };
@@ -36,7 +37,7 @@ fn tick(counter: &std::sync::atomic::AtomicUsize) {
             };
         }
     };
-    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held, lock_core_site);
     let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }

@@ -9,6 +9,7 @@ fn both(x: &str) -> anyhow::Result<usize> {
             func: ::core::concat!(::core::module_path!(), "::", "both"),
             file: ::core::file!(),
             line: ::core::line!(),
+            classes: &["b-{}", "a"],
         };
         &LOCK_CORE_FN
     };
@@ -36,7 +37,7 @@ fn both(x: &str) -> anyhow::Result<usize> {
             };
         }
     };
-    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held);
+    let lock_core_frame = ::lock_core::__private::frame(&lock_core_held, lock_core_site);
     let _lock_core_entered = ::lock_core::__private::enter(&lock_core_frame);
     let set = lock_core_held.into_set();
     Ok(set.guards().len())
