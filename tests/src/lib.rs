@@ -225,3 +225,84 @@ impl Drop for HeldElsewhere {
         self.stop();
     }
 }
+
+/// A barrier for threads whose wait is bounded (std's `Barrier` cannot time out): `n`
+/// parties each call [`TimedBarrier::wait`]; it returns `true` once all `n` are inside,
+/// or `false` if they were not within the timeout — so a test of overlap fails instead
+/// of hanging when exclusion wrongly keeps the parties apart.
+pub struct TimedBarrier {
+    n: usize,
+    /// (arrived in this generation, generation)
+    state: std::sync::Mutex<(usize, u64)>,
+    cv: std::sync::Condvar,
+}
+
+impl TimedBarrier {
+    /// A barrier for `n` parties.
+    pub fn new(n: usize) -> Self {
+        TimedBarrier {
+            n,
+            state: std::sync::Mutex::new((0, 0)),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits (at most `timeout`) until all `n` parties have arrived.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        let mut st = self.state.lock().unwrap();
+        let generation = st.1;
+        st.0 += 1;
+        if st.0 == self.n {
+            st.0 = 0;
+            st.1 += 1;
+            self.cv.notify_all();
+            return true;
+        }
+        let (st, _) = self
+            .cv
+            .wait_timeout_while(st, timeout, |s| s.1 == generation)
+            .unwrap();
+        st.1 != generation
+    }
+}
+
+/// Polls `cond` every millisecond until it holds or `timeout` passes; returns whether it
+/// held. For waiting on an observable state (a waiter count, a file), never for timing.
+pub fn eventually(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Runs `f` on a thread of its own and returns its result, or panics if it takes longer
+/// than `limit` (a call that would hang fails the test instead).
+pub fn bounded<T: Send + 'static>(
+    limit: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(v)) => v,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(e) => panic!("did not finish within {limit:?}: {e}"),
+    }
+}
+
+/// The waiters this process has for `name` (0 if nobody holds it), from
+/// [`lock_core::holders`].
+pub fn waiters_of(name: &str) -> usize {
+    lock_core::holders()
+        .iter()
+        .find(|h| h.name == name)
+        .map_or(0, |h| h.waiters)
+}

@@ -73,7 +73,17 @@ impl Child {
 
     /// Like [`Child::spawn`], with extra environment variables.
     pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Child {
-        let mut proc = Command::new(env!("CARGO_BIN_EXE_file_child"))
+        Child::spawn_with(args, env, &[])
+    }
+
+    /// Like [`Child::spawn_env`], also removing the variables `remove` from the child's
+    /// environment.
+    pub fn spawn_with(args: &[&str], env: &[(&str, &str)], remove: &[&str]) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_file_child"));
+        for v in remove {
+            cmd.env_remove(v);
+        }
+        let mut proc = cmd
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
@@ -110,6 +120,24 @@ impl Child {
         c.close_stdin();
         c.wait_exit();
         line
+    }
+
+    /// Like [`Child::run`], with an environment (see [`Child::spawn_with`]).
+    pub fn run_with(args: &[&str], env: &[(&str, &str)], remove: &[&str]) -> String {
+        let mut c = Child::spawn_with(args, env, remove);
+        let line = c.line();
+        c.close_stdin();
+        c.wait_exit();
+        line
+    }
+
+    /// `hold-mode` in `dir`: returns once the child holds the lock in `mode`
+    /// (`exclusive`, `shared`, `permits:N`).
+    pub fn hold_mode(dir: &Path, name: &str, mode: &str) -> Child {
+        let mut c = Child::spawn(&["hold-mode", dir.to_str().unwrap(), name, mode]);
+        let line = c.line();
+        assert_eq!(line, format!("locked {}", c.pid()), "{mode} hold");
+        c
     }
 
     pub fn pid(&self) -> u32 {
