@@ -4,7 +4,7 @@
 //! The verbs mirror the in-process ones ([`acquire`], [`acquire_timeout`],
 //! [`try_acquire`], [`blocking_acquire`], [`is_locked`]) and use the
 //! [default directory](default_dir); [`LockDir`] offers the same verbs for an explicit
-//! directory, and [`Lock`](crate::Lock) every option (`.file()`, `.dir(d)`, `.path(p)`,
+//! directory, and [`Lock`] every option (`.file()`, `.dir(d)`, `.path(p)`,
 //! `.shared()`, `.permits(n)`, `.timeout(t)`). `#[locked(name = "..", file)]`,
 //! `file = "dir"` and `path = "x.lock"` go through the same code.
 //!
