@@ -202,6 +202,8 @@ pub enum Held {
     Many(LockSet),
     /// A lease from a store (`store = ...`).
     Lease(Box<crate::lease::LeaseGuard>),
+    /// Several leases (`name = [..], store = ...`).
+    Leases(crate::lease::LeaseSet),
 }
 
 impl Held {
@@ -209,7 +211,7 @@ impl Held {
     pub fn into_guard(self) -> LockGuard {
         match self {
             Held::One(g) => g,
-            Held::Many(_) | Held::Lease(_) => {
+            Held::Many(_) | Held::Lease(_) | Held::Leases(_) => {
                 unreachable!("the macro binds a single guard only for one in-process/file name")
             }
         }
@@ -220,7 +222,9 @@ impl Held {
         match self {
             Held::Many(s) => s,
             Held::One(g) => LockSet::new(vec![g]),
-            Held::Lease(_) => unreachable!("the macro binds a lock set only without a store"),
+            Held::Lease(_) | Held::Leases(_) => {
+                unreachable!("the macro binds a lock set only without a store")
+            }
         }
     }
 
@@ -229,6 +233,14 @@ impl Held {
         match self {
             Held::Lease(l) => *l,
             _ => unreachable!("the macro binds a lease only with a store"),
+        }
+    }
+
+    /// The leases of a `name = [..], store = ...` call (`guard = g`).
+    pub fn into_leases(self) -> crate::lease::LeaseSet {
+        match self {
+            Held::Leases(s) => s,
+            _ => unreachable!("the macro binds a lease set only with a store and a name list"),
         }
     }
 
@@ -243,6 +255,7 @@ impl Held {
                 }
             }
             Held::Lease(l) => l.push_held(&mut set),
+            Held::Leases(s) => s.push_held(&mut set),
         }
         Frame::new(set)
     }
@@ -453,6 +466,15 @@ impl std::fmt::Display for HeldNames<'_> {
                 Ok(())
             }
             Held::Lease(l) => f.write_str(l.name()),
+            Held::Leases(s) => {
+                for (i, n) in s.names().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    f.write_str(n)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -462,7 +484,8 @@ fn held_span(held: &Held, site: &'static FnSite) -> tracing::Span {
     let mode = match held {
         Held::One(g) => g.mode(),
         Held::Many(s) => s.guards().first().map_or(Mode::Exclusive, LockGuard::mode),
-        Held::Lease(_) => Mode::Exclusive,
+        Held::Lease(l) => l.mode(),
+        Held::Leases(s) => s.guards().first().map_or(Mode::Exclusive, |g| g.mode()),
     };
     crate::trace::held_span(&HeldNames(held), mode, site.func)
 }
@@ -539,6 +562,8 @@ pub struct StoreOptions {
     pub lease_ms: Option<u64>,
     /// `shared` / `permits = n`.
     pub mode: Mode,
+    /// Whether the names were given as a list (`name = [..]`: the guard is a set).
+    pub several: bool,
     /// The locked function.
     pub site: &'static FnSite,
 }
@@ -562,9 +587,15 @@ pub async fn acquire_store<S: crate::lease::LeaseStore>(
     keys: Keys,
     opts: StoreOptions,
 ) -> Result<Held, LockError> {
-    crate::lease::acquire_for_macro(store, keys, opts)
-        .await
-        .map(|l| Held::Lease(Box::new(l)))
+    let several = opts.several;
+    let mut guards = crate::lease::acquire_for_macro(store, keys, opts).await?;
+    if several || guards.len() != 1 {
+        return Ok(Held::Leases(crate::lease::LeaseSet::new(guards)));
+    }
+    match guards.pop() {
+        Some(g) => Ok(Held::Lease(Box::new(g))),
+        None => Ok(Held::Leases(crate::lease::LeaseSet::new(Vec::new()))),
+    }
 }
 
 /// How many registrations the crate's wake-up thread holds right now (pending timers and

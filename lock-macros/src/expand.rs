@@ -196,6 +196,7 @@ fn bind_guard(plan: &Plan, n: &Names) -> TokenStream {
                 GuardKind::One => quote!(into_guard),
                 GuardKind::Set => quote!(into_set),
                 GuardKind::Lease => quote!(into_lease),
+                GuardKind::LeaseSet => quote!(into_leases),
             };
             quote!(let #g = #held.#method();)
         }
@@ -335,11 +336,13 @@ fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
                 (#store).lock_core_store()
             }
         };
+        let several = !plan.single;
         quote! {
             #p::acquire_store(#store_ref, #keys, #p::StoreOptions {
                 timeout_ms: #timeout,
                 lease_ms: #lease,
                 mode: #mode,
+                several: #several,
                 site: #site,
             }).await
         }

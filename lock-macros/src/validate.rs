@@ -69,11 +69,14 @@ pub(crate) enum GuardKind {
     One,
     Set,
     Lease,
+    LeaseSet,
 }
 
 /// Everything `expand` needs.
 pub(crate) struct Plan {
     pub kind: Kind,
+    /// One name (`name = ".."` or a default), not a list.
+    pub single: bool,
     pub keys: Keys,
     pub timeout_ms: Option<Value<u64>>,
     pub mode: ModeSpec,
@@ -127,31 +130,6 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
                     ),
                 ),
             );
-        }
-        match &cfg.mode {
-            ModeSpec::Exclusive => {}
-            ModeSpec::Shared(k) | ModeSpec::Permits(k, _) => push(
-                &mut errors,
-                syn::Error::new(
-                    k.span(),
-                    format!(
-                        "`{k}` is not supported with `store` yet: leases are exclusive; \
-                         use `shared` / `permits` with in-process or file locks"
-                    ),
-                ),
-            ),
-        }
-        if let NameSpec::Given { entries, .. } = &cfg.names {
-            if let Some((second, _)) = entries.get(1) {
-                push(
-                    &mut errors,
-                    syn::Error::new(
-                        second.span(),
-                        "with `store`, a call holds exactly one lease: give one name, or nest two \
-                         locked functions (in sorted name order) to hold several leases",
-                    ),
-                );
-            }
         }
         if let Some((_, Value::Lit(ms, span))) = &cfg.lease_ms {
             if *ms < MIN_LEASE_MS {
@@ -230,8 +208,10 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
     }
 
     let guard = cfg.guard.map(|g| {
-        let kind = if cfg.store.is_some() {
+        let kind = if cfg.store.is_some() && single {
             GuardKind::Lease
+        } else if cfg.store.is_some() {
+            GuardKind::LeaseSet
         } else if single {
             GuardKind::One
         } else {
@@ -274,6 +254,7 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
 
     Ok(Plan {
         kind,
+        single,
         keys,
         timeout_ms: cfg.timeout_ms.map(|(_, n)| n),
         mode: cfg.mode,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lock_core::lease::{self, Attempt, Lease, LeaseOptions, LeaseStore};
+use lock_core::lease::{self, Attempt, Lease, LeaseOptions, LeaseStore, Request};
 use lock_core::{locked, LockError};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -28,19 +28,23 @@ impl LeaseStore for Memory {
         "memory (attribute tests)".to_owned()
     }
 
-    async fn try_acquire(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Attempt, LockError> {
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
+        let (name, owner, ttl) = (req.name, req.owner, req.ttl);
+        if !req.mode.is_exclusive() {
+            return Err(LockError::Store {
+                name: name.to_owned(),
+                store: self.describe(),
+                message: "exclusive leases only".into(),
+            });
+        }
         let mut st = self.inner.lock().unwrap();
         let now = Instant::now();
         if let Some((held, until)) = st.leases.get(name) {
+            if *until > now && held.owner == owner {
+                return Ok(Attempt::Acquired(held.clone()));
+            }
             if *until > now {
-                return Ok(Attempt::Held {
-                    holder: Some(held.owner.clone()),
-                });
+                return Ok(Attempt::held(Some(held.owner.clone())));
             }
         }
         st.fence += 1;
@@ -226,4 +230,17 @@ async fn cancellation_gives_the_lease_back() {
     .expect("lease not given back after cancellation")
     .unwrap();
     g.release().await.unwrap();
+}
+
+/// The conformance suite's exclusive checks pass on this simple store, and its turn
+/// check catches that the store keeps no queue (the suite can fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_a_correct_store() {
+    lease::conformance::run_exclusive(&Memory::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "turns in a row")]
+async fn the_conformance_suite_catches_an_unfair_store() {
+    lease::conformance::fair_turns(&Memory::default()).await;
 }

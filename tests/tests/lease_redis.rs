@@ -3,7 +3,14 @@
 
 mod lease_support;
 
-use lease_support::{child_main, scenarios, Kind};
+use lease_support::{child_main, scenarios, waking, Kind};
+
+conformance_tests!(super::KIND);
+fault_tests!(
+    exclusive => Mode::Exclusive,
+    shared => Mode::Shared,
+    permits => Mode::Permits(2),
+);
 
 const KIND: Kind = Kind::Redis;
 
@@ -17,41 +24,6 @@ fn lease_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_processes_read_modify_write() {
     scenarios::many_processes_read_modify_write(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_holder_waiter_takes_over() {
-    scenarios::sigkill_holder(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigstop_holder_is_fenced_and_told() {
-    scenarios::sigstop_holder(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_behind_holders_back_is_lost() {
-    scenarios::ended_behind_holders_back(KIND, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_behind_holders_back_is_lost() {
-    scenarios::ended_behind_holders_back(KIND, true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_connection_reconnects_or_loses() {
-    scenarios::connection_killed(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acquire_timeout_is_honoured() {
-    scenarios::acquire_timeout(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_cancellations_leave_nothing_held() {
-    scenarios::random_cancellations(KIND).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,4 +49,39 @@ async fn custom_prefix_and_tricky_names() {
 #[test]
 fn store_survives_runtime_changes() {
     scenarios::store_survives_runtime_changes(KIND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_take_turns_woken_by_the_store() {
+    waking::turns(KIND, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_take_turns_woken_by_the_store() {
+    waking::turns(KIND, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_killed_mid_wait_still_wakes() {
+    waking::listener_killed_mid_wait(KIND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_waiter_leaves_the_queue_within_its_ttl() {
+    waking::dead_waiter_leaves_queue(KIND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permits_never_above_n_across_processes() {
+    waking::permits_never_above_n(KIND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_one_leader_and_takeover_after_sigkill() {
+    waking::election(KIND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_in_every_shape() {
+    scenarios::attribute_shapes(KIND).await;
 }

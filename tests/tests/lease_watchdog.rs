@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lock_core::lease::{self, Attempt, Lease, LeaseOptions, LeaseStore};
+use lock_core::lease::{self, Attempt, Lease, LeaseOptions, LeaseStore, Request};
 use lock_core::LockError;
 
 #[derive(Default)]
@@ -41,12 +41,8 @@ impl LeaseStore for Flaky {
         "flaky in-memory store".into()
     }
 
-    async fn try_acquire(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Attempt, LockError> {
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
+        let (name, owner, ttl) = (req.name, req.owner, req.ttl);
         self.faults.acquires.fetch_add(1, Ordering::SeqCst);
         let delay = self.faults.acquire_delay_ms.load(Ordering::SeqCst) as u64;
         if delay > 0 {
@@ -55,10 +51,11 @@ impl LeaseStore for Flaky {
         let mut s = self.leases.lock().unwrap();
         let now = Instant::now();
         if let Some((l, exp)) = s.1.get(name) {
+            if *exp > now && l.owner == owner {
+                return Ok(Attempt::Acquired(l.clone()));
+            }
             if *exp > now {
-                return Ok(Attempt::Held {
-                    holder: Some(l.owner.clone()),
-                });
+                return Ok(Attempt::held(Some(l.owner.clone())));
             }
         }
         s.0 += 1;
@@ -255,7 +252,11 @@ async fn waiting_backs_off_and_honours_the_timeout() {
     let n = name("timeout");
     // Another "process" holds it: insert a foreign lease directly.
     let Attempt::Acquired(_) = store
-        .try_acquire(&n, "other-host/42/x/1", Duration::from_secs(5))
+        .try_acquire(&Request::exclusive(
+            &n,
+            "other-host/42/x/1",
+            Duration::from_secs(5),
+        ))
         .await
         .unwrap()
     else {

@@ -28,6 +28,7 @@ async fn report() -> Result<(), lock_core::LockError> {
                 timeout_ms: ::core::option::Option::None,
                 lease_ms: ::core::option::Option::Some(30000u64),
                 mode: ::lock_core::__private::EXCLUSIVE,
+                several: false,
                 site: lock_core_site,
             },
         )

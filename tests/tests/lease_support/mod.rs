@@ -16,10 +16,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lock_core::lease::postgres::{tokio_postgres, PostgresStore};
 use lock_core::lease::redis::{redis, RedisStore};
-use lock_core::lease::{self, Attempt, Lease, LeaseGuard, LeaseOptions, LeaseStore};
+use lock_core::lease::{
+    self, Attempt, Lease, LeaseGuard, LeaseInfo, LeaseOptions, LeaseStore, Request,
+};
 use lock_core::LockError;
+use lock_core::Mode;
 
 pub mod scenarios;
+pub mod waking;
 
 pub const CHILD_ENV: &str = "LEASE_CHILD_ROLE";
 
@@ -137,15 +141,40 @@ impl LeaseStore for AnyStore {
             AnyStore::Redis(s) => s.describe(),
         }
     }
-    async fn try_acquire(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Attempt, LockError> {
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
         match self {
-            AnyStore::Postgres(s) => s.try_acquire(name, owner, ttl).await,
-            AnyStore::Redis(s) => s.try_acquire(name, owner, ttl).await,
+            AnyStore::Postgres(s) => s.try_acquire(req).await,
+            AnyStore::Redis(s) => s.try_acquire(req).await,
+        }
+    }
+    async fn leave(&self, name: &str, owner: &str) -> Result<(), LockError> {
+        match self {
+            AnyStore::Postgres(s) => s.leave(name, owner).await,
+            AnyStore::Redis(s) => s.leave(name, owner).await,
+        }
+    }
+    async fn wait_for_change(&self, name: &str, until: Instant) {
+        match self {
+            AnyStore::Postgres(s) => s.wait_for_change(name, until).await,
+            AnyStore::Redis(s) => s.wait_for_change(name, until).await,
+        }
+    }
+    fn wakes_waiters(&self) -> bool {
+        match self {
+            AnyStore::Postgres(s) => s.wakes_waiters(),
+            AnyStore::Redis(s) => s.wakes_waiters(),
+        }
+    }
+    async fn leases(&self) -> Result<Vec<LeaseInfo>, LockError> {
+        match self {
+            AnyStore::Postgres(s) => s.leases().await,
+            AnyStore::Redis(s) => s.leases().await,
+        }
+    }
+    async fn leases_of(&self, name: &str) -> Result<Vec<LeaseInfo>, LockError> {
+        match self {
+            AnyStore::Postgres(s) => s.leases_of(name).await,
+            AnyStore::Redis(s) => s.leases_of(name).await,
         }
     }
     async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
@@ -172,6 +201,44 @@ pub fn opts(ttl_ms: u64) -> LeaseOptions {
     LeaseOptions::new()
         .ttl(Duration::from_millis(ttl_ms))
         .retry_backoff(Duration::from_millis(1), Duration::from_millis(20))
+        .mode(env_mode())
+}
+
+/// The shape a child process uses (`LEASE_MODE`: `x`, `s` or `p<N>`; default `x`).
+pub fn env_mode() -> Mode {
+    mode_parse(&std::env::var("LEASE_MODE").unwrap_or_default())
+}
+
+pub fn mode_parse(s: &str) -> Mode {
+    match s {
+        "s" => Mode::Shared,
+        p if p.starts_with('p') => Mode::Permits(p[1..].parse().unwrap_or(1)),
+        _ => Mode::Exclusive,
+    }
+}
+
+pub fn mode_arg(m: Mode) -> String {
+    match m {
+        Mode::Shared => "s".into(),
+        Mode::Permits(n) => format!("p{n}"),
+        _ => "x".into(),
+    }
+}
+
+/// A mode that has to wait for a holder in `m`: exclusive for shared, else `m` itself.
+pub fn rival(m: Mode) -> Mode {
+    match m {
+        Mode::Shared => Mode::Exclusive,
+        other => other,
+    }
+}
+
+/// How many holders in `m` it takes before a [`rival`] request waits.
+pub fn blockers(m: Mode) -> usize {
+    match m {
+        Mode::Permits(n) => n as usize,
+        _ => 1,
+    }
 }
 
 // ---------------------------------------------------------------- the resource
@@ -195,6 +262,7 @@ impl Db {
         for stmt in [
             "CREATE TABLE IF NOT EXISTS lease_test_resource (name text PRIMARY KEY, value bigint NOT NULL DEFAULT 0, last_fence bigint NOT NULL DEFAULT 0)",
             "CREATE TABLE IF NOT EXISTS lease_test_log (id bigserial PRIMARY KEY, name text NOT NULL, fence bigint NOT NULL, pid int NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS lease_test_inside (name text PRIMARY KEY, n integer NOT NULL)",
         ] {
             for attempt in 0.. {
                 match self.client.batch_execute(stmt).await {
@@ -287,17 +355,18 @@ impl Db {
             .collect()
     }
 
-    /// PostgreSQL store: whether the lease row of `name` is live (server clock).
-    pub async fn pg_lease_live(&self, name: &str) -> bool {
-        self.client
-            .query_opt(
-                "SELECT expires_at > clock_timestamp() FROM lock_core_leases WHERE name = $1",
-                &[&name],
+    /// Adds `by` to the inside-counter of `name`; the new count.
+    pub async fn count_in(&self, name: &str, by: i32) -> i64 {
+        let row = self
+            .client
+            .query_one(
+                "INSERT INTO lease_test_inside (name, n) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET n = lease_test_inside.n + $2 RETURNING n::bigint",
+                &[&name, &by],
             )
             .await
-            .expect("lease row")
-            .map(|r| r.get::<_, bool>(0))
-            .unwrap_or(false)
+            .expect("inside counter");
+        row.get(0)
     }
 
     /// Terminates every backend with this application_name; returns how many.
@@ -323,19 +392,11 @@ pub async fn redis_conn() -> redis::aio::MultiplexedConnection {
 
 /// Whether the store shows a live lease on `name`.
 pub async fn lease_live(kind: Kind, name: &str) -> bool {
-    match kind {
-        Kind::Postgres => Db::connect().await.pg_lease_live(name).await,
-        Kind::Redis => {
-            let store = RedisStore::new(&redis_url()).unwrap();
-            let mut c = redis_conn().await;
-            let n: i64 = redis::cmd("EXISTS")
-                .arg(store.lease_key(name))
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            n == 1
-        }
-    }
+    !AnyStore::new(kind)
+        .leases_of(name)
+        .await
+        .expect("listing")
+        .is_empty()
 }
 
 /// Ends the lease behind its holder's back: expires it (PostgreSQL) or deletes it (Redis).
@@ -344,9 +405,10 @@ pub async fn steal(kind: Kind, name: &str, delete: bool) {
         Kind::Postgres => {
             let db = Db::connect().await;
             let sql = if delete {
-                "DELETE FROM lock_core_leases WHERE name = $1"
+                "DELETE FROM lock_core_locks WHERE name = $1"
             } else {
-                "UPDATE lock_core_leases SET expires_at = clock_timestamp() - interval '1 second' WHERE name = $1"
+                "UPDATE lock_core_locks SET holders = (SELECT jsonb_agg(jsonb_set(x, '{e}', '0')) \
+                 FROM jsonb_array_elements(holders) x) WHERE name = $1"
             };
             let n = db.client.execute(sql, &[&name]).await.unwrap();
             assert_eq!(n, 1, "the lease row exists");
@@ -371,6 +433,19 @@ pub async fn steal(kind: Kind, name: &str, delete: bool) {
             assert_eq!(n, 1, "the lease key exists");
         }
     }
+}
+
+/// Kills every Redis pub/sub connection; returns how many.
+pub async fn redis_kill_pubsub() -> usize {
+    let mut c = redis_conn().await;
+    let n: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut c)
+        .await
+        .expect("CLIENT KILL");
+    usize::try_from(n).unwrap_or(0)
 }
 
 /// Kills the Redis connections of process `pid` (found via /proc: its sockets' local
@@ -613,6 +688,9 @@ pub fn child_main() {
             "rmw" => child_rmw(&store, &name, ttl).await,
             "hold" => child_hold(&store, &name, ttl).await,
             "wait" => child_wait(&store, &name, ttl).await,
+            "turns" => child_turns(&store, &name, ttl).await,
+            "inside" => child_inside(&store, &name, ttl).await,
+            "lead" => child_lead(&store, &name, ttl).await,
             other => panic!("unknown child role {other}"),
         }
     });
@@ -632,6 +710,85 @@ async fn child_rmw(store: &AnyStore, name: &str, ttl: u64) {
         g.release().await.expect("release");
     }
     say(format!("DONE rejected={rejected}"));
+}
+
+/// Micro-seconds since the epoch (one clock for every process of the machine).
+pub fn unix_us() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Takes `LEASE_STEPS` turns once told `GO`, holding each `LEASE_HOLD_MS`; says
+/// `TURN <fence> <acquired us> <releasing us>` per turn. Waiters rest `LEASE_BACKOFF_MS`
+/// between attempts (so that only wake-ups from the store make hand-offs fast).
+async fn child_turns(store: &AnyStore, name: &str, ttl: u64) {
+    let steps = env_u64("LEASE_STEPS", 40);
+    let hold = Duration::from_millis(env_u64("LEASE_HOLD_MS", 2));
+    let rest = Duration::from_millis(env_u64("LEASE_BACKOFF_MS", 1000));
+    let mut rx = stdin_lines();
+    say("READY");
+    while rx.recv().await.is_some_and(|l| l != "GO") {}
+    for _ in 0..steps {
+        let o = opts(ttl)
+            .retry_backoff(rest, rest)
+            .timeout(Duration::from_secs(60));
+        let g = lease::acquire(store, name, o).await.expect("acquire");
+        let at = unix_us();
+        tokio::time::sleep(hold).await;
+        let out = unix_us();
+        say(format!("TURN {} {at} {out}", g.fence()));
+        g.release().await.expect("release");
+    }
+    say("DONE");
+}
+
+/// Counts itself in and out of a shared counter row while it holds a permit; says the
+/// highest count it saw.
+async fn child_inside(store: &AnyStore, name: &str, ttl: u64) {
+    let steps = env_u64("LEASE_STEPS", 30);
+    let db = Db::connect().await;
+    let mut max = 0i64;
+    for _ in 0..steps {
+        let g = lease::acquire(store, name, opts(ttl).timeout(Duration::from_secs(60)))
+            .await
+            .expect("acquire");
+        let n = db.count_in(name, 1).await;
+        max = max.max(n);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        db.count_in(name, -1).await;
+        g.release().await.expect("release");
+    }
+    say(format!("DONE max={max}"));
+}
+
+/// Campaigns for the lead of `name`; says `LEADING <fence>` once it leads and `LOST`
+/// if the lead is lost; resigns on `EXIT`.
+async fn child_lead(store: &AnyStore, name: &str, ttl: u64) {
+    let election = lease::Election::new(store.clone(), name)
+        .with_options(opts(ttl).timeout(Duration::from_secs(60)));
+    let mut rx = stdin_lines();
+    say("CAMPAIGNING");
+    let lead = election.campaign().await.expect("campaign");
+    say(format!("LEADING {}", lead.fence()));
+    tokio::select! {
+        e = lead.lost() => say(format!("LOST {e}")),
+        _ = async { while rx.recv().await.is_some_and(|l| l != "EXIT") {} } => {}
+    }
+    let _ = lead.resign().await;
 }
 
 async fn child_wait(store: &AnyStore, name: &str, ttl: u64) {
@@ -695,12 +852,112 @@ async fn child_hold(store: &AnyStore, name: &str, ttl: u64) {
     say(format!("RELEASED {}", outcome.is_ok()));
 }
 
-/// Acquires in this (the parent) process.
+/// Acquires exclusively in this (the parent) process.
 pub async fn take(
     store: &AnyStore,
     name: &str,
     ttl: u64,
     timeout: Duration,
 ) -> Result<LeaseGuard, LockError> {
-    lease::acquire(store, name, opts(ttl).timeout(timeout)).await
+    take_in(store, name, ttl, timeout, Mode::Exclusive).await
+}
+
+/// Acquires in `mode` in this (the parent) process.
+pub async fn take_in(
+    store: &AnyStore,
+    name: &str,
+    ttl: u64,
+    timeout: Duration,
+    mode: Mode,
+) -> Result<LeaseGuard, LockError> {
+    lease::acquire(store, name, opts(ttl).timeout(timeout).mode(mode)).await
+}
+
+/// One test per check of the public conformance suite, against the store of `$kind`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($kind:expr) => {
+        mod conformance {
+            use super::lease_support::AnyStore;
+            use lock_core::lease::conformance as c;
+
+            fn store() -> AnyStore {
+                AnyStore::new($kind)
+            }
+
+            macro_rules! check {
+                ($name:ident, $call:expr) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let s = store();
+                        tokio::time::timeout(c::CHECK_LIMIT, $call(&s))
+                            .await
+                            .expect(concat!("conformance check `", stringify!($name), "` hung"));
+                    }
+                };
+            }
+
+            check!(exclusion, c::exclusion);
+            check!(fences_increase, c::fences_increase);
+            check!(expiry_takeover, c::expiry_takeover);
+            check!(refresh_and_release_compare, c::refresh_and_release_compare);
+            check!(lost_detection, c::lost_detection);
+            check!(cancel_storm_of_1000, |s| c::cancel_storm(s, 1000));
+            check!(shared, c::shared);
+            check!(permits, c::permits);
+            check!(mismatch, c::mismatch);
+            check!(many_names, c::many_names);
+            check!(fair_turns, c::fair_turns);
+        }
+    };
+}
+
+/// The fault tests, once per shape, against the store of `crate::KIND`.
+#[macro_export]
+macro_rules! fault_tests {
+    ($($shape:ident => $mode:expr),* $(,)?) => {
+        $(
+            mod $shape {
+                use $crate::lease_support::scenarios;
+                use lock_core::Mode;
+
+                const MODE: Mode = $mode;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sigkill_holder_waiter_takes_over() {
+                    scenarios::sigkill_holder($crate::KIND, MODE).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sigstop_holder_is_fenced_and_told() {
+                    scenarios::sigstop_holder($crate::KIND, MODE).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn expired_behind_holders_back_is_lost() {
+                    scenarios::ended_behind_holders_back($crate::KIND, false, MODE).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn deleted_behind_holders_back_is_lost() {
+                    scenarios::ended_behind_holders_back($crate::KIND, true, MODE).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn killed_connection_reconnects_or_loses() {
+                    scenarios::connection_killed($crate::KIND, MODE).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn acquire_timeout_is_honoured() {
+                    scenarios::acquire_timeout($crate::KIND, MODE).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn random_cancellations_leave_nothing_held() {
+                    scenarios::random_cancellations($crate::KIND, MODE).await;
+                }
+            }
+        )*
+    };
 }

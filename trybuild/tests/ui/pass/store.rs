@@ -29,4 +29,26 @@ impl<S: LeaseStore> Jobs<S> {
     }
 }
 
+
+
+// Several names, shared and counted leases (the guard of a name list is a `LeaseSet`).
+#[locked(name = ["jobs", "reports"], store = store, guard = set)]
+async fn several<S: LeaseStore>(store: &S) -> Result<usize, LockError> {
+    Ok(set.len() + set.guards().iter().map(|g| g.fence() as usize).sum::<usize>())
+}
+
+#[locked(name = ["job-{id}"], store = store, guard = set)]
+async fn one_in_a_list<S: LeaseStore>(store: &S, id: u32) -> Result<usize, LockError> {
+    Ok(set.len() + id as usize)
+}
+
+#[locked(name = "catalog", store = store, shared, guard = lease)]
+async fn reader<S: LeaseStore>(store: &S) -> Result<bool, LockError> {
+    Ok(lease.mode() == lock_core::Mode::Shared)
+}
+
+#[locked(name = "workers", store = store, permits = 4)]
+async fn worker<S: LeaseStore>(store: &S) -> Result<(), LockError> {
+    Ok(())
+}
 fn main() {}

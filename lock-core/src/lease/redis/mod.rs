@@ -1,33 +1,44 @@
 //! The Redis lease store: fast, best-effort.
 //!
-//! Each lease is two keys sharing one hash tag, so they land in the same slot:
-//! `lock:{name}` holds `fence:owner` with a millisecond TTL, and `lock:{name}:fence` is a
-//! counter that never expires. Three Lua scripts, each atomic on the server:
-//!
-//! * **acquire**: `SET lock:{name} … NX PX ttl`, and if that succeeded `INCR
-//!   lock:{name}:fence` and store the new fence next to the owner;
-//! * **refresh**: `PEXPIRE` only if the value is still exactly ours (compare-and-pexpire);
-//! * **release**: `DEL` only if the value is still exactly ours (compare-and-delete).
+//! Each name is two keys sharing one hash tag, so they land in the same slot:
+//! `lock:{name}` holds the name's state (its live holders, its queue of waiters and its
+//! kind, as one small JSON document that expires a second after its last entry and is
+//! deleted when the name is idle), and `lock:{name}:fence` is a counter that never
+//! expires. Lua scripts, each atomic on the server and timed by the server's clock
+//! (`TIME`), do every step: acquire (in any shape, with the same queue and turn rule
+//! as the PostgreSQL store: while one owner waits, another takes at most three turns in
+//! a row), refresh and release (both compare owner *and* fence), leave (a waiter that
+//! gives up) and list.
 //!
 //! (Characters `{`, `}` and `%` in a name are percent-encoded in the key, so every name
 //! maps to its own hash tag.)
+//!
+//! # Wake-ups
+//!
+//! Release (and leave, and an acquire that found an expired holder) `PUBLISH`es the
+//! name on the channel `lock:wake` when someone waits. The store keeps one subscribed
+//! connection per process (made when a first waiter waits, remade after it dies) and
+//! wakes the waiters of that name at once. A message lost while that connection is down
+//! only costs latency: waiters also retry when the holder's lease would run out and on
+//! a back-off of their own (every 50 ms at most while the subscription is down).
 //!
 //! # When this is safe — read this
 //!
 //! This store is correct only against **one Redis instance without failover**.
 //! Replication is asynchronous: if a primary fails over to a replica that had not yet
-//! received a `SET`, two holders can both "have" the lease. And the fence counter lives
+//! received a write, two holders can both "have" the lease. And the fence counter lives
 //! in Redis memory: if Redis loses its data (restart without persistence, `FLUSHALL`,
 //! eviction under `maxmemory`, failover to a lagging replica), **fences start again from
 //! 1**, so a protected resource that kept the highest fence would refuse every new
 //! holder (or, if it was reset too, accept stale ones). There is deliberately no
 //! Redlock: it does not make these guarantees any better. Use the
 //! [PostgreSQL store](crate::lease::postgres) when the lock guards correctness, and this
-//! one when an occasional double run is merely wasteful.
+//! one when an occasional double run is merely wasteful. Scripts need Redis 5 or newer
+//! (they read `TIME` before writing).
 //!
 //! Connections use the `redis` crate's Tokio connection manager, which reconnects after
 //! a dropped connection; a script that meets a dropped connection is sent once more on a
-//! fresh one (all three are safe to repeat: acquire recognises its own owner string).
+//! fresh one (every script is safe to repeat: acquire recognises its own owner string).
 //! The connection is made on first use and remade if it dies for good, for example when
 //! the Tokio runtime that made it shuts down. The crate is re-exported as [`redis`](https://docs.rs/redis/1).
 //!
@@ -45,48 +56,25 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use ::redis;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation};
+use ::redis::{Client, FromRedisValue, RedisError, ScriptInvocation, Value};
 
-use super::{util, Attempt, Lease, LeaseStore, DEFAULT_TTL};
+use super::notify::Hub;
+use super::{util, Attempt, Lease, LeaseInfo, LeaseStore, Request, DEFAULT_TTL};
+use crate::mode::{Kind, Mode};
 use crate::LockError;
 
-// KEYS[1] = lock:{name}, KEYS[2] = lock:{name}:fence; ARGV[1] = owner, ARGV[2] = TTL ms.
-// The value is "fence:owner". Owners are unique per acquisition, so finding our own
-// owner means a retry of a request whose answer was lost: it is answered again.
-const ACQUIRE: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local fence = redis.call('INCR', KEYS[2])
-  redis.call('SET', KEYS[1], fence .. ':' .. ARGV[1], 'PX', ARGV[2])
-  return {fence, ''}
-end
-local current = redis.call('GET', KEYS[1]) or ''
-local sep = string.find(current, ':', 1, true)
-if sep and string.sub(current, sep + 1) == ARGV[1] then
-  return {tonumber(string.sub(current, 1, sep - 1)), ''}
-end
-return {0, current}
-";
+mod listen;
+mod scripts;
 
-const REFRESH: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
+use scripts::Scripts;
 
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-/// A lease store on one Redis instance. Cheap to clone (clones share the connection).
+/// A lease store on one Redis instance. Cheap to clone (clones share the connection
+/// and the subscription).
 ///
 /// See the [module docs](self) for when it is safe to rely on.
 #[derive(Clone)]
@@ -101,11 +89,11 @@ struct Inner {
     conn: Mutex<Option<(u64, ConnectionManager)>>,
     generation: AtomicU64,
     prefix: String,
+    channel: String,
     describe: String,
     default_ttl: Duration,
-    acquire: Script,
-    refresh: Script,
-    release: Script,
+    scripts: Scripts,
+    hub: Arc<Hub>,
 }
 
 /// Configures a [`RedisStore`]; start with [`RedisStore::builder`].
@@ -184,12 +172,12 @@ impl RedisStoreBuilder {
                 config,
                 conn: Mutex::new(None),
                 generation: AtomicU64::new(0),
+                channel: format!("{}:wake", self.prefix),
                 prefix: self.prefix,
                 describe,
                 default_ttl: self.default_ttl,
-                acquire: Script::new(ACQUIRE),
-                refresh: Script::new(REFRESH),
-                release: Script::new(RELEASE),
+                scripts: Scripts::new(),
+                hub: Arc::new(Hub::default()),
             }),
         })
     }
@@ -223,7 +211,7 @@ impl RedisStore {
         }
     }
 
-    /// The key that holds the lease on `name` (`lock:{name}` with the default prefix).
+    /// The key that holds the state of `name` (`lock:{name}` with the default prefix).
     ///
     /// ```
     /// # fn main() -> Result<(), lock_core::LockError> {
@@ -231,6 +219,7 @@ impl RedisStore {
     /// assert_eq!(store.lease_key("jobs"), "lock:{jobs}");
     /// assert_eq!(store.fence_key("jobs"), "lock:{jobs}:fence");
     /// assert_eq!(store.lease_key("a}b"), "lock:{a%7Db}");
+    /// assert_eq!(store.channel(), "lock:wake");
     /// # Ok(()) }
     /// ```
     pub fn lease_key(&self, name: &str) -> String {
@@ -240,6 +229,18 @@ impl RedisStore {
     /// The key that holds the fence counter of `name` (`lock:{name}:fence`).
     pub fn fence_key(&self, name: &str) -> String {
         format!("{}:{{{}}}:fence", self.inner.prefix, encode(name))
+    }
+
+    /// The channel releases are published on (`lock:wake`; the message is the name).
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// How many names this process's waiters wait for right now (for tests: no entry
+    /// is left behind per name).
+    #[doc(hidden)]
+    pub fn waiting_names(&self) -> usize {
+        self.inner.hub.waiting_names()
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<(u64, ConnectionManager)>> {
@@ -278,8 +279,8 @@ impl RedisStore {
     }
 
     /// Runs a script; after a connection-level failure, once more on a fresh connection
-    /// (all three scripts are safe to repeat: acquire recognises its own owner, refresh
-    /// and release compare-and-set).
+    /// (every script is safe to repeat: acquire recognises its own owner, refresh and
+    /// release compare-and-set, leave is idempotent).
     async fn run<T: FromRedisValue>(
         &self,
         name: &str,
@@ -310,6 +311,45 @@ impl RedisStore {
             message: format!("{what}: {}", util::with_causes(e)),
         }
     }
+
+    fn bad_answer(&self, name: &str, what: &str, got: &Value) -> LockError {
+        LockError::Store {
+            name: name.to_owned(),
+            store: self.inner.describe.clone(),
+            message: format!("{what}: unexpected answer {got:?}"),
+        }
+    }
+
+    /// The live leases of the state key `key` of `name`.
+    async fn list_key(&self, name: &str, key: String) -> Result<Vec<LeaseInfo>, LockError> {
+        let call = self.inner.scripts.list.key(key);
+        let v: Vec<Value> = self.run(name, "list", &call).await?;
+        let mut it = v.into_iter();
+        let Some(kind) = it.next() else {
+            return Ok(Vec::new());
+        };
+        let kind = i64::from_redis_value(kind).unwrap_or(0);
+        let mut out = Vec::new();
+        let rest: Vec<Value> = it.collect();
+        for chunk in rest.chunks(4) {
+            let [o, f, m, e] = chunk else {
+                return Err(self.bad_answer(name, "list", &Value::Array(chunk.to_vec())));
+            };
+            let owner = String::from_redis_value(o.clone()).unwrap_or_default();
+            let fence = u64::from_redis_value(f.clone()).unwrap_or(0);
+            let mode = String::from_redis_value(m.clone()).unwrap_or_default();
+            let left = u64::from_redis_value(e.clone()).unwrap_or(0);
+            out.push(LeaseInfo::new(
+                name,
+                owner,
+                fence,
+                mode_of(&mode, kind),
+                Duration::from_millis(left),
+            ));
+        }
+        out.sort_by_key(|l| l.fence);
+        Ok(out)
+    }
 }
 
 /// Percent-encodes the characters that would break the hash tag (and `%` itself, so the
@@ -331,12 +371,57 @@ fn is_connection_error(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
-fn value_of(lease: &Lease) -> String {
-    format!("{}:{}", lease.fence, lease.owner)
+/// The name a state key `prefix:{enc}` belongs to, if it is one.
+fn decode_key<'k>(prefix: &str, key: &'k str) -> Option<String> {
+    let enc: &'k str = key
+        .strip_prefix(prefix)?
+        .strip_prefix(":{")?
+        .strip_suffix('}')?;
+    if enc.contains('{') || enc.contains('}') {
+        return None;
+    }
+    let mut out = String::with_capacity(enc.len());
+    let mut rest = enc;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3)?;
+        out.push(match code {
+            "25" => '%',
+            "7B" => '{',
+            "7D" => '}',
+            _ => return None,
+        });
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn mode_param(mode: Mode) -> (&'static str, u32) {
+    match mode {
+        Mode::Shared => ("s", 0),
+        Mode::Permits(n) => ("p", n),
+        _ => ("x", 0),
+    }
+}
+
+fn mode_of(letter: &str, kind: i64) -> Mode {
+    match letter {
+        "s" => Mode::Shared,
+        "p" => Mode::Permits(u32::try_from(kind).unwrap_or(0)),
+        _ => Mode::Exclusive,
+    }
+}
+
+fn kind_of(kind: i64) -> Kind {
+    match u32::try_from(kind) {
+        Ok(n) if n > 0 => Kind::Counted(n),
+        _ => Kind::ReadWrite,
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -356,50 +441,135 @@ impl LeaseStore for RedisStore {
         self.inner.default_ttl
     }
 
-    async fn try_acquire(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Attempt, LockError> {
-        let mut call = self.inner.acquire.key(self.lease_key(name));
-        call.key(self.fence_key(name)).arg(owner).arg(ttl_ms(ttl));
-        let (fence, holder): (u64, String) = self.run(name, "acquire", &call).await?;
-        if fence > 0 {
-            return Ok(Attempt::Acquired(Lease::new(fence, owner)));
-        }
-        let holder = match holder.split_once(':') {
-            Some((f, o)) if f.bytes().all(|b| b.is_ascii_digit()) => o.to_owned(),
-            _ => holder,
-        };
-        Ok(Attempt::Held {
-            holder: (!holder.is_empty()).then_some(holder),
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
+        let name = req.name;
+        let (mode, permits) = mode_param(req.mode);
+        let mut call = self.inner.scripts.acquire.key(self.lease_key(name));
+        call.key(self.fence_key(name))
+            .arg(req.owner)
+            .arg(ttl_ms(req.ttl))
+            .arg(mode)
+            .arg(permits)
+            .arg(if req.queue { 1 } else { 0 })
+            .arg(&self.inner.channel)
+            .arg(name);
+        let (status, fence, holder, retry, kind): (i64, u64, String, i64, i64) =
+            self.run(name, "acquire", &call).await?;
+        Ok(match status {
+            1 => Attempt::Acquired(Lease::new(fence, req.owner)),
+            2 => Attempt::Mismatch {
+                kind: kind_of(kind),
+            },
+            _ => Attempt::held_until(
+                (!holder.is_empty()).then_some(holder),
+                (retry > 0).then(|| Duration::from_millis(retry.unsigned_abs())),
+            ),
         })
     }
 
+    async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
+        let live = self.list_key(name, self.lease_key(name)).await?;
+        Ok(live
+            .iter()
+            .find(|l| l.mode == Mode::Exclusive)
+            .or(live.first())
+            .map(|l| l.owner.clone()))
+    }
+
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
-        let mut call = self.inner.refresh.key(self.lease_key(name));
-        call.arg(value_of(lease)).arg(ttl_ms(ttl));
+        let mut call = self.inner.scripts.refresh.key(self.lease_key(name));
+        call.arg(&lease.owner).arg(lease.fence).arg(ttl_ms(ttl));
         let n: i64 = self.run(name, "refresh", &call).await?;
         Ok(n == 1)
     }
 
     async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
-        let mut call = self.inner.release.key(self.lease_key(name));
-        call.arg(value_of(lease));
+        let mut call = self.inner.scripts.release.key(self.lease_key(name));
+        call.arg(&lease.owner)
+            .arg(lease.fence)
+            .arg(&self.inner.channel)
+            .arg(name);
         let n: i64 = self.run(name, "release", &call).await?;
         Ok(n == 1)
+    }
+
+    async fn leave(&self, name: &str, owner: &str) -> Result<(), LockError> {
+        let mut call = self.inner.scripts.leave.key(self.lease_key(name));
+        call.arg(owner).arg(&self.inner.channel).arg(name);
+        let _: i64 = self.run(name, "leave", &call).await?;
+        Ok(())
+    }
+
+    async fn wait_for_change(&self, name: &str, until: Instant) {
+        let hub = &self.inner.hub;
+        hub.ensure_listener(|weak| {
+            listen::run(weak, self.inner.client.clone(), self.inner.channel.clone())
+        });
+        hub.wait(name, until).await;
+    }
+
+    fn wakes_waiters(&self) -> bool {
+        self.inner.hub.is_connected()
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseInfo>, LockError> {
+        let pattern = format!("{}:{{*}}", self.inner.prefix);
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (generation, mut conn) = self.conn("").await?;
+            let mut cmd = ::redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500);
+            let answer: Result<(u64, Vec<String>), RedisError> = cmd.query_async(&mut conn).await;
+            let (next, batch) = answer.map_err(|e| {
+                if is_connection_error(&e) {
+                    self.forget(generation);
+                }
+                self.error("", "list", &e)
+            })?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(name) = decode_key(&self.inner.prefix, &key) {
+                out.extend(self.list_key(&name, key).await?);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.fence.cmp(&b.fence)));
+        Ok(out)
+    }
+
+    async fn leases_of(&self, name: &str) -> Result<Vec<LeaseInfo>, LockError> {
+        self.list_key(name, self.lease_key(name)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::encode;
+    use super::{decode_key, encode};
 
     #[test]
     fn encoding_is_injective_on_tricky_names() {
         assert_eq!(encode("a{b}c"), "a%7Bb%7Dc");
         assert_ne!(encode("%7B"), encode("{"));
         assert_eq!(encode("plain"), "plain");
+    }
+
+    #[test]
+    fn state_keys_decode_back_to_their_names() {
+        for name in ["plain", "a{b}c", "100%", "x:y"] {
+            let key = format!("lock:{{{}}}", encode(name));
+            assert_eq!(decode_key("lock", &key).as_deref(), Some(name));
+        }
+        assert_eq!(decode_key("lock", "lock:{n}:fence"), None);
+        assert_eq!(decode_key("lock", "other:{n}"), None);
     }
 }

@@ -1,50 +1,57 @@
 //! The PostgreSQL lease store: the correctness backend.
 //!
-//! Leases live in one table (default `public.lock_core_leases`):
+//! Leases live in one table (default `public.lock_core_locks`), one row per name in
+//! use, with its live holders, its queue of waiters and its kind (reader/writer or
+//! counted); fences come from one sequence (`lock_core_locks_fence_seq`), drawn under
+//! the row lock, so they are greater than every earlier fence of the name in every
+//! shape, and durable across releases and server restarts. Four PL/pgSQL functions do
+//! each step atomically under the name's row lock (`…_acquire`, `…_refresh`,
+//! `…_release`, `…_leave`); each call is one round trip. See `sql.rs` in the sources for
+//! the exact layout.
 //!
-//! ```sql
-//! CREATE TABLE public.lock_core_leases (
-//!     name        text PRIMARY KEY,
-//!     owner       text        NOT NULL,
-//!     fence       bigint      NOT NULL,
-//!     expires_at  timestamptz NOT NULL,   -- server clock
-//!     acquired_at timestamptz NOT NULL
-//! );
-//! CREATE SEQUENCE public.lock_core_leases_fence_seq;
-//! ```
+//! * **Acquire** grants the name if the request fits beside the live holders (none for
+//!   exclusive; no exclusive one for shared; fewer than `N` for one of `N` permits) and
+//!   no waiter that is *due* stands ahead of it; else it records the request in the
+//!   queue and answers who holds the name and when that lease runs out. Expiry follows
+//!   the database server's clock only (never the clients').
+//! * **Refresh** and **release** compare owner *and* fence and require the lease to be
+//!   live. Release `NOTIFY`s the store's channel (`lock_core_locks_wake`, payload: the
+//!   name) when someone waits, and drops the row once the name is idle (no row is kept
+//!   per name ever used).
+//! * **Fairness**: a waiter that others were granted the name before twice is due, and
+//!   nobody is granted the name before it; so while one owner waits, another takes at
+//!   most three turns in a row. Waiters refresh their place with every attempt; a waiter
+//!   that dies leaves the queue when its entry's TTL runs out.
 //!
-//! * **Acquire** is one `INSERT … ON CONFLICT (name) DO UPDATE … WHERE expires_at <=
-//!   clock_timestamp() RETURNING fence`: it succeeds only when the name is new or its
-//!   lease has expired by the *server's* clock (or the row already carries the caller's
-//!   own owner string — owners are unique per acquisition, so that only happens when a
-//!   request is repeated after its answer was lost). The fence is a fresh `nextval` of the
-//!   sequence, drawn under the row lock, so it is greater than every earlier fence of the
-//!   name; sequences are durable, so fences survive releases and server restarts.
-//!   No row back means the lease is held; who holds it is asked (one `SELECT`) only
-//!   when an acquisition finally fails, for the error message.
-//! * **Refresh** and **release** are `UPDATE`s that compare owner *and* fence and require
-//!   the lease to be still live. Release never deletes the row: it sets `expires_at` to
-//!   now, so the name's history (and its fence order) stays.
+//! # Wake-ups
 //!
-//! Expiry follows the database server's clock only (never the clients'); a jump of that
-//! clock moves every expiry with it, which is one more reason to check the fence in the
-//! protected resource.
+//! The store keeps one extra connection per process that `LISTEN`s on the channel
+//! (made when a first waiter waits, remade after it dies, with the store's
+//! application name plus `-listen`: `lock-core-listen` by default); waiters of a released name retry at once. A notification lost
+//! while that connection is down only costs latency: waiters also retry when the
+//! holder's lease would run out and on a back-off of their own (every 50 ms at most
+//! while the listener is down). Behind a transaction-mode pooler such as PgBouncer,
+//! where `LISTEN` does not work, turn it off with
+//! [`PostgresStoreBuilder::notifications`]`(false)`: waiters then poll (every 2–50 ms).
+//! Everything else is plain single statements (unnamed, typed parameters, no explicit
+//! transaction), which poolers pass through.
 //!
 //! A statement that meets a dead pooled connection (server restart,
-//! `pg_terminate_backend`) is repeated on a fresh one; all three are safe to repeat.
+//! `pg_terminate_backend`) is repeated on a fresh one; all four are safe to repeat.
 //!
-//! Every operation is a single plain statement sent as an unnamed statement with typed
-//! parameters (one round trip, no named prepared statements, no explicit transaction),
-//! so the store also works behind a transaction-mode pooler such as PgBouncer.
-//!
-//! The table and sequence are created on first use (or by [`PostgresStore::migrate`];
-//! turn the automatic step off with [`PostgresStoreBuilder::auto_migrate`] when the
-//! application's role may not create tables).
+//! The table, sequence and functions are created on first use (or by
+//! [`PostgresStore::migrate`]; turn the automatic step off with
+//! [`PostgresStoreBuilder::auto_migrate`] when the application's role may not create
+//! them). Upgrading from lock-core 0.1, whose table was `lock_core_leases`: the new
+//! default table is separate (the layout changed), and its fence sequence starts above
+//! the old one's, so fences keep increasing across the upgrade; do not run old and new
+//! versions against one database at once (they do not see each other's leases).
 //!
 //! Connections come from a `deadpool-postgres` pool without TLS; for TLS or other
-//! connection settings build your own pool and use [`PostgresStore::from_pool`]. The
-//! driver crates are re-exported ([`tokio_postgres`](https://docs.rs/tokio-postgres/0.7), [`deadpool_postgres`](https://docs.rs/deadpool-postgres/0.14)) so that
-//! versions match.
+//! connection settings build your own pool and use [`PostgresStore::from_pool`] (such
+//! a store polls instead of listening). The driver crates are re-exported
+//! ([`tokio_postgres`](https://docs.rs/tokio-postgres/0.7),
+//! [`deadpool_postgres`](https://docs.rs/deadpool-postgres/0.14)) so that versions match.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lock_core::LockError> {
@@ -63,7 +70,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use deadpool_postgres;
 pub use tokio_postgres;
@@ -71,15 +78,26 @@ pub use tokio_postgres;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::{ToSql, Type};
 
+use super::notify::Hub;
 use super::util::{self, check_identifier};
-use super::{Attempt, Lease, LeaseStore, DEFAULT_TTL};
+use super::{Attempt, Lease, LeaseInfo, LeaseStore, Request, DEFAULT_TTL};
+use crate::mode::{Kind, Mode};
 use crate::LockError;
+
+mod listen;
+mod sql;
+
+use sql::Sql;
 
 /// The longest table name accepted (PostgreSQL's 63-byte limit, less the sequence's
 /// `_fence_seq` suffix).
 pub const MAX_TABLE_LEN: usize = 53;
 
-/// A lease store on PostgreSQL. Cheap to clone (clones share the pool).
+/// The default table name (in schema `public`).
+pub const DEFAULT_TABLE: &str = "lock_core_locks";
+
+/// A lease store on PostgreSQL. Cheap to clone (clones share the pool and the
+/// listening connection).
 ///
 /// ```no_run
 /// use std::sync::LazyLock;
@@ -109,63 +127,9 @@ struct Inner {
     auto_migrate: bool,
     migrated: tokio::sync::OnceCell<()>,
     sql: Sql,
-}
-
-struct Sql {
-    create_schema: Option<String>,
-    create_table: String,
-    create_seq: String,
-    acquire: String,
-    holder: String,
-    refresh: String,
-    release: String,
-}
-
-impl Sql {
-    fn new(schema: &str, table: &str) -> Self {
-        let t = format!("\"{schema}\".\"{table}\"");
-        let seq = format!("\"{schema}\".\"{table}_fence_seq\"");
-        Sql {
-            create_schema: (schema != "public")
-                .then(|| format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")),
-            create_table: format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\
-                 name text PRIMARY KEY, \
-                 owner text NOT NULL, \
-                 fence bigint NOT NULL, \
-                 expires_at timestamptz NOT NULL, \
-                 acquired_at timestamptz NOT NULL)"
-            ),
-            create_seq: format!("CREATE SEQUENCE IF NOT EXISTS {seq} AS bigint"),
-            // One statement: take the row if new or expired, with a fresh fence drawn
-            // under the row lock; no row back means someone else holds a live lease.
-            acquire: format!(
-                "INSERT INTO {t} AS l (name, owner, fence, expires_at, acquired_at) \
-                 VALUES ($1, $2, nextval('{seq}'), \
-                         clock_timestamp() + $3::float8 * interval '1 millisecond', clock_timestamp()) \
-                 ON CONFLICT (name) DO UPDATE \
-                   SET owner = EXCLUDED.owner, \
-                       fence = nextval('{seq}'), \
-                       expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond', \
-                       acquired_at = clock_timestamp() \
-                   WHERE l.expires_at <= clock_timestamp() OR l.owner = EXCLUDED.owner \
-                 RETURNING l.fence"
-            ),
-            holder: format!(
-                "SELECT owner FROM {t} WHERE name = $1 AND expires_at > clock_timestamp()"
-            ),
-            refresh: format!(
-                "UPDATE {t} SET expires_at = clock_timestamp() + $4::float8 * interval '1 millisecond' \
-                 WHERE name = $1 AND owner = $2 AND fence = $3 AND expires_at > clock_timestamp() \
-                 RETURNING 1"
-            ),
-            release: format!(
-                "UPDATE {t} SET expires_at = clock_timestamp() \
-                 WHERE name = $1 AND owner = $2 AND fence = $3 AND expires_at > clock_timestamp() \
-                 RETURNING 1"
-            ),
-        }
-    }
+    /// How to open the listening connection; `None` polls instead.
+    listen: Option<tokio_postgres::Config>,
+    hub: Arc<Hub>,
 }
 
 /// Configures a [`PostgresStore`]; start with [`PostgresStore::builder`].
@@ -178,6 +142,7 @@ pub struct PostgresStoreBuilder {
     connect_timeout: Duration,
     default_ttl: Duration,
     auto_migrate: bool,
+    notifications: bool,
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -202,15 +167,17 @@ fn config_error(message: String) -> LockError {
 }
 
 impl PostgresStoreBuilder {
-    /// The schema and table of the lease table (default `public`, `lock_core_leases`).
-    /// Both must be plain identifiers (ASCII letters, digits, `_`).
+    /// The schema and table of the lease table (default `public`, `lock_core_locks`).
+    /// Both must be plain identifiers (ASCII letters, digits, `_`); the table's
+    /// functions, sequence and notification channel are named after it.
     pub fn table(mut self, schema: &str, table: &str) -> Self {
         self.schema = schema.to_owned();
         self.table = table.to_owned();
         self
     }
 
-    /// The most connections the pool opens (default 8).
+    /// The most connections the pool opens (default 8; the listening connection is
+    /// one more).
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = n.max(1);
         self
@@ -228,9 +195,17 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Whether to create the table and sequence on first use (default true).
+    /// Whether to create the table, sequence and functions on first use (default true).
     pub fn auto_migrate(mut self, on: bool) -> Self {
         self.auto_migrate = on;
+        self
+    }
+
+    /// Whether waiters are woken by `LISTEN`/`NOTIFY` (default true). Turn it off
+    /// behind a transaction-mode pooler (PgBouncer), where `LISTEN` does not work:
+    /// waiters then poll every 2–50 ms.
+    pub fn notifications(mut self, on: bool) -> Self {
+        self.notifications = on;
         self
     }
 
@@ -249,6 +224,7 @@ impl PostgresStoreBuilder {
             cfg.application_name("lock-core");
         }
         let describe = describe_config(&cfg, &self.schema, &self.table);
+        let listen = self.notifications.then(|| listen::config(&cfg));
         let mgr = Manager::from_config(
             cfg,
             tokio_postgres::NoTls,
@@ -271,6 +247,7 @@ impl PostgresStoreBuilder {
             &self.table,
             self.default_ttl,
             self.auto_migrate,
+            listen,
         ))
     }
 }
@@ -316,17 +293,19 @@ impl PostgresStore {
         PostgresStoreBuilder {
             url: url.to_owned(),
             schema: "public".to_owned(),
-            table: "lock_core_leases".to_owned(),
+            table: DEFAULT_TABLE.to_owned(),
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
             default_ttl: DEFAULT_TTL,
             auto_migrate: true,
+            notifications: true,
         }
     }
 
     /// A store on a pool you built (for TLS, custom settings or sharing the app's pool).
     /// `schema` and `table` name the lease table; `label` describes the store in errors
-    /// (it must not contain credentials).
+    /// (it must not contain credentials). Such a store has no listening connection:
+    /// its waiters poll.
     pub fn from_pool(
         pool: Pool,
         label: &str,
@@ -342,6 +321,7 @@ impl PostgresStore {
             table,
             DEFAULT_TTL,
             true,
+            None,
         ))
     }
 
@@ -352,6 +332,7 @@ impl PostgresStore {
         table: &str,
         default_ttl: Duration,
         auto_migrate: bool,
+        listen: Option<tokio_postgres::Config>,
     ) -> Self {
         PostgresStore {
             inner: Arc::new(Inner {
@@ -361,6 +342,8 @@ impl PostgresStore {
                 auto_migrate,
                 migrated: tokio::sync::OnceCell::new(),
                 sql: Sql::new(schema, table),
+                listen,
+                hub: Arc::new(Hub::default()),
             }),
         }
     }
@@ -371,8 +354,14 @@ impl PostgresStore {
         &self.inner.pool
     }
 
-    /// Creates the lease table and fence sequence if they do not exist. Idempotent and
-    /// safe to run from several processes at once.
+    /// The channel the store `NOTIFY`s on release (`<table>_wake`).
+    pub fn channel(&self) -> &str {
+        &self.inner.sql.channel
+    }
+
+    /// Creates the lease table, fence sequence and functions if they do not exist (and
+    /// brings the functions up to date). Idempotent and safe to run from several
+    /// processes at once (they take turns on an advisory lock).
     pub async fn migrate(&self) -> Result<(), LockError> {
         self.inner
             .migrated
@@ -383,22 +372,10 @@ impl PostgresStore {
 
     async fn run_migrate(&self) -> Result<(), LockError> {
         let client = self.client("").await?;
-        let sql = &self.inner.sql;
-        if let Some(s) = &sql.create_schema {
-            // The schema may exist already while the role may not create schemas.
-            let _ = client.batch_execute(s).await;
-        }
-        for stmt in [&sql.create_seq, &sql.create_table] {
-            // Concurrent CREATE … IF NOT EXISTS can still collide on the catalog's unique
-            // index; the loser retries once and then sees the object.
-            let mut tries = 0;
-            loop {
-                match client.batch_execute(stmt).await {
-                    Ok(()) => break,
-                    Err(e) if tries == 0 && is_duplicate(&e) => tries += 1,
-                    Err(e) => return Err(self.error("", "creating the lease table", &e)),
-                }
-            }
+        if let Err(e) = client.batch_execute(&self.inner.sql.migrate).await {
+            // Leave the pooled connection outside the failed transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(self.error("", "creating the lease table", &e));
         }
         Ok(())
     }
@@ -428,9 +405,9 @@ impl PostgresStore {
     /// Runs one statement; if the pooled connection turns out to be dead (server
     /// restart, `pg_terminate_backend`), again on another one — at most once per pool
     /// slot plus one, since every idle connection may have died at once. Dead
-    /// connections are dropped from the pool on the way. All three statements
-    /// are safe to repeat: acquire re-grants to its own owner (owners are unique per
-    /// acquisition), refresh and release compare owner and fence.
+    /// connections are dropped from the pool on the way. Every statement is safe to
+    /// repeat: acquire re-grants to its own owner (owners are unique per acquisition),
+    /// refresh and release compare owner and fence, leave is idempotent.
     async fn query(
         &self,
         name: &str,
@@ -438,6 +415,7 @@ impl PostgresStore {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<tokio_postgres::Row>, LockError> {
+        self.ready(name).await?;
         let max_tries = self.inner.pool.status().max_size + 1;
         let mut tries = 0;
         loop {
@@ -466,15 +444,33 @@ impl PostgresStore {
             message: format!("{what}: {detail}"),
         }
     }
-}
 
-fn is_duplicate(e: &tokio_postgres::Error) -> bool {
-    use tokio_postgres::error::SqlState;
-    e.code().is_some_and(|c| {
-        *c == SqlState::UNIQUE_VIOLATION
-            || *c == SqlState::DUPLICATE_TABLE
-            || *c == SqlState::DUPLICATE_OBJECT
-    })
+    fn bad_row(&self, name: &str, what: &str, e: &tokio_postgres::Error) -> LockError {
+        self.error(name, &format!("{what}: unexpected answer"), e)
+    }
+
+    fn info(&self, row: &tokio_postgres::Row) -> Result<LeaseInfo, tokio_postgres::Error> {
+        let name: String = row.try_get(0)?;
+        let owner: Option<String> = row.try_get(1)?;
+        let fence: Option<i64> = row.try_get(2)?;
+        let mode: Option<String> = row.try_get(3)?;
+        let kind: i32 = row.try_get(4)?;
+        let left: i64 = row.try_get(5)?;
+        Ok(LeaseInfo::new(
+            name,
+            owner.unwrap_or_default(),
+            u64::try_from(fence.unwrap_or(0)).unwrap_or(0),
+            mode_of(mode.as_deref(), kind),
+            Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+        ))
+    }
+
+    /// How many names this process's waiters wait for right now (for tests: no entry
+    /// is left behind per name).
+    #[doc(hidden)]
+    pub fn waiting_names(&self) -> usize {
+        self.inner.hub.waiting_names()
+    }
 }
 
 fn is_dead_connection(e: &tokio_postgres::Error) -> bool {
@@ -498,6 +494,30 @@ fn fence_param(fence: u64) -> i64 {
     i64::try_from(fence).unwrap_or(i64::MAX)
 }
 
+/// The mode letter the functions use, and the permit count.
+fn mode_param(mode: Mode) -> (&'static str, i32) {
+    match mode {
+        Mode::Shared => ("s", 0),
+        Mode::Permits(n) => ("p", i32::try_from(n).unwrap_or(i32::MAX)),
+        _ => ("x", 0),
+    }
+}
+
+fn mode_of(letter: Option<&str>, kind: i32) -> Mode {
+    match letter {
+        Some("s") => Mode::Shared,
+        Some("p") => Mode::Permits(u32::try_from(kind).unwrap_or(0)),
+        _ => Mode::Exclusive,
+    }
+}
+
+fn kind_of(kind: i32) -> Kind {
+    match u32::try_from(kind) {
+        Ok(n) if n > 0 => Kind::Counted(n),
+        _ => Kind::ReadWrite,
+    }
+}
+
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("PostgresStore")
@@ -515,30 +535,47 @@ impl LeaseStore for PostgresStore {
         self.inner.default_ttl
     }
 
-    async fn try_acquire(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Attempt, LockError> {
-        self.ready(name).await?;
-        let ms = ttl_ms(ttl);
-        let params: [(&(dyn ToSql + Sync), Type); 3] =
-            [(&name, Type::TEXT), (&owner, Type::TEXT), (&ms, Type::INT8)];
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
+        let name = req.name;
+        let ms = ttl_ms(req.ttl);
+        let (mode, permits) = mode_param(req.mode);
+        let params: [(&(dyn ToSql + Sync), Type); 6] = [
+            (&name, Type::TEXT),
+            (&req.owner, Type::TEXT),
+            (&ms, Type::INT8),
+            (&mode, Type::TEXT),
+            (&permits, Type::INT4),
+            (&req.queue, Type::BOOL),
+        ];
         let rows = self
             .query(name, "acquire", &self.inner.sql.acquire, &params)
             .await?;
-        let Some(row) = rows.first() else {
-            // Held by someone else; who is asked only for error messages (`holder`).
-            return Ok(Attempt::Held { holder: None });
+        let row = rows.first().ok_or_else(|| LockError::Store {
+            name: name.to_owned(),
+            store: self.inner.describe.clone(),
+            message: "acquire: no answer row".into(),
+        })?;
+        let read = || -> Result<Attempt, tokio_postgres::Error> {
+            let status: String = row.try_get(0)?;
+            let fence: Option<i64> = row.try_get(1)?;
+            let holder: Option<String> = row.try_get(2)?;
+            let retry: Option<i64> = row.try_get(3)?;
+            let kind: Option<i32> = row.try_get(4)?;
+            Ok(match status.as_str() {
+                "acquired" => Attempt::Acquired(Lease::new(
+                    u64::try_from(fence.unwrap_or(0)).unwrap_or(0),
+                    req.owner,
+                )),
+                "mismatch" => Attempt::Mismatch {
+                    kind: kind_of(kind.unwrap_or(0)),
+                },
+                _ => Attempt::held_until(
+                    holder,
+                    retry.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+                ),
+            })
         };
-        let fence: i64 = row
-            .try_get(0)
-            .map_err(|e| self.error(name, "acquire", &e))?;
-        Ok(Attempt::Acquired(Lease::new(
-            u64::try_from(fence).unwrap_or(0),
-            owner,
-        )))
+        read().map_err(|e| self.bad_row(name, "acquire", &e))
     }
 
     async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
@@ -546,7 +583,7 @@ impl LeaseStore for PostgresStore {
         let rows = self
             .query(name, "holder", &self.inner.sql.holder, &params)
             .await?;
-        Ok(rows.first().and_then(|r| r.try_get(0).ok()))
+        Ok(rows.first().and_then(|r| r.try_get(1).ok()))
     }
 
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
@@ -560,7 +597,10 @@ impl LeaseStore for PostgresStore {
         let rows = self
             .query(name, "refresh", &self.inner.sql.refresh, &params)
             .await?;
-        Ok(!rows.is_empty())
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get(0).ok())
+            .unwrap_or(false))
     }
 
     async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
@@ -573,6 +613,47 @@ impl LeaseStore for PostgresStore {
         let rows = self
             .query(name, "release", &self.inner.sql.release, &params)
             .await?;
-        Ok(!rows.is_empty())
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get(0).ok())
+            .unwrap_or(false))
+    }
+
+    async fn leave(&self, name: &str, owner: &str) -> Result<(), LockError> {
+        let params: [(&(dyn ToSql + Sync), Type); 2] = [(&name, Type::TEXT), (&owner, Type::TEXT)];
+        self.query(name, "leave", &self.inner.sql.leave, &params)
+            .await
+            .map(drop)
+    }
+
+    async fn wait_for_change(&self, name: &str, until: Instant) {
+        let Some(cfg) = &self.inner.listen else {
+            tokio::time::sleep_until(until.into()).await;
+            return;
+        };
+        let hub = &self.inner.hub;
+        hub.ensure_listener(|weak| listen::run(weak, cfg.clone(), self.inner.sql.channel.clone()));
+        hub.wait(name, until).await;
+    }
+
+    fn wakes_waiters(&self) -> bool {
+        self.inner.listen.is_some() && self.inner.hub.is_connected()
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseInfo>, LockError> {
+        let rows = self.query("", "list", &self.inner.sql.leases, &[]).await?;
+        rows.iter()
+            .map(|r| self.info(r).map_err(|e| self.bad_row("", "list", &e)))
+            .collect()
+    }
+
+    async fn leases_of(&self, name: &str) -> Result<Vec<LeaseInfo>, LockError> {
+        let params: [(&(dyn ToSql + Sync), Type); 1] = [(&name, Type::TEXT)];
+        let rows = self
+            .query(name, "list", &self.inner.sql.leases_of, &params)
+            .await?;
+        rows.iter()
+            .map(|r| self.info(r).map_err(|e| self.bad_row(name, "list", &e)))
+            .collect()
     }
 }
