@@ -269,11 +269,7 @@ impl fmt::Display for CycleText<'_> {
         write!(f, "waiting for `{}` would never end: ", self.0)?;
         for (i, step) in steps.iter().enumerate() {
             if std::ptr::eq(step, last) {
-                write!(
-                    f,
-                    "`{}` is held by this call chain ({})",
-                    step.lock, step.holder
-                )?;
+                write!(f, "`{}` is held by {}", step.lock, step.holder)?;
             } else {
                 let next = &steps[i + 1].lock;
                 write!(

@@ -28,13 +28,55 @@
 //! first wait that needs it), never from the runtime; a dropped wait deregisters at once.
 //! Only the [lease stores](lease) need a Tokio runtime.
 //!
-//! # Re-entry
+//! # Shapes
 //!
-//! A call chain that already holds a lock and asks for it again gets
-//! [`LockError::Busy`] with `reentrant: true` at once instead of deadlocking. A call
-//! chain is a locked body and everything it awaits or calls (for blocking callers outside
-//! any runtime: the thread). Two tasks, or two futures joined side by side, are not one
-//! chain: they queue.
+//! A name is exclusive by default; [`Lock::shared`] holds share it (a reader/writer
+//! lock: many shared holders, never beside an exclusive one, FIFO so neither side
+//! starves), [`Lock::permits`] makes it a counted lock (a semaphore). The attribute says
+//! `shared` / `permits = N`. A counted name asked for with another count, or as a
+//! reader/writer lock, is [`LockError::Mismatch`].
+//!
+//! ```
+//! use lock_core::{Lock, LockError};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), LockError> {
+//! let reader = Lock::new("catalog-doc").shared().acquire().await?;
+//! // Another task reads beside it; a writer has to wait.
+//! let other = tokio::spawn(async { Lock::new("catalog-doc").shared().try_acquire().map(drop) });
+//! assert!(other.await.unwrap().is_ok());
+//! let writer = tokio::spawn(async { Lock::new("catalog-doc").try_acquire().map(drop) });
+//! assert!(matches!(writer.await.unwrap(), Err(LockError::Busy { .. })));
+//! drop(reader);
+//!
+//! let gpu = Lock::new("gpu-doc").permits(2).acquire().await?;
+//! let wrong = tokio::spawn(async { Lock::new("gpu-doc").permits(3).try_acquire().map(drop) });
+//! assert!(matches!(wrong.await.unwrap(), Err(LockError::Mismatch { .. })));
+//! # drop(gpu);
+//! # Ok(()) }
+//! ```
+//!
+//! # No silent hangs
+//!
+//! A wait that could never end is an error, not a hang:
+//!
+//! * **Re-entry**: a call chain that already holds a lock and asks for it again gets
+//!   [`LockError::Busy`] with `reentrant: true` at once. A call chain is a locked body
+//!   and everything it awaits or calls ([`with_lock`], [`Lock::run`] and
+//!   [`LeaseGuard::scope`] make one too). A guard taken by hand belongs to the future that
+//!   took it: asking again in that future (or in a future `join!`ed beside it, which
+//!   shares its waker) is refused; children of a `FuturesUnordered`, which have wakers of
+//!   their own, queue like separate tasks. A blocking caller owns every hand-taken guard
+//!   of its task (outside any task: of its thread). Two tasks simply queue.
+//! * **Blocking the holder's thread**: a blocking acquire on a current-thread runtime's
+//!   thread (or in `block_on`) while async code on that thread holds the lock is `Busy`
+//!   with a `reason`, at once.
+//! * **Cycles of waits**: the wait that would close a cycle (A holds `x` and waits for `y`
+//!   while B holds `y` and waits for `x`) is [`LockError::Deadlock`], naming each lock and
+//!   holder of the cycle; the other waiters go on. Cycles through other processes are not
+//!   seen: bound those waits with timeouts.
+//! * **Long waits** are logged once (feature `tracing`, [`set_slow_wait_threshold`]), and
+//!   [`holders`], [`file::holders`] and [`lease::LeaseStore::leases`] list who holds what.
+//!
+//! [`lockdep`] finds lock-order inversions before they deadlock.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
