@@ -1,0 +1,175 @@
+//! `lock-core`: the command line of [lock-core](lock_core), for shell scripts, cron jobs
+//! and CI steps that must exclude the same resources as Rust code using the library.
+//!
+//! ```text
+//! lock-core run NAME [--shared | --permits N] [--timeout 5s] [--dir D | --path F | --store URL]
+//!                    [--lease 30s] [--grace 5s] [--conflict-exit-code N] -- CMD [ARGS..]
+//! lock-core status [--dir D | --store URL] [--json]
+//! ```
+//!
+//! # `run`
+//!
+//! Takes the lock the library takes for the same name and place — without `--dir`,
+//! `--path` or `--store` the file lock in [the default
+//! directory](lock_core::file::default_dir) (`$LOCK_CORE_DIR` is honoured), exactly as
+//! `#[locked(name = NAME, file)]` or `Lock::new(NAME).file()` — then runs CMD with
+//! inherited standard streams and `LOCK_CORE_LOCK=NAME`, and exits with CMD's status.
+//! The lock is held by the `lock-core` process (its pid is the holder others see) and
+//! released when CMD has ended.
+//!
+//! * `--timeout D` (`0`, `200ms`, `5s`, `2m`, `1h`, `1m30s`): give up after D; `0` tries
+//!   once. Without it, `run` waits for ever, showing on a terminal a live line such as
+//!   "waiting for `db` — held by pid 4242 on build-3 for 12 s" (nothing when standard
+//!   error is not a terminal).
+//! * `--shared`, `--permits N`: the lock's shape, as in the library.
+//! * `--store postgres://…|redis://…`: a lease instead of a file lock, with TTL
+//!   `--lease` (default 30 s), renewed every third of it while CMD runs. CMD also gets
+//!   `LOCK_CORE_FENCE`, the lease's fencing token (decimal). If the lease is lost, CMD
+//!   gets SIGTERM, then SIGKILL after `--grace` (default 5 s), and `run` exits 76 saying
+//!   why. `--lease` and `--grace` without `--store` are refused (exit 2). A lease that
+//!   cannot be given back after CMD ended (the store is down) is reported as a warning;
+//!   the exit status stays CMD's (the lease then expires after its TTL). For file locks
+//!   `LOCK_CORE_FENCE` is removed from CMD's environment (it would belong to another lock).
+//! * Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) sent to `lock-core`
+//!   are passed on to CMD; signals the terminal sends to the whole foreground process
+//!   group (Ctrl-C) reach CMD directly and are not passed on a second time. On Linux,
+//!   CMD gets SIGTERM if `lock-core` dies while CMD runs.
+//!
+//! # Exit statuses
+//!
+//! | status | meaning |
+//! |---|---|
+//! | CMD's own | CMD ran and exited; 128 + N if signal N killed it |
+//! | 75 | busy (`--timeout 0`) or timed out; `--conflict-exit-code N` changes it |
+//! | 76 | the lease was lost while CMD ran; CMD was stopped |
+//! | 64 | bad input: invalid lock name, `--permits 0`, unknown or invalid store URL |
+//! | 69 | the store could not be reached or failed |
+//! | 70 | any other lock error (I/O, `Mismatch`, ...) |
+//! | 71 | signals or CMD could not be set up for a system reason |
+//! | 126, 127 | CMD is not executable, not found |
+//! | 128 + N | `lock-core` got signal N while waiting for the lock |
+//! | 2 | invalid command line (clap) |
+//!
+//! Every failure of `lock-core` itself is one line on standard error starting with
+//! `lock-core: `; a busy lock's line names the holder (pid, host, how long).
+//!
+//! # `status`
+//!
+//! Lists the live holders of the file locks of a directory (default: the default
+//! directory; `--dir D`), or the live leases of a store (`--store URL`), as a table or,
+//! with `--json`, as JSON.
+//!
+//! # JSON schema
+//!
+//! Schema 1. Within it, fields may be added but are never removed or changed.
+//!
+//! ```json
+//! {"schema": 1, "backend": "file", "location": "/run/user/1000/lock-core",
+//!  "locks": [{"name": "fixtures/db", "mode": "exclusive", "permits": null,
+//!             "holder": {"pid": 4242, "host": "build-3", "since_unix_ms": 1767225600000},
+//!             "waiting": 1, "file": "/run/user/1000/lock-core/fixtures_2fdb.lock"}]}
+//! ```
+//!
+//! ```json
+//! {"schema": 1, "backend": "postgres",
+//!  "location": "postgres 127.0.0.1:5432/app table public.lock_core_locks",
+//!  "leases": [{"name": "nightly", "mode": "permits", "permits": 2,
+//!              "owner": "build-3/4242/9f3a5c0e1b2d4f60/1", "pid": 4242, "host": "build-3",
+//!              "fence": 17, "expires_in_ms": 24500}]}
+//! ```
+//!
+//! `backend` is `file`, `postgres` or `redis`; `mode` is `exclusive`, `shared` or
+//! `permits` (then `permits` is the count, else `null`). A lock held by several
+//! processes (shared, counted) has one entry per holder. `pid`, `host` and
+//! `since_unix_ms` are `null` when unknown (a lease owner that is not lock-core's, a
+//! file record made on another machine).
+
+#[cfg(unix)]
+pub mod args;
+#[cfg(unix)]
+mod child;
+#[cfg(unix)]
+pub mod exit;
+#[cfg(unix)]
+mod help;
+#[cfg(unix)]
+mod run;
+#[cfg(unix)]
+mod signals;
+#[cfg(unix)]
+pub mod status;
+#[cfg(unix)]
+mod store;
+#[cfg(unix)]
+mod waitline;
+
+use std::process::ExitCode;
+
+/// The `lock-core` command: parses the command line, runs the subcommand, and returns
+/// the exit status (after printing the output, or the failure as one line on standard
+/// error).
+#[cfg(unix)]
+pub fn main() -> ExitCode {
+    use clap::Parser;
+    use std::io::Write;
+
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lock-core: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::OSERR);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            args::Command::Run(a) => run::run(a).await.map(|code| (code, String::new())),
+            args::Command::Status(a) => status::status(a).await.map(|out| (0, out)),
+        }
+    });
+    // Nothing is left to wait for: the lock or lease was released above.
+    rt.shutdown_background();
+    match result {
+        Ok((code, out)) => {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    eprintln!("lock-core: cannot write the output: {e}");
+                    return ExitCode::from(exit::SOFTWARE);
+                }
+            }
+            ExitCode::from(code)
+        }
+        Err(f) => {
+            eprintln!("lock-core: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// The `lock-core` command (Unix only).
+#[cfg(not(unix))]
+pub fn main() -> ExitCode {
+    eprintln!("lock-core: this command needs a Unix system");
+    ExitCode::from(70)
+}
+
+/// Prints one line on standard error without blocking the runtime.
+#[cfg(unix)]
+async fn say(line: String) {
+    let _ = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    })
+    .await;
+}

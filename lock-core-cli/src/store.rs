@@ -1,0 +1,85 @@
+//! `--store URL`: which lease store a URL names, and what a lease's owner string says.
+
+use lock_core::lease::postgres::PostgresStore;
+use lock_core::lease::redis::RedisStore;
+
+use crate::exit::{self, Failure};
+
+/// A store named on the command line.
+pub enum AnyStore {
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(PostgresStore),
+    /// `redis://…`, `rediss://…`, `redis+unix://…` or `unix://…`.
+    Redis(RedisStore),
+}
+
+/// The store `url` names. An unknown scheme or an invalid URL is a usage error (64);
+/// the URL itself is never repeated (it may carry a password). Connects lazily.
+pub fn open(url: &str) -> Result<AnyStore, Failure> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let invalid =
+        |e: lock_core::LockError| Failure::new(exit::USAGE, format!("invalid --store URL: {e}"));
+    match scheme.as_deref() {
+        Some("postgres" | "postgresql") => PostgresStore::new(url)
+            .map(AnyStore::Postgres)
+            .map_err(invalid),
+        Some("redis" | "rediss" | "redis+unix" | "unix") => {
+            RedisStore::new(url).map(AnyStore::Redis).map_err(invalid)
+        }
+        Some(other) => Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "unknown --store scheme `{}`: use postgres://… or redis://…",
+                other.escape_default()
+            ),
+        )),
+        None => Err(Failure::new(
+            exit::USAGE,
+            "--store needs a URL: postgres://user@host:port/db or redis://host:port",
+        )),
+    }
+}
+
+/// The pid and host out of one of lock-core's owner strings (`host/pid/nonce/n`); both
+/// `None` for owners of other shapes.
+pub fn owner_parts(owner: &str) -> (Option<u32>, Option<String>) {
+    let parts: Vec<&str> = owner.split('/').collect();
+    match parts.as_slice() {
+        [host, pid, _, _] => match pid.parse() {
+            Ok(pid) => (Some(pid), Some((*host).to_owned())),
+            Err(_) => (None, None),
+        },
+        _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes() {
+        assert!(matches!(
+            open("postgres://u@127.0.0.1/db"),
+            Ok(AnyStore::Postgres(_))
+        ));
+        assert!(matches!(
+            open("redis://127.0.0.1:6379"),
+            Ok(AnyStore::Redis(_))
+        ));
+        let e = open("mysql://secret@h/db").err().unwrap();
+        assert_eq!(e.code, 64);
+        assert!(e.message.contains("`mysql`") && !e.message.contains("secret"));
+        assert_eq!(open("nonsense").err().unwrap().code, 64);
+    }
+
+    #[test]
+    fn owners() {
+        assert_eq!(
+            owner_parts("build-3/4242/00ff/7"),
+            (Some(4242), Some("build-3".to_owned()))
+        );
+        assert_eq!(owner_parts("someone else"), (None, None));
+        assert_eq!(owner_parts("a/b/c/d"), (None, None));
+    }
+}
