@@ -8,19 +8,19 @@
 //!
 //! Run: `cargo bench -p lock-core-benches --bench file`
 //!
-//! The hand-off uses three locks in rotation, so that every step is exactly one
-//! cross-process wake-up and nobody can barge: A holds {0,1}, B holds {2}; A releases 0
-//! (B, waiting for it, wakes), B releases 2 (A wakes), A releases 1, ... A round trip is
+//! The hand-off uses three locks in rotation (`lock_core_benches::handoff`), so that
+//! every step is exactly one cross-process wake-up and nobody can barge. A round trip is
 //! two wake-ups, like one pipe ping-pong: each of A's steps (release one, take the next)
 //! is one round trip, so both sides run `rounds` steps per timed batch.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use lock_core_benches::handoff::{self, Locks};
 use lock_core_benches::runtime;
 
 const CHILD_ENV: &str = "LOCK_CORE_BENCH_CHILD";
@@ -92,12 +92,6 @@ fn uncontended(c: &mut Criterion) {
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// How one side of the hand-off takes and gives back its locks.
-trait Locks {
-    fn take(&mut self, i: usize);
-    fn give(&mut self, i: usize);
 }
 
 /// Raw flock on three open descriptors.
@@ -172,54 +166,17 @@ fn locks_for(mode: &str, dir: &Path) -> Box<dyn Locks> {
 
 /// Side B of the hand-off, in the child process.
 fn handoff_child(mode: &str, dir: &Path, rounds: u64) {
-    let mut locks = locks_for(mode, dir);
-    locks.take(2);
-    println!("ready");
-    std::io::stdout().flush().expect("stdout");
-    let mut a = 0;
-    for _ in 0..rounds {
-        locks.take(a);
-        locks.give((a + 2) % 3);
-        a = (a + 1) % 3;
-    }
-    // Leave everything free for the parent's last step.
-    for i in 0..3 {
-        locks.give(i);
-    }
+    handoff::child(&mut *locks_for(mode, dir), rounds);
 }
 
 /// Side A, in the bench process; returns the time for `rounds` round trips.
 fn handoff_parent(mode: &str, rounds: u64) -> Duration {
     let dir = bench_dir(&format!("handoff-{mode}"));
-    let mut locks = locks_for(mode, &dir);
-    locks.take(0);
-    locks.take(1);
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .env(
-            CHILD_ENV,
-            format!("handoff:{mode}:{}:{rounds}", dir.display()),
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn child");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    assert_eq!(line.trim(), "ready");
-    let start = Instant::now();
-    let mut r = 0;
-    for _ in 0..rounds {
-        locks.give(r);
-        locks.take((r + 2) % 3);
-        r = (r + 1) % 3;
-    }
-    let elapsed = start.elapsed();
-    for i in 0..3 {
-        locks.give(i);
-    }
-    assert!(child.wait().expect("child").success());
-    elapsed
+    let env = (
+        CHILD_ENV,
+        format!("handoff:{mode}:{}:{rounds}", dir.display()),
+    );
+    handoff::parent(&mut *locks_for(mode, &dir), env, rounds)
 }
 
 fn pingpong_child() {

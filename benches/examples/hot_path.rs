@@ -4,7 +4,8 @@
 //! floor), `attr` / `attr-sync` / `attr-file` (`#[locked]` fns), `file`
 //! (`LockDir::try_acquire`), `fresh` (a new name each time), `contended` /
 //! `contended-attr` / `contended-tokio` (8 tasks on 2 workers, as in the criterion
-//! group: `acquire(name)`, a `#[locked]` fn, tokio's Mutex).
+//! group: `acquire(name)`, a `#[locked]` fn, tokio's Mutex), `noyield` / `noyield-tokio`
+//! (the same without a yield while holding: a `#[locked]` fn, tokio's Mutex).
 
 #[lock_core::locked(name = "hot-attr")]
 async fn attr() {}
@@ -12,6 +13,11 @@ async fn attr() {}
 #[lock_core::locked(name = "hot-attr-contended")]
 async fn attr_contended() {
     tokio::task::yield_now().await;
+}
+
+#[lock_core::locked(name = "hot-attr-noyield")]
+async fn attr_no_yield() {
+    std::hint::black_box(());
 }
 
 #[lock_core::locked(name = "hot-attr-sync")]
@@ -72,7 +78,9 @@ fn main() {
                 drop(lock_core::try_acquire(name));
             }
         }
-        "contended" | "contended-attr" | "contended-tokio" => contended(&case, n),
+        "contended" | "contended-attr" | "contended-tokio" | "noyield" | "noyield-tokio" => {
+            contended(&case, n)
+        }
         other => eprintln!("unknown case {other}"),
     }
 }
@@ -97,6 +105,11 @@ fn contended(case: &str, n: u64) {
                                 tokio::task::yield_now().await;
                             }
                             "contended-attr" => attr_contended().await,
+                            "noyield-tokio" => {
+                                let mut g = mutex.lock().await;
+                                *g += 1;
+                            }
+                            "noyield" => attr_no_yield().await,
                             _ => {
                                 let _g = lock_core::acquire("hot-contended").await;
                                 tokio::task::yield_now().await;

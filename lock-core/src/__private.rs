@@ -339,7 +339,7 @@ pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
     // A shared or counted request that would join current holders first checks they
     // are not its own chain's (which needs the waker): the slow path does that.
     // With the lock-order checker on, the slow path also learns who asks (the waker).
-    if opts.mode.problem().is_some()
+    if !opts.mode.is_valid()
         || (!opts.mode.is_exclusive() && pinned.raw.has_sharers())
         || crate::lockdep::on()
     {
@@ -392,8 +392,8 @@ impl<'a> Slow<'a> {
             Pending::One(pinned, opts, tried) => {
                 let entry = EntryRef::Pinned(pinned);
                 let timeout = opts.timeout();
-                if let (FileMode::Off, None, None, true) =
-                    (opts.file, timeout, opts.mode.problem(), tried)
+                if let (FileMode::Off, None, true, true) =
+                    (opts.file, timeout, opts.mode.is_valid(), tried)
                 {
                     // Queue right here (a small future); `try_acquire` checked scope
                     // re-entry and tried once already, in this same poll.
@@ -428,7 +428,7 @@ pub fn blocking_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, LockError
     let timeout = opts.timeout();
     if let Keys::Site(site) = keys {
         let entry = EntryRef::Pinned(site.pinned()?);
-        if let (FileMode::Off, None) = (opts.file, opts.mode.problem()) {
+        if let (FileMode::Off, true) = (opts.file, opts.mode.is_valid()) {
             let (me, facts) = local::sync_facts(HoldSite::Fn(opts.site), false);
             let entry = match local::try_fast(entry, opts.mode, &facts, || me) {
                 Fast::Got(g) => return Ok(Held::One(g)),
@@ -480,42 +480,54 @@ impl std::fmt::Display for HeldNames<'_> {
 }
 
 #[cfg(feature = "tracing")]
-fn held_span(held: &Held, site: &'static FnSite) -> tracing::Span {
+#[inline(always)]
+fn held_span(held: &Held, site: &'static FnSite) -> Option<Box<tracing::Span>> {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return None;
+    }
+    held_span_cold(held, site)
+}
+
+#[cfg(feature = "tracing")]
+#[cold]
+fn held_span_cold(held: &Held, site: &'static FnSite) -> Option<Box<tracing::Span>> {
     let mode = match held {
         Held::One(g) => g.mode(),
         Held::Many(s) => s.guards().first().map_or(Mode::Exclusive, LockGuard::mode),
         Held::Lease(l) => l.mode(),
         Held::Leases(s) => s.guards().first().map_or(Mode::Exclusive, |g| g.mode()),
     };
-    crate::trace::held_span(&HeldNames(held), mode, site.func)
+    let span = crate::trace::held_span(&HeldNames(held), mode, site.func);
+    (!span.is_disabled()).then(|| Box::new(span))
 }
 
 /// Runs an async body as a call chain holding `held`.
 #[inline]
 pub fn scope<F: Future>(held: &Held, site: &'static FnSite, fut: F) -> Scoped<F> {
-    let s = Scoped::new(held.frame(), fut);
     #[cfg(feature = "tracing")]
-    let s = s.in_span(held_span(held, site));
+    return Scoped::new_in(held.frame(), fut, held_span(held, site));
     #[cfg(not(feature = "tracing"))]
-    let _ = site;
-    s
+    {
+        let _ = site;
+        Scoped::new(held.frame(), fut)
+    }
 }
 
 /// Like [`scope`], for a body that takes the guard by value (`guard = g`): the frame
 /// is built first (`scope_with(frame(&held, site), async move { let g = held.into_guard(); .. })`).
 #[inline]
 pub fn scope_with<F: Future>(frame: SyncFrame, fut: F) -> Scoped<F> {
-    let s = Scoped::new(frame.frame, fut);
     #[cfg(feature = "tracing")]
-    let s = s.in_span(frame.span);
-    s
+    return Scoped::new_in(frame.frame, fut, frame.span);
+    #[cfg(not(feature = "tracing"))]
+    Scoped::new(frame.frame, fut)
 }
 
 /// The scope record of a sync body; see [`enter`].
 pub struct SyncFrame {
     frame: Frame,
     #[cfg(feature = "tracing")]
-    span: tracing::Span,
+    span: Option<Box<tracing::Span>>,
 }
 
 /// Builds the scope record for a body holding `held`.
@@ -539,7 +551,7 @@ pub fn frame(held: &Held, site: &'static FnSite) -> SyncFrame {
 pub fn enter(frame: &SyncFrame) -> Entered<'_> {
     Entered {
         #[cfg(feature = "tracing")]
-        _span: frame.span.enter(),
+        _span: frame.span.as_deref().map(tracing::Span::enter),
         _restore: chain::enter(&frame.frame),
         _frame: std::marker::PhantomData,
     }
@@ -548,7 +560,7 @@ pub fn enter(frame: &SyncFrame) -> Entered<'_> {
 /// See [`enter`].
 pub struct Entered<'a> {
     #[cfg(feature = "tracing")]
-    _span: tracing::span::Entered<'a>,
+    _span: Option<tracing::span::Entered<'a>>,
     _restore: chain::Restore,
     _frame: std::marker::PhantomData<&'a SyncFrame>,
 }

@@ -167,9 +167,10 @@ pub(crate) fn enter(frame: &Frame) -> Restore {
 pub struct Scoped<F> {
     frame: Frame,
     fut: F,
-    /// The `lock.held` span, entered on every poll (with the `tracing` feature).
+    /// The `lock.held` span, entered on every poll (with the `tracing` feature; boxed
+    /// and only when a subscriber wants it, so that the future stays small otherwise).
     #[cfg(feature = "tracing")]
-    span: tracing::Span,
+    span: Option<Box<tracing::Span>>,
     _pinned: PhantomPinned,
 }
 
@@ -180,17 +181,21 @@ impl<F> Scoped<F> {
             frame,
             fut,
             #[cfg(feature = "tracing")]
-            span: tracing::Span::none(),
+            span: None,
             _pinned: PhantomPinned,
         }
     }
 
-    /// Runs every poll inside `span`.
+    /// Runs every poll inside `span` (built in place: the future is not moved again).
     #[cfg(feature = "tracing")]
-    #[inline]
-    pub(crate) fn in_span(mut self, span: tracing::Span) -> Self {
-        self.span = span;
-        self
+    #[inline(always)]
+    pub(crate) fn new_in(frame: Frame, fut: F, span: Option<Box<tracing::Span>>) -> Self {
+        Scoped {
+            frame,
+            fut,
+            span,
+            _pinned: PhantomPinned,
+        }
     }
 }
 
@@ -210,7 +215,7 @@ impl<F: Future> Future for Scoped<F> {
         // frame's address is only published for the duration of this call.
         let this = unsafe { self.get_unchecked_mut() };
         #[cfg(feature = "tracing")]
-        let _span = this.span.enter();
+        let _span = this.span.as_deref().map(tracing::Span::enter);
         let _restore = enter(&this.frame);
         // SAFETY: `fut` is structurally pinned: `Scoped` is `!Unpin` (PhantomPinned) and
         // never hands out `&mut F`.

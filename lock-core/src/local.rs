@@ -90,7 +90,11 @@ fn timed_out(entry: &EntryRef, waited: Duration) -> LockError {
 }
 
 /// A request that is wrong in itself (permits = 0, ...).
+#[inline]
 pub(crate) fn check_mode(name: &str, mode: Mode) -> Result<(), LockError> {
+    if mode.is_valid() {
+        return Ok(());
+    }
     match mode.problem() {
         None => Ok(()),
         Some(reason) => Err(LockError::Invalid {
@@ -307,13 +311,15 @@ async fn wait_slow_inner(
         return Err(busy(entry));
     }
     let _registered = crate::deadlock::enter(entry, &me, mode, false, || me.describe())?;
-    let start = Instant::now();
+    // The clock is read only when something needs it (a deadline, tracing): the
+    // contended path runs once per hand-off.
+    let start = (timeout.is_some() || trace::ON).then(Instant::now);
     let name = entry.name();
     trace::wait_started(name, mode, trace::Backend::Memory, || {
         holder_of(entry.raw.holder())
     });
     // A timeout too far away to represent is no timeout.
-    let got = match timeout.and_then(|t| start.checked_add(t)) {
+    let got = match timeout.zip(start).and_then(|(t, s)| s.checked_add(t)) {
         None => {
             let w = entry.raw.lock_async(mode, facts);
             trace::watch(w, name, mode, trace::Backend::Memory, start, || {
@@ -330,13 +336,19 @@ async fn wait_slow_inner(
             });
             match w.await {
                 Ok(r) => r,
-                Err(Stop::Elapsed) => return Err(timed_out(entry, start.elapsed())),
+                Err(Stop::Elapsed) => return Err(timed_out(entry, waited(start))),
                 Err(Stop::Failed(e)) => return Err(reactor::wait_failed(name, e)),
             }
         }
     };
-    trace::acquired_after_wait(name, mode, trace::Backend::Memory, start.elapsed());
+    if trace::ON {
+        trace::acquired_after_wait(name, mode, trace::Backend::Memory, waited(start));
+    }
     got.map_err(|r| refused(entry, r, mode))
+}
+
+fn waited(start: Option<Instant>) -> Duration {
+    start.map_or(Duration::ZERO, |s| s.elapsed())
 }
 
 /// The attribute's wait after its fast attempt (no timeout, in-process): checks, then

@@ -37,6 +37,15 @@ impl Mode {
         matches!(self, Mode::Exclusive)
     }
 
+    /// Whether the request itself is sound (cheap: for hot paths).
+    #[inline(always)]
+    pub(crate) fn is_valid(self) -> bool {
+        match self {
+            Mode::Permits(n) => n != 0 && n <= MAX_PERMITS,
+            _ => true,
+        }
+    }
+
     /// A problem with the request itself (not with contention), if any.
     pub(crate) fn problem(self) -> Option<String> {
         match self {

@@ -91,6 +91,9 @@ pub fn set_slow_wait_threshold(threshold: Duration) {
     SLOW_WAIT_MS.store(ms, Ordering::Relaxed);
 }
 
+/// Whether the crate reports through `tracing` at all (the feature).
+pub(crate) const ON: bool = cfg!(feature = "tracing");
+
 /// Runs `fut` (a wait for `name`), reporting once if it is still running after the
 /// slow-wait threshold; `holder` says who holds the lock then.
 #[cfg(feature = "tracing")]
@@ -99,9 +102,10 @@ pub(crate) async fn watch<F: std::future::Future>(
     name: &str,
     mode: Mode,
     backend: Backend,
-    start: std::time::Instant,
+    start: Option<std::time::Instant>,
     holder: impl Fn() -> Option<Box<crate::Holder>>,
 ) -> F::Output {
+    let start = start.unwrap_or_else(std::time::Instant::now);
     let span = wait_span(name, mode, backend);
     let fut = tracing::Instrument::instrument(fut, span);
     if !slow_waits_wanted() {
@@ -126,7 +130,7 @@ pub(crate) fn watch<F: std::future::Future>(
     _name: &str,
     _mode: crate::mode::Mode,
     _backend: Backend,
-    _start: std::time::Instant,
+    _start: Option<std::time::Instant>,
     _holder: impl Fn() -> Option<Box<crate::Holder>>,
 ) -> F {
     fut
@@ -228,7 +232,10 @@ mod on {
         backend: Backend,
         held: impl FnOnce() -> Duration,
     ) {
-        if tracing::enabled!(target: "lock_core", tracing::Level::TRACE) {
+        // The global level first (one load): with no subscriber that is all it costs.
+        if tracing::level_enabled!(tracing::Level::TRACE)
+            && tracing::enabled!(target: "lock_core", tracing::Level::TRACE)
+        {
             tracing::trace!(
                 target: "lock_core",
                 {
@@ -294,6 +301,9 @@ mod on {
 
     /// The span around a wait.
     pub(crate) fn wait_span(name: &str, mode: Mode, backend: Backend) -> tracing::Span {
+        if !tracing::level_enabled!(tracing::Level::DEBUG) {
+            return tracing::Span::none();
+        }
         tracing::debug_span!(
             target: "lock_core",
             "lock.wait",
@@ -304,11 +314,15 @@ mod on {
     }
 
     /// The span around a locked body.
+    #[inline]
     pub(crate) fn held_span(
         names: &dyn std::fmt::Display,
         mode: Mode,
         func: &str,
     ) -> tracing::Span {
+        if !tracing::level_enabled!(tracing::Level::DEBUG) {
+            return tracing::Span::none();
+        }
         tracing::debug_span!(
             target: "lock_core",
             "lock.held",

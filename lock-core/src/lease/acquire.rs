@@ -283,7 +283,7 @@ async fn run<S: LeaseStore>(
                     .collect());
             }
             Round::Mismatch { at, kind } => {
-                pending.leave_queue();
+                pending.leave_now().await;
                 return Err(LockError::Mismatch {
                     name: plan.names[at].to_string(),
                     kind,
@@ -336,7 +336,7 @@ async fn run<S: LeaseStore>(
             race(change, tokio::time::sleep(pause)).await;
             continue;
         }
-        pending.leave_queue();
+        pending.leave_now().await;
         let holder = match holder {
             Some(h) => Some(h),
             None => tokio::time::timeout(HOLDER_LOOKUP, store.holder(name))
@@ -454,7 +454,20 @@ impl<S: LeaseStore> Pending<S> {
         }
     }
 
-    /// Leaves the store's queue in the background (the caller stops waiting now).
+    /// Leaves the store's queue before the caller hears it gave up (so a process that
+    /// exits right after a timeout leaves no place behind), waiting a bounded time; the
+    /// request goes on in the background if that is not enough or this is cancelled.
+    async fn leave_now(&mut self) {
+        if let Some(at) = self.queued.take() {
+            let (store, plan) = (self.store.clone(), self.plan.clone());
+            let task = self.runtime.spawn(async move {
+                let _ = store.leave(&plan.names[at], &plan.owner).await;
+            });
+            let _ = tokio::time::timeout(HOLDER_LOOKUP, task).await;
+        }
+    }
+
+    /// Leaves the store's queue in the background (the set now waits for another name).
     fn leave_queue(&mut self) {
         if let Some(at) = self.queued.take() {
             let (store, plan) = (self.store.clone(), self.plan.clone());

@@ -399,6 +399,43 @@ pub async fn lease_live(kind: Kind, name: &str) -> bool {
         .is_empty()
 }
 
+/// How many waiters stand in the store's queue of `name` right now.
+pub async fn queue_len(kind: Kind, name: &str) -> usize {
+    match kind {
+        Kind::Postgres => {
+            let db = Db::connect().await;
+            db.client
+                .query_opt(
+                    "SELECT jsonb_array_length(waiters) FROM lock_core_locks WHERE name = $1",
+                    &[&name],
+                )
+                .await
+                .expect("queue")
+                .map(|r| r.get::<_, i32>(0) as usize)
+                .unwrap_or(0)
+        }
+        Kind::Redis => {
+            let store = RedisStore::new(&redis_url()).unwrap();
+            let mut c = redis_conn().await;
+            let raw: Option<String> = redis::cmd("GET")
+                .arg(store.lease_key(name))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            // The state is JSON; an empty queue is `[]` or `{}` (Lua's empty table).
+            raw.map(|j| {
+                let w = j.split("\"w\":").nth(1).unwrap_or("");
+                if !w.starts_with('[') {
+                    return 0;
+                }
+                let end = w.find(']').unwrap_or(0);
+                w[..end].matches("\"o\"").count()
+            })
+            .unwrap_or(0)
+        }
+    }
+}
+
 /// Ends the lease behind its holder's back: expires it (PostgreSQL) or deletes it (Redis).
 pub async fn steal(kind: Kind, name: &str, delete: bool) {
     match kind {

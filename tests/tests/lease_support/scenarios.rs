@@ -337,6 +337,12 @@ pub async fn acquire_timeout(kind: Kind, mode: Mode) {
         took >= Duration::from_millis(400) && took < Duration::from_millis(900),
         "{took:?}"
     );
+    // It left the store's queue before saying it gave up.
+    assert_eq!(
+        queue_len(kind, &name).await,
+        0,
+        "a timed-out waiter stayed queued"
+    );
     assert_eq!(e.holder().and_then(|h| h.pid), Some(a.pid), "{e}");
 
     let t0 = Instant::now();
