@@ -37,7 +37,7 @@ pub(crate) fn holder_of(rec: Option<Record>) -> Option<Box<Holder>> {
 pub(crate) fn holder_record(rec: Option<Record>) -> Option<Holder> {
     let rec = rec?;
     let mut h = Holder::new();
-    h.pid = Some(std::process::id());
+    h.pid = Some(crate::owner::pid());
     h.since = SystemTime::now().checked_sub(crate::clock::since(rec.since));
     h.detail = Some(rec.facts.describe());
     if rec.facts.site.is_known() {

@@ -251,9 +251,56 @@ pub(crate) fn is_thread_key(key: u64) -> bool {
     key & TAG == THREAD
 }
 
+/// This process's id. `getpid` is a system call every time (glibc stopped caching it),
+/// and file locks record the holder's pid on every acquisition, so it is cached here and
+/// forgotten in the child of a `fork` (which has another pid).
+#[cfg(unix)]
+pub(crate) fn pid() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Once;
+    /// `PID` when the fork hook could not be installed: never cache then.
+    const NEVER: u32 = u32::MAX;
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static HOOK: Once = Once::new();
+    extern "C" fn forget() {
+        // Runs in the child right after fork: an atomic store, async-signal-safe.
+        PID.store(0, Ordering::Relaxed);
+    }
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 && p != NEVER {
+        return p;
+    }
+    HOOK.call_once(|| {
+        // SAFETY: registers a plain `extern "C"` function that only stores to an atomic,
+        // which is allowed in a fork child; the other two handlers are absent. A failure
+        // (ENOMEM) only means the cache is never used: see below.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forget)) };
+        if rc != 0 {
+            PID.store(NEVER, Ordering::Relaxed);
+        }
+    });
+    let p = std::process::id();
+    if PID.load(Ordering::Relaxed) != NEVER {
+        PID.store(p, Ordering::Relaxed);
+    }
+    p
+}
+
+/// This process's id.
+#[cfg(not(unix))]
+pub(crate) fn pid() -> u32 {
+    std::process::id()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cached_pid_is_the_process_id() {
+        assert_eq!(pid(), std::process::id());
+        assert_eq!(pid(), std::process::id(), "from the cache");
+    }
 
     #[test]
     fn keys_tell_tasks_threads_and_wakers_apart() {

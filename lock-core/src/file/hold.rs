@@ -87,7 +87,7 @@ pub(crate) fn holder(lf: &LockFile, name: &str) -> Option<Box<Holder>> {
 fn holder_unboxed(lf: &LockFile, name: &str) -> Option<Holder> {
     #[cfg(unix)]
     if let Some(p) = lf.page() {
-        let me = std::process::id();
+        let me = crate::owner::pid();
         let mut live: Vec<Entry> = p
             .entries(Table::Holders)
             .map(|(_, e)| e)

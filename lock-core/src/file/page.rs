@@ -230,7 +230,7 @@ impl Page {
 
     /// Claims an entry for this process; `None` if the table is full of live entries.
     pub(crate) fn add(&self, table: Table, mode: Mode, since_ms: u64) -> Option<usize> {
-        let me = std::process::id();
+        let me = crate::owner::pid();
         for round in 0..2 {
             for i in 0..ENTRIES {
                 let at = self.entry_at(table, i);
@@ -285,7 +285,7 @@ impl Page {
 
     /// A live entry of another process whose kind is not one lock with `mode`, if any.
     pub(crate) fn mismatch(&self, mode: Mode) -> Option<Entry> {
-        let me = std::process::id();
+        let me = crate::owner::pid();
         let mine = kind_code(mode);
         [Table::Holders, Table::Waiters]
             .into_iter()
@@ -299,7 +299,7 @@ impl Page {
     /// been passed often enough that this turn must go to it (then the caller gives the
     /// lock back and waits). Otherwise counts this turn against every other waiter.
     pub(crate) fn must_yield(&self, mine: Option<usize>) -> bool {
-        let me = std::process::id();
+        let me = crate::owner::pid();
         let my_ticket = mine.map_or(u64::MAX, |i| self.read_entry(Table::Waiters, i).ticket);
         let others: Vec<(usize, Entry)> = self
             .entries(Table::Waiters)
