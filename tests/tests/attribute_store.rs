@@ -244,3 +244,43 @@ async fn the_conformance_suite_passes_a_correct_store() {
 async fn the_conformance_suite_catches_an_unfair_store() {
     lease::conformance::fair_turns(&Memory::default()).await;
 }
+
+/// A store whose `wait_for_change` is done on its first poll (a plain `async fn` that
+/// returns at once). The waiter must never poll it again (`async fn` resumed after
+/// completion would panic) and still waits out its timeout with back-off.
+#[derive(Clone, Default)]
+struct Eager(Memory);
+
+impl LeaseStore for Eager {
+    fn describe(&self) -> String {
+        "eager memory (attribute tests)".to_owned()
+    }
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
+        self.0.try_acquire(req).await
+    }
+    async fn refresh(&self, name: &str, l: &Lease, ttl: Duration) -> Result<bool, LockError> {
+        self.0.refresh(name, l, ttl).await
+    }
+    async fn release(&self, name: &str, l: &Lease) -> Result<bool, LockError> {
+        self.0.release(name, l).await
+    }
+    async fn wait_for_change(&self, _name: &str, _until: Instant) {}
+}
+
+#[tokio::test]
+async fn a_wait_for_change_done_at_once_is_not_polled_again() {
+    let store = Eager::default();
+    // Held by another owner, as another process would.
+    store.0.inner.lock().unwrap().leases.insert(
+        "attr-store-eager".to_owned(),
+        (Lease::new(1, "elsewhere"), Instant::now() + LIMIT),
+    );
+    let started = Instant::now();
+    let opts = LeaseOptions::new().timeout(Duration::from_millis(300));
+    let err = tokio::time::timeout(LIMIT, lease::acquire(&store, "attr-store-eager", opts))
+        .await
+        .expect("the wait did not end at its timeout")
+        .unwrap_err();
+    assert!(matches!(err, LockError::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "{err:?}");
+}

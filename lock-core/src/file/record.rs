@@ -61,16 +61,35 @@ fn raw_host_name() -> Option<String> {
     std::env::var("COMPUTERNAME").ok()
 }
 
-/// The part of every record of this process that never changes.
+/// The part of every record of this process that never changes (made once; again in
+/// the child of a `fork`, which has another pid).
 fn record_head() -> &'static str {
-    static HEAD: OnceLock<String> = OnceLock::new();
-    HEAD.get_or_init(|| {
-        format!(
-            "{MAGIC}\npid={}\nhost={}\n",
-            std::process::id(),
-            host_name()
-        )
-    })
+    static HEAD: OnceLock<(u32, &'static str)> = OnceLock::new();
+    let pid = crate::owner::pid();
+    let &(made_for, head) = HEAD.get_or_init(|| (pid, make_head(pid)));
+    if made_for == pid {
+        return head;
+    }
+    forked_head(pid)
+}
+
+fn make_head(pid: u32) -> &'static str {
+    // Once per process (and per fork generation): a few dozen bytes for good.
+    Box::leak(format!("{MAGIC}\npid={pid}\nhost={}\n", host_name()).into_boxed_str())
+}
+
+#[cold]
+fn forked_head(pid: u32) -> &'static str {
+    static FORKED: std::sync::Mutex<Option<(u32, &'static str)>> = std::sync::Mutex::new(None);
+    let mut f = FORKED.lock().unwrap_or_else(|e| e.into_inner());
+    match *f {
+        Some((p, head)) if p == pid => head,
+        _ => {
+            let head = make_head(pid);
+            *f = Some((pid, head));
+            head
+        }
+    }
 }
 
 /// The pieces of the record a holder puts into its lock file, in order. Hand-rolled (no
@@ -255,6 +274,38 @@ mod tests {
             let rec = parse_record(record("d", ms).as_bytes()).unwrap();
             assert_eq!(rec.since_ms, ms);
         }
+    }
+
+    /// The cached pid and the record head are forgotten in the child of a `fork`: the
+    /// child's records name the child.
+    #[cfg(unix)]
+    #[test]
+    fn a_fork_child_records_its_own_pid() {
+        let parent = std::process::id();
+        assert!(record("f", 1).contains(&format!("pid={parent}\n")));
+        // SAFETY: the child only calls getpid, formats a string (glibc's malloc is
+        // fork-safe), and leaves with `_exit`, running no destructors or atexit handlers
+        // of the parent's state.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            // SAFETY: getpid and _exit are async-signal-safe.
+            let me = unsafe { libc::getpid() } as u32;
+            let ok = crate::owner::pid() == me
+                && record("f", 1).contains(&format!("pid={me}\n"))
+                && me != parent;
+            // SAFETY: leaves the child at once, without the parent's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child made above; `status` is a valid out-pointer.
+        let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+        assert_eq!(waited, child);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child recorded the parent's pid (status {status})"
+        );
+        assert!(record("f", 1).contains(&format!("pid={parent}\n")));
     }
 
     #[test]

@@ -246,7 +246,10 @@ async fn run<S: LeaseStore>(
         // not missed (the future registers on its first poll).
         let far = Instant::now() + ttl;
         let mut change = pin!(store.wait_for_change(&plan.names[blocker], far));
-        poll_once(change.as_mut());
+        // A future done on its first poll (a change raced in right after it registered,
+        // or a store that never waits) must not be polled again: the attempt below sees
+        // that change anyway, so only the pause is left to wait for.
+        let early = poll_once(change.as_mut());
 
         let queue = !try_once;
         pending.task = Some(runtime.spawn(round(store.clone(), plan.clone(), queue)));
@@ -333,7 +336,11 @@ async fn run<S: LeaseStore>(
             if let Some(d) = deadline {
                 pause = pause.min(d.saturating_duration_since(now));
             }
-            race(change, tokio::time::sleep(pause)).await;
+            if early {
+                tokio::time::sleep(pause).await;
+            } else {
+                race(change, tokio::time::sleep(pause)).await;
+            }
             continue;
         }
         pending.leave_now().await;
@@ -398,9 +405,10 @@ async fn give_back<S: LeaseStore>(store: &S, plan: &Plan, got: Vec<(Lease, Insta
 }
 
 /// Polls a future once with a waker that does nothing: lets it register its interest.
-fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) {
+/// True if it completed (it must then not be polled again).
+fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> bool {
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    let _ = fut.poll(&mut cx);
+    fut.poll(&mut cx).is_ready()
 }
 
 /// Completes when either future does.
