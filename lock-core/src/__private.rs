@@ -167,6 +167,7 @@ impl Options<'_> {
         self.timeout_ms.map(Duration::from_millis)
     }
 
+    #[inline]
     fn facts_async(&self) -> Facts {
         Facts::scoped_async(HoldSite::Fn(self.site))
     }

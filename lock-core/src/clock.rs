@@ -11,20 +11,29 @@
 #[cfg(target_os = "linux")]
 #[inline]
 pub(crate) fn coarse_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
-    // CLOCK_MONOTONIC_COARSE is supported by every Linux kernel since 2.6.32; on the
-    // (impossible) failure `ts` stays zeroed, which only degrades a diagnostic.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    let mut ts = std::mem::MaybeUninit::<libc::timespec>::uninit();
+    // SAFETY: `ts` points at writable memory the size of a timespec for the duration of
+    // the call, and CLOCK_MONOTONIC_COARSE is supported by every Linux kernel since
+    // 2.6.32.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, ts.as_mut_ptr()) };
     if rc != 0 {
-        return precise_nanos();
+        return coarse_failed();
     }
+    // SAFETY: a successful clock_gettime has written the whole timespec.
+    let ts = unsafe { ts.assume_init() };
+    // Plain arithmetic: the monotonic clock counts from boot, so seconds times 10^9 stays
+    // far below u64::MAX (584 years of uptime).
     (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The (impossible) failure of the coarse clock: the precise one stands in.
+#[cfg(target_os = "linux")]
+#[cold]
+#[inline(never)]
+fn coarse_failed() -> u64 {
+    precise_nanos()
 }
 
 /// Nanoseconds on the precise monotonic clock (the one `Instant` reads).

@@ -4,11 +4,13 @@
 //! Every request goes through the same steps:
 //!
 //! 1. **Re-entry through scopes**: a call chain whose scope frames hold the name is
-//!    refused at once (this is all the attribute's uncontended path adds).
+//!    refused at once. Only a request that could get the lock while its chain holds it
+//!    (one joining shared or counted holders) looks before the attempt; every other
+//!    request looks once the lock refused it, so an uncontended call pays nothing.
 //! 2. **The fast path**: one compare-and-swap in the lock. A shared or counted request
 //!    that would *join* current holders first checks that none of them counts for the
-//!    caller's own chain (a hand-taken guard): joining would make an upgrade deadlock
-//!    possible and is refused as re-entry in every mode.
+//!    caller's own chain (a scope frame or a hand-taken guard): joining would make an
+//!    upgrade deadlock possible and is refused as re-entry in every mode.
 //! 3. **The slow path**, only when the lock is taken: a hand-taken guard of the caller's
 //!    chain is re-entry; a blocking wait on the thread that runs an async holder (a
 //!    current-thread runtime, a `block_on`) would stop that holder and is refused; then
@@ -161,11 +163,13 @@ fn taken_cold(guard: &LockGuard, facts: &Facts, me: &Me) {
 
 /// Steps 1 and 2. `me` says who asks, only when it is needed (a shared or counted
 /// request that would join current holders, or the lock-order checker).
+///
+/// The call chain's own holds are looked for only where they could be missed: a request
+/// that *gets* the lock cannot be re-entry unless it joined holders already there (a
+/// shared or counted request), so an exclusive request checks its chain only once
+/// refused, and the uncontended call pays nothing for it.
 #[inline(always)]
 pub(crate) fn try_fast(entry: EntryRef, mode: Mode, facts: &Facts, me: impl Fn() -> Me) -> Fast {
-    if chain::held_by_chain(&entry) {
-        return failed(reentry(&entry));
-    }
     if !mode.is_exclusive() && entry.raw.has_sharers() && joins_own_hold(&entry, &me()) {
         return failed(reentry(&entry));
     }
@@ -175,14 +179,29 @@ pub(crate) fn try_fast(entry: EntryRef, mode: Mode, facts: &Facts, me: impl Fn()
             taken(&g, facts, me);
             Fast::Got(g)
         }
-        Err(Refused::Held) => Fast::Taken(entry),
-        Err(Refused::Mismatch(kind)) => failed(mismatch(&entry, kind, mode)),
+        Err(r) => refused_fast(entry, r, mode),
     }
 }
 
+/// Refused by the state: re-entry if the chain holds it (checked first, so a chain
+/// asking for its own lock in another shape hears "re-entry", not "mismatch").
+#[cold]
+#[inline(never)]
+fn refused_fast(entry: EntryRef, r: Refused, mode: Mode) -> Fast {
+    if chain::held_by_chain(&entry) {
+        return failed(reentry(&entry));
+    }
+    match r {
+        Refused::Held => Fast::Taken(entry),
+        Refused::Mismatch(kind) => failed(mismatch(&entry, kind, mode)),
+    }
+}
+
+/// A shared or counted request that would join holders: is one of them its own chain
+/// (through a scope frame, or a hand-taken guard)?
 #[cold]
 fn joins_own_hold(entry: &EntryRef, me: &Me) -> bool {
-    entry.raw.held_by(me, false)
+    chain::held_by_chain(entry) || entry.raw.held_by(me, false)
 }
 
 /// Step 3's checks for a request that found the lock taken.

@@ -81,13 +81,6 @@ pub(crate) fn task_key() -> Option<u64> {
     Some(TASK | (h.0 & VALUE))
 }
 
-/// True if a sync caller runs inside async code (a Tokio task, or a locked async body's
-/// poll), where its thread is shared with other tasks and is not its call chain.
-#[inline]
-pub(crate) fn in_async() -> bool {
-    crate::chain::in_scope() || tokio::task::try_id().is_some()
-}
-
 /// Who is asking.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Me {
@@ -189,10 +182,14 @@ pub(crate) struct Facts {
 }
 
 impl Facts {
-    /// A hold taken by a sync caller, counting for `key` (0 for a scoped hold).
+    /// A hold taken by a sync caller (`me`, from [`Me::sync`]), counting for `key` (0 for
+    /// a scoped hold).
     #[inline]
     pub(crate) fn sync(me: &Me, key: u64, site: Site) -> Facts {
-        let async_bit = if in_async() { ASYNC } else { 0 };
+        // Inside async code (a Tokio task, or a locked async body's poll) the thread is
+        // shared with other tasks and is not the call chain.
+        let in_async = me.task != 0 || crate::chain::in_scope();
+        let async_bit = if in_async { ASYNC } else { 0 };
         Facts {
             key,
             task: me.task,

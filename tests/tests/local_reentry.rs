@@ -160,3 +160,95 @@ async fn the_scope_ends_with_its_future() {
     drop(g);
     assert!(lock_core::try_acquire(&name).is_ok());
 }
+
+/// A locked body asks for its own name again in every shape, through the attribute's
+/// fast path: refused as re-entry in every pair of modes (before or after the lock's own
+/// attempt), never a join of its own shared or counted hold, never a hang.
+#[tokio::test(flavor = "current_thread")]
+async fn a_locked_body_asking_again_in_any_mode_is_reentrant() {
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    #[lock_core::locked(name = "{n}")]
+    async fn exclusive(n: &str) -> Result<(), LockError> {
+        Ok(())
+    }
+    #[lock_core::locked(name = "{n}", shared)]
+    async fn shared(n: &str) -> Result<(), LockError> {
+        Ok(())
+    }
+    #[lock_core::locked(name = "{n}", permits = 3)]
+    async fn permit(n: &str) -> Result<(), LockError> {
+        Ok(())
+    }
+    #[lock_core::locked(name = "fixed-reentry-shapes", shared)]
+    async fn fixed_shared() -> Result<(), LockError> {
+        Ok(())
+    }
+    #[lock_core::locked(name = "fixed-reentry-shapes")]
+    async fn fixed_exclusive() -> Result<(), LockError> {
+        Ok(())
+    }
+
+    fn assert_refused(r: Result<Result<(), LockError>, tokio::time::error::Elapsed>, what: &str) {
+        match r {
+            Ok(Err(LockError::Busy {
+                reentrant: true, ..
+            })) => {}
+            Ok(other) => panic!("{what}: expected re-entrant Busy, got {other:?}"),
+            Err(_) => panic!("{what}: hangs"),
+        }
+    }
+
+    let name = unique("reenter-shapes");
+    let n = name.as_str();
+    // Outer exclusive: the inner attempt is refused by the lock, then found re-entrant.
+    lock_core::Lock::new(n)
+        .run(async {
+            assert_refused(tokio::time::timeout(LIMIT, exclusive(n)).await, "x in x");
+            assert_refused(tokio::time::timeout(LIMIT, shared(n)).await, "s in x");
+        })
+        .await
+        .unwrap();
+    // Outer shared: a shared request would join its own hold (checked before the attempt).
+    lock_core::Lock::new(n)
+        .shared()
+        .run(async {
+            assert_refused(tokio::time::timeout(LIMIT, shared(n)).await, "s in s");
+            assert_refused(tokio::time::timeout(LIMIT, exclusive(n)).await, "x in s");
+            // Another shape: re-entry is said before the mismatch.
+            assert_refused(tokio::time::timeout(LIMIT, permit(n)).await, "p in s");
+        })
+        .await
+        .unwrap();
+    // Outer counted, with permits to spare: joining its own hold is still re-entry.
+    lock_core::Lock::new(n)
+        .permits(3)
+        .run(async {
+            assert_refused(tokio::time::timeout(LIMIT, permit(n)).await, "p in p");
+            assert_refused(tokio::time::timeout(LIMIT, exclusive(n)).await, "x in p");
+        })
+        .await
+        .unwrap();
+    assert!(!lock_core::is_locked(n));
+    // The fixed-name fast path (no name formatting) behaves the same.
+    async fn outer_fixed() -> Result<(), LockError> {
+        assert_refused(
+            tokio::time::timeout(LIMIT, fixed_exclusive()).await,
+            "fixed x in s",
+        );
+        assert_refused(
+            tokio::time::timeout(LIMIT, fixed_shared()).await,
+            "fixed s in s",
+        );
+        Ok(())
+    }
+    lock_core::Lock::new("fixed-reentry-shapes")
+        .shared()
+        .run(outer_fixed())
+        .await
+        .unwrap()
+        .unwrap();
+    // And after the body, every shape is free to take again.
+    shared(n).await.unwrap();
+    exclusive(n).await.unwrap();
+}

@@ -135,6 +135,23 @@ impl Holders {
         None
     }
 
+    /// Forgets the record of grant `id`, which the caller still holds (its share is
+    /// still counted in the state): a live grant's slot word is its own — nobody else
+    /// claims a slot that is not free, and an exclusive record is written only by an
+    /// exclusive holder — so a plain store clears it, one atomic read-modify-write fewer
+    /// on every release than [`clear`](Self::clear).
+    #[inline]
+    pub(crate) fn clear_held(&self, id: u64) {
+        if let Some(s) = self.slots.get(slot_of(id) as usize) {
+            debug_assert_eq!(
+                s.word.load(Ordering::Relaxed),
+                id << 1,
+                "a live grant's slot"
+            );
+            s.word.store(0, Ordering::Release);
+        }
+    }
+
     /// Forgets the record of grant `id` if it is still there (a slot grant; overflow
     /// records live elsewhere). Idempotent: once cleared, the slot may already carry the
     /// record of a later grant, which must stay.

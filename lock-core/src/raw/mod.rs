@@ -328,8 +328,10 @@ impl RawLock {
     #[inline]
     pub(crate) fn unlock(&self, grant: &Grant) {
         if slot_of(grant.id) != OVERFLOW {
-            // Before the state changes: see the order rules in `holders`.
-            self.holders.clear(grant.id);
+            // Before the state changes: see the order rules in `holders`. Once cleared,
+            // the slot may carry a later grant's record (so the slow path below clears
+            // only if it is still this grant's).
+            self.holders.clear_held(grant.id);
             let mut s = self.state.load(Ordering::Relaxed);
             loop {
                 if s & CONTENDED != 0 {
