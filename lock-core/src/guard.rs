@@ -110,6 +110,52 @@ impl LockGuard {
         self.file.is_some()
     }
 
+    /// The open lock file whose OS lock this guard holds (`None` for in-process locks).
+    ///
+    /// For handing a file lock down to a child process, as `flock(1)` does with its
+    /// command: a child that inherits this descriptor (clear `FD_CLOEXEC` on it between
+    /// `fork` and `exec`; lock-core opens it close-on-exec) shares the OS lock, which then
+    /// stays held — even if this process dies — until every process that has the
+    /// descriptor has closed it. Releasing this guard unlocks it for all of them, so a
+    /// process that hands its lock down lets its heirs end it instead (it exits, or
+    /// forgets the guard). [`record_heirs`](Self::record_heirs) lets the others see who
+    /// holds the lock then. `lock-core run` does all of this for its command.
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use std::os::fd::AsRawFd;
+    /// let g = lock_core::file::try_acquire("doc-guard-fd").unwrap();
+    /// assert!(g.lock_file_fd().unwrap().as_raw_fd() >= 0);
+    /// assert!(lock_core::Lock::new("doc-guard-fd-local").try_acquire().unwrap().lock_file_fd().is_none());
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn lock_file_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.file.as_ref()?.file().map(|f| f.as_fd())
+    }
+
+    /// Records in the lock file that process group `pgid` inherited this file lock (see
+    /// [`lock_file_fd`](Self::lock_file_fd)): while any process of that group lives,
+    /// [`file::holders`](crate::file::holders), `lock-core status` and the holder named by
+    /// [`LockError::Busy`] and [`LockError::Timeout`] count the hold as live even once
+    /// this process has exited, and name the group. Does nothing for in-process locks
+    /// and for files that are not lock-core's.
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// let g = lock_core::file::try_acquire("doc-guard-heirs").unwrap();
+    /// // In real use: the process group of the child that inherited the descriptor.
+    /// g.record_heirs(std::process::id());
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn record_heirs(&self, pgid: u32) {
+        if let Some(f) = &self.file {
+            f.set_heirs(pgid);
+        }
+    }
+
     /// Releases the lock now, reporting any failure to give back the file lock.
     ///
     /// Dropping the guard releases too, but can only swallow such an error.
