@@ -14,9 +14,9 @@ use lock_core::{Lock, LockError, Mode};
 
 use crate::args::RunArgs;
 use crate::child::{self, End, Lost, Spawn, Until};
+use crate::exit::{self, Failure};
 use crate::group;
 use crate::guardian::Guardian;
-use crate::exit::{self, Failure};
 use crate::signals::{self, Signals};
 use crate::store::{self, AnyStore};
 use crate::waitline::{HolderView, WaitLine};
@@ -156,13 +156,12 @@ async fn run_file(plan: &Plan, target: Target, signals: &mut Signals) -> Result<
     // CMD's group as the heirs, so listings and `Busy` still name a live holder then.
     guard.record_heirs(job.pgid.unsigned_abs());
     let never: Lost = Box::pin(std::future::pending());
-    let code = match child::supervise(&mut job, signals, never, DEFAULT_GRACE, Until::CmdExits)
-        .await
-    {
-        Ok(End::Exited(code)) => Ok(code),
-        Ok(End::Stopped(why)) => Err(Failure::new(exit::SOFTWARE, why)),
-        Err(f) => Err(f),
-    };
+    let code =
+        match child::supervise(&mut job, signals, never, DEFAULT_GRACE, Until::CmdExits).await {
+            Ok(End::Exited(code)) => Ok(code),
+            Ok(End::Stopped(why)) => Err(Failure::new(exit::SOFTWARE, why)),
+            Err(f) => Err(f),
+        };
     // Never unlock explicitly: that would unlock it under whatever CMD left running.
     // The lock goes when the last process that has the file open — we, at exit, or the
     // last of CMD's tree — closes it.

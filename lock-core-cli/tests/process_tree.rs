@@ -125,7 +125,9 @@ fn wait_all_dead(pids: &[i32], limit: Duration, what: &str) {
         assert!(
             Instant::now() < deadline,
             "{what}: still alive after {limit:?}: {:?}",
-            pids.iter().filter(|&&p| process_alive(p)).collect::<Vec<_>>()
+            pids.iter()
+                .filter(|&&p| process_alive(p))
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -282,7 +284,11 @@ fn killed_lease_holder_leaves_nothing_running(store: Store) {
     first.signal(libc::SIGKILL);
     let _ = first.finish(DEADLINE);
     // Stopped within a third of the TTL (the guardian's grace), well before expiry.
-    wait_all_dead(&pids, TTL, &format!("{store:?}: the job after lock-core died"));
+    wait_all_dead(
+        &pids,
+        TTL,
+        &format!("{store:?}: the job after lock-core died"),
+    );
     let stopped_after = killed.elapsed();
 
     let fence_file = j.file("fence");

@@ -41,7 +41,11 @@ fn open_pty() -> (OwnedFd, CString) {
         assert_eq!(libc::grantpt(m), 0, "grantpt");
         assert_eq!(libc::unlockpt(m), 0, "unlockpt");
         let mut buf = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0, "ptsname_r");
+        assert_eq!(
+            libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()),
+            0,
+            "ptsname_r"
+        );
         let slave = std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned();
         (master, slave)
     }

@@ -48,10 +48,12 @@ enum Os {
     Permit { index: u32, entry: Option<usize> },
 }
 
-/// The cross-process half of a file-lock guard: the open lock file and what it holds.
+/// The cross-process half of a file-lock guard: the open lock file, what it holds, and
+/// the file's own in-process lock (given back after the OS lock, as the field drops).
 pub(crate) struct FileHold {
     lf: Option<Arc<LockFile>>,
     os: Os,
+    inproc: Option<crate::guard::Held>,
 }
 
 pub(crate) fn io_error(name: &str, path: &std::path::Path, source: std::io::Error) -> LockError {
@@ -276,6 +278,20 @@ impl FileHold {
         FileHold {
             lf: Some(lf.clone()),
             os,
+            inproc: None,
+        }
+    }
+
+    /// Keeps the file's own in-process hold, taken before the OS lock.
+    pub(crate) fn with_inproc(mut self, held: crate::guard::Held) -> FileHold {
+        self.inproc = Some(held);
+        self
+    }
+
+    /// See [`LockGuard::disown`](crate::LockGuard).
+    pub(crate) fn disown(&self) {
+        if let Some(h) = &self.inproc {
+            h.disown();
         }
     }
 

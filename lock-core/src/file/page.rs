@@ -133,7 +133,15 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    fn of(table: Table, pid: u32, kind: u32, host: u32, count: u32, since_ms: u64, last: u64) -> Entry {
+    fn of(
+        table: Table,
+        pid: u32,
+        kind: u32,
+        host: u32,
+        count: u32,
+        since_ms: u64,
+        last: u64,
+    ) -> Entry {
         let (ticket, heirs) = match table {
             Table::Waiters => (last, 0),
             Table::Holders => (0, u32::try_from(last).unwrap_or(0)),
@@ -258,7 +266,8 @@ impl Page {
     /// [`Entry::heirs`]).
     pub(crate) fn set_heirs(&self, i: usize, pgid: u32) {
         let at = self.entry_at(Table::Holders, i);
-        self.u64_at(at + 24).store(u64::from(pgid), Ordering::SeqCst);
+        self.u64_at(at + 24)
+            .store(u64::from(pgid), Ordering::SeqCst);
     }
 
     /// Every entry in use (kind written) of a table, with its index.
