@@ -109,12 +109,22 @@ async fn main() -> Result<(), LockError> {
     println!("   {report}");
 
     println!("== 4. a bounded wait gives up with a clear error");
-    let held = lock_core::acquire("report").await?;
+    // Another task holds "report" for a while; this one waits at most 50 ms.
+    let (started, holding) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(async move {
+        let guard = lock_core::acquire("report").await?;
+        let _ = started.send(());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(guard);
+        Ok::<_, LockError>(())
+    });
+    holding.await.expect("the holder started");
     match lock_core::acquire_timeout("report", Duration::from_millis(50)).await {
-        Err(e) => println!("   as expected: {e} [code {}]", e.code()),
-        Ok(_) => unreachable!("the lock is held"),
+        Err(e @ LockError::Timeout { .. }) => println!("   as expected: {e} [code {}]", e.code()),
+        Err(e) => return Err(e),
+        Ok(_) => unreachable!("another task holds the lock"),
     }
-    drop(held);
+    holder.await.expect("holder task")?;
 
     println!("== 5. asking again from inside the critical section is refused, not a deadlock");
     lock_core::with_lock("ledger", async {

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::OnceLock;
+pub use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::chain::{self, Frame, HeldSet, Scoped};
@@ -106,14 +106,7 @@ impl MethodSite {
 }
 
 /// `Type` of `a::b::Type<X, Y>` (also for `&Type`, `&mut Type`, `dyn Type`).
-fn short_type_name(full: &str) -> &str {
-    let t = full
-        .trim_start_matches('&')
-        .trim_start_matches("mut ")
-        .trim_start_matches("dyn ");
-    let t = t.split('<').next().unwrap_or(t);
-    t.rsplit("::").next().unwrap_or(t)
-}
+use crate::site::short_type_name;
 
 /// Where the cross-process part of the lock lives, if any.
 #[derive(Clone, Copy, Debug)]

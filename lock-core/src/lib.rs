@@ -73,7 +73,9 @@
 //!   while B holds `y` and waits for `x`) is [`LockError::Deadlock`], naming each lock and
 //!   holder of the cycle; the other waiters go on. Cycles through other processes are not
 //!   seen: bound those waits with timeouts.
-//! * **Long waits** are logged once (feature `tracing`, [`set_slow_wait_threshold`]), and
+//! * **Long waits** are reported once, naming the lock and its holder: through `tracing`
+//!   (feature `tracing`) when a subscriber takes it, else as one line on standard error in
+//!   test suites and wherever `LOCK_CORE_SLOW_WAIT_MS` is set ([`slow_wait_threshold`]);
 //!   [`holders`], [`file::holders`] and [`lease::LeaseStore::leases`] list who holds what.
 //!
 //! [`lockdep`] finds lock-order inversions before they deadlock.

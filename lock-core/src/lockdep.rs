@@ -16,8 +16,9 @@
 //! two run in opposite directions), unless one attribute takes them together (several
 //! names of one call are taken in sorted order, which is safe).
 //!
-//! Reports go to `tracing` at WARN (target `lock_core::lockdep`) with the `tracing`
-//! feature, else to standard error, and are kept for [`inversions`].
+//! Reports go to `tracing` at WARN (target `lock_core::lockdep`) when the `tracing`
+//! feature is on and a subscriber takes them, else to standard error (written past a
+//! test harness's output capture), and are kept for [`inversions`].
 //!
 //! Cost: while off, one relaxed load per acquisition and release; while on, a global
 //! mutex and some bookkeeping per acquisition (meant for tests and staging). Its memory
@@ -358,24 +359,30 @@ fn path(st: &State, from: &str, to: &str) -> Option<(String, String)> {
     None
 }
 
+/// A report goes to `tracing` if a subscriber takes it, else straight to standard
+/// error (past a test harness's capture, like the slow-wait line).
 fn emit(inv: &Inversion) {
     #[cfg(feature = "tracing")]
-    tracing::warn!(
-        target: "lock_core::lockdep",
-        first = %inv.first,
-        then = %inv.then,
-        "{}",
-        inv
-    );
-    #[cfg(not(feature = "tracing"))]
-    eprintln!("lock-core: {inv}");
+    if tracing::enabled!(target: "lock_core::lockdep", tracing::Level::WARN) {
+        tracing::warn!(
+            target: "lock_core::lockdep",
+            first = %inv.first,
+            then = %inv.then,
+            "{}",
+            inv
+        );
+        return;
+    }
+    crate::trace::say(&format!("lock-core: {inv}"));
 }
 
 fn emit_text(text: &str) {
     #[cfg(feature = "tracing")]
-    tracing::warn!(target: "lock_core::lockdep", "{}", text);
-    #[cfg(not(feature = "tracing"))]
-    eprintln!("{text}");
+    if tracing::enabled!(target: "lock_core::lockdep", tracing::Level::WARN) {
+        tracing::warn!(target: "lock_core::lockdep", "{}", text);
+        return;
+    }
+    crate::trace::say(text);
 }
 
 #[cfg(test)]

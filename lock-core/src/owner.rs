@@ -35,6 +35,10 @@ const VALUE: u64 = !TAG;
 /// its thread is only where it was taken.
 pub(crate) const ASYNC: u64 = 1 << 63;
 
+/// In [`Facts::thread`], beside [`ASYNC`]: the hold was taken by sync code (which runs
+/// inside async code), for descriptions.
+const SYNC_CODE: u64 = 1 << 62;
+
 /// A small number naming the calling thread (never 0), cheaper than `ThreadId`.
 #[inline]
 pub(crate) fn thread_key() -> u64 {
@@ -222,7 +226,7 @@ impl Facts {
         // Inside async code (a Tokio task, or a locked async body's poll) the thread is
         // shared with other tasks and is not the call chain.
         let in_async = me.task != 0 || crate::chain::in_scope();
-        let async_bit = if in_async { ASYNC } else { 0 };
+        let async_bit = if in_async { ASYNC | SYNC_CODE } else { 0 };
         Facts {
             key,
             task: me.task,
@@ -259,7 +263,7 @@ impl Facts {
     }
 
     pub(crate) fn thread_key(&self) -> u64 {
-        self.thread & !ASYNC
+        self.thread & !(ASYNC | SYNC_CODE)
     }
 
     /// "task 17", "thread #3", "a task on thread #3", ...
@@ -269,6 +273,9 @@ impl Facts {
             TASK => format!("task {} (on thread #{thread})", self.key & VALUE),
             THREAD => format!("thread #{thread}"),
             WAKER => format!("an async task on thread #{thread}"),
+            // A scoped hold of sync code running inside async code (a sync `#[locked]` fn
+            // called from a task or a locked async body).
+            _ if self.thread & SYNC_CODE != 0 => format!("a locked sync fn on thread #{thread}"),
             _ if self.is_async() => format!("a locked async body on thread #{thread}"),
             _ => format!("thread #{thread}"),
         }

@@ -8,8 +8,11 @@ use std::panic::Location;
 /// A locked function, as the attribute describes it (a `static` per call site).
 #[derive(Debug)]
 pub struct FnSite {
-    /// `module::path::fn` (without the type for methods: it is only known at run time).
+    /// `module::path::fn`; for a method in an impl the attribute saw, `module::Type::fn`.
     pub func: &'static str,
+    /// For a method whose type only the running code knows (the attribute on the method,
+    /// not on its impl): the type, set by the first call (see [`FnSite::method_of`]).
+    pub ty: std::sync::OnceLock<&'static str>,
     /// The source file of the attribute.
     pub file: &'static str,
     /// The line of the attribute.
@@ -17,6 +20,28 @@ pub struct FnSite {
     /// The templates of interpolated names, with every hole written `{}` (the lock
     /// classes of the lock-order checker); empty when every name is fixed.
     pub classes: &'static [&'static str],
+}
+
+impl FnSite {
+    /// Records the type of a method's `Self` (generated code calls this on every call
+    /// of a method; one atomic load once set). The first type wins: a generic type's
+    /// parameters are not shown anyway.
+    #[inline]
+    pub fn method_of(&self, type_name: &'static str) {
+        if self.ty.get().is_none() {
+            let _ = self.ty.set(type_name);
+        }
+    }
+}
+
+/// `Type` out of `type_name`'s `a::b::Type<C>` (also `&Type`, `dyn Trait`).
+pub(crate) fn short_type_name(full: &str) -> &str {
+    let t = full
+        .trim_start_matches('&')
+        .trim_start_matches("mut ")
+        .trim_start_matches("dyn ");
+    let t = t.split('<').next().unwrap_or(t);
+    t.rsplit("::").next().unwrap_or(t)
 }
 
 /// Where a hold was taken, as far as it is known.
@@ -70,7 +95,16 @@ impl fmt::Display for Site {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Site::Unknown => f.write_str("an unknown place"),
-            Site::Fn(s) => write!(f, "`{}` ({}:{})", s.func, s.file, s.line),
+            Site::Fn(s) => match (s.ty.get(), s.func.rsplit_once("::")) {
+                (Some(t), Some((module, func))) => write!(
+                    f,
+                    "`{module}::{}::{func}` ({}:{})",
+                    short_type_name(t),
+                    s.file,
+                    s.line
+                ),
+                _ => write!(f, "`{}` ({}:{})", s.func, s.file, s.line),
+            },
             Site::Call(l) => write!(f, "{}:{}", l.file(), l.line()),
         }
     }
@@ -82,10 +116,29 @@ mod tests {
 
     static FN: FnSite = FnSite {
         func: "app::jobs::run",
+        ty: std::sync::OnceLock::new(),
         file: "src/jobs.rs",
         line: 12,
         classes: &[],
     };
+
+    static METHOD: FnSite = FnSite {
+        func: "app::jobs::run",
+        ty: std::sync::OnceLock::new(),
+        file: "src/jobs.rs",
+        line: 20,
+        classes: &[],
+    };
+
+    #[test]
+    fn a_method_site_names_its_type() {
+        METHOD.method_of("app::jobs::Queue<u8>");
+        METHOD.method_of("app::jobs::Other");
+        assert_eq!(
+            Site::Fn(&METHOD).to_string(),
+            "`app::jobs::Queue::run` (src/jobs.rs:20)"
+        );
+    }
 
     #[test]
     fn sites_round_trip_through_their_bits() {

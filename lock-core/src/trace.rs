@@ -61,9 +61,12 @@ impl Backend {
 const UNSET: u64 = u64::MAX;
 static SLOW_WAIT_MS: AtomicU64 = AtomicU64::new(UNSET);
 
-/// After how long a wait is reported as slow (one WARN per wait, naming the lock and its
-/// holder, with the `tracing` feature): `$LOCK_CORE_SLOW_WAIT_MS` if set when first
-/// needed, else 1 s; [`set_slow_wait_threshold`] changes it.
+/// After how long a wait is reported as slow, once per wait, naming the lock and its
+/// holder: a `tracing` WARN with the `tracing` feature and a subscriber that takes it,
+/// else one line on standard error in test suites (`cargo test`, cargo-nextest) and where
+/// `$LOCK_CORE_SLOW_WAIT_MS` is set (`off`: no line). The threshold is
+/// `$LOCK_CORE_SLOW_WAIT_MS` (milliseconds) if set when first needed, else 1 s;
+/// [`set_slow_wait_threshold`] changes it.
 ///
 /// ```
 /// use std::time::Duration;

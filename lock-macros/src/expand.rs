@@ -244,6 +244,7 @@ fn prelude(plan: &Plan, n: &Names) -> TokenStream {
         let #site: &'static #p::FnSite = {
             static LOCK_CORE_FN: #p::FnSite = #p::FnSite {
                 func: ::core::concat!(::core::module_path!(), "::", #func),
+                ty: #p::OnceLock::new(),
                 file: ::core::file!(),
                 line: ::core::line!(),
                 classes: &[#(#classes),*],
@@ -251,6 +252,11 @@ fn prelude(plan: &Plan, n: &Names) -> TokenStream {
             &LOCK_CORE_FN
         };
     };
+    if plan.type_at_run_time {
+        out.extend(quote! {
+            #site.method_of(::core::any::type_name::<Self>());
+        });
+    }
     if let Some(Value::Expr(e)) = &plan.timeout_ms {
         let t = &n.timeout;
         out.extend(quote_spanned! {e.span()=>

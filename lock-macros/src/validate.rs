@@ -90,6 +90,9 @@ pub(crate) struct Plan {
     pub output: Option<Type>,
     /// The function's name, for its `FnSite` (`Type::f` under `#[locked] impl Type`).
     pub fn_name: String,
+    /// A method whose type is not written where the attribute is: its `FnSite` learns
+    /// the type from `Self` at run time.
+    pub type_at_run_time: bool,
 }
 
 /// Checks the item itself (things that are wrong whatever the arguments).
@@ -265,6 +268,7 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
         on_error: cfg.on_error,
         krate: cfg.krate.unwrap_or_else(|| syn::parse_quote!(::lock_core)),
         output,
+        type_at_run_time: receiver && ctx.impl_type.is_none(),
         fn_name: match ctx.impl_type {
             Some(t) => format!("{t}::{fn_name}"),
             None => fn_name,

@@ -280,3 +280,69 @@ async fn invalid_dynamic_names_are_errors_at_run_time() {
     assert_eq!(err.code(), 8405);
     empty_dynamic("ok").await.unwrap();
 }
+
+#[locked(name = "attr-nul-{id}")]
+async fn unit_dynamic(id: &str) {
+    let _ = id;
+}
+
+#[tokio::test]
+async fn a_control_character_in_a_name_is_escaped_in_the_panic() {
+    let err = tokio::spawn(unit_dynamic("a\0b")).await.unwrap_err();
+    let msg = err
+        .into_panic()
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !msg.contains('\0'),
+        "a raw NUL reached the message: {msg:?}"
+    );
+    assert!(msg.contains("attr-nul-a\\0b"), "{msg}");
+}
+
+struct Acct;
+
+impl Acct {
+    #[locked(name = "attr-method-site", timeout_ms = 0)]
+    async fn post(&self) {}
+
+    #[locked(name = "attr-method-site-sync", timeout_ms = 0)]
+    fn post_sync(&self) {}
+
+    /// Holds its lock until told to let go.
+    #[locked(name = "attr-method-site-held")]
+    fn hold(&self, inside: oneshot::Sender<()>, release: oneshot::Receiver<()>) {
+        let _ = inside.send(());
+        let _ = futures::executor::block_on(release);
+    }
+}
+
+/// A method's site names its type (`module::Acct::post`), in panics and in the holder
+/// that others see.
+#[tokio::test]
+async fn a_methods_site_names_its_type() {
+    Acct.post().await;
+    let held = lock_core::acquire("attr-method-site").await.unwrap();
+    let err = tokio::spawn(async { Acct.post().await }).await.unwrap_err();
+    let msg = err
+        .into_panic()
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(msg.contains("attribute_failures::Acct::post`"), "{msg}");
+    drop(held);
+    let (tx, rx) = oneshot::channel::<()>();
+    let (in_tx, in_rx) = oneshot::channel::<()>();
+    let holder = std::thread::spawn(move || Acct.hold(in_tx, rx));
+    in_rx.await.unwrap();
+    let busy = lock_core::try_acquire("attr-method-site-held").unwrap_err();
+    let holder_text = busy.holder().map(ToString::to_string).unwrap_or_default();
+    assert!(
+        holder_text.contains("attribute_failures::Acct::hold`"),
+        "{holder_text}"
+    );
+    let _ = tx.send(());
+    holder.join().unwrap();
+    Acct.post_sync();
+}

@@ -152,6 +152,11 @@ async fn unusable_directories_are_io_errors_naming_the_lock_and_the_path() {
             "the in-process lock is given back"
         );
     }
+    // The directory itself is a regular file: said so, not "File exists".
+    let e = LockDir::new(&file).try_acquire("io-lock").unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("not a directory"), "{text}");
+    assert!(!text.contains("File exists"), "{text}");
     // A directory that cannot be created (here: inside procfs).
     let e = LockDir::new("/proc/lock-core-cannot-create")
         .blocking_acquire("io-lock", None)

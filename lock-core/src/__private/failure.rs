@@ -102,12 +102,12 @@ impl LockFailure for () {
 /// holder; the panic's location is the locked function's attribute.
 #[track_caller]
 pub fn lock_panic(e: LockError, site: &'static FnSite) -> ! {
+    // The name is escaped: an invalid one may hold control characters (a NUL from an
+    // interpolated argument) that must not reach the terminal raw.
     panic!(
-        "#[locked] fn `{}` ({}:{}) could not take lock `{}`: {e} [code {}]",
-        site.func,
-        site.file,
-        site.line,
-        e.name(),
+        "#[locked] fn {} could not take lock `{}`: {e} [code {}]",
+        crate::site::Site::Fn(site),
+        e.name().escape_debug(),
         e.code()
     )
 }

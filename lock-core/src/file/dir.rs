@@ -89,7 +89,18 @@ pub(crate) fn prepare(dir: &Path) -> Result<(), (PathBuf, io::Error)> {
             )),
         };
     }
-    std::fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))
+    std::fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), explain_dir(dir, e)))
+}
+
+/// `create_dir_all` says "File exists" when the directory is a file: say what is wrong.
+fn explain_dir(dir: &Path, e: io::Error) -> io::Error {
+    match std::fs::metadata(dir) {
+        Ok(md) if !md.is_dir() => io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "the lock directory is not a directory (a file of that name exists)",
+        ),
+        _ => e,
+    }
 }
 
 /// Creates `dir` `0700` if missing, then checks it: see the module docs. The message

@@ -11,12 +11,14 @@ pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
     let lock_core_site: &'static ::lock_core::__private::FnSite = {
         static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
             func: ::core::concat!(::core::module_path!(), "::", "post"),
+            ty: ::lock_core::__private::OnceLock::new(),
             file: ::core::file!(),
             line: ::core::line!(),
             classes: &[],
         };
         &LOCK_CORE_FN
     };
+    lock_core_site.method_of(::core::any::type_name::<Self>());
     let lock_core_held = match ::lock_core::__private::try_acquire(
         ::lock_core::__private::Keys::Site({
             static SITE: ::lock_core::__private::Site = ::lock_core::__private::Site::new(

@@ -9,6 +9,7 @@ fn status() -> Status {
     let lock_core_site: &'static my_locks::__private::FnSite = {
         static LOCK_CORE_FN: my_locks::__private::FnSite = my_locks::__private::FnSite {
             func: ::core::concat!(::core::module_path!(), "::", "status"),
+            ty: my_locks::__private::OnceLock::new(),
             file: ::core::file!(),
             line: ::core::line!(),
             classes: &[],

@@ -8,6 +8,7 @@ async fn credit(id: u32, amount: i64) -> i64 {
     let lock_core_site: &'static ::lock_core::__private::FnSite = {
         static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
             func: ::core::concat!(::core::module_path!(), "::", "credit"),
+            ty: ::lock_core::__private::OnceLock::new(),
             file: ::core::file!(),
             line: ::core::line!(),
             classes: &["account-{}"],

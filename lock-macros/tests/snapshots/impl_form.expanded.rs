@@ -11,6 +11,7 @@ impl Account {
         let lock_core_site: &'static ::lock_core::__private::FnSite = {
             static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
                 func: ::core::concat!(::core::module_path!(), "::", "Account::close"),
+                ty: ::lock_core::__private::OnceLock::new(),
                 file: ::core::file!(),
                 line: ::core::line!(),
                 classes: &[],
@@ -79,6 +80,7 @@ impl Account {
         let lock_core_site: &'static ::lock_core::__private::FnSite = {
             static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
                 func: ::core::concat!(::core::module_path!(), "::", "Account::open"),
+                ty: ::lock_core::__private::OnceLock::new(),
                 file: ::core::file!(),
                 line: ::core::line!(),
                 classes: &[],

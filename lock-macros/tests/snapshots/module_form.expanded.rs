@@ -27,6 +27,7 @@ mod tests {
         let lock_core_site: &'static ::lock_core::__private::FnSite = {
             static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
                 func: ::core::concat!(::core::module_path!(), "::", "sync_test"),
+                ty: ::lock_core::__private::OnceLock::new(),
                 file: ::core::file!(),
                 line: ::core::line!(),
                 classes: &[],
@@ -69,6 +70,7 @@ mod tests {
         let lock_core_site: &'static ::lock_core::__private::FnSite = {
             static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
                 func: ::core::concat!(::core::module_path!(), "::", "async_test"),
+                ty: ::lock_core::__private::OnceLock::new(),
                 file: ::core::file!(),
                 line: ::core::line!(),
                 classes: &[],
@@ -116,6 +118,7 @@ mod tests {
             let lock_core_site: &'static ::lock_core::__private::FnSite = {
                 static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
                     func: ::core::concat!(::core::module_path!(), "::", "deeper"),
+                    ty: ::lock_core::__private::OnceLock::new(),
                     file: ::core::file!(),
                     line: ::core::line!(),
                     classes: &[],

@@ -7,12 +7,14 @@ async fn run(&self, key: &str, cfg: &Config) -> anyhow::Result<()> {
     let lock_core_site: &'static ::lock_core::__private::FnSite = {
         static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
             func: ::core::concat!(::core::module_path!(), "::", "run"),
+            ty: ::lock_core::__private::OnceLock::new(),
             file: ::core::file!(),
             line: ::core::line!(),
             classes: &["acct-{}/{}"],
         };
         &LOCK_CORE_FN
     };
+    lock_core_site.method_of(::core::any::type_name::<Self>());
     let lock_core_timeout: ::core::option::Option<u64> = ::lock_core::__private::IntoMillis::into_millis(
         LIMIT_MS,
     );

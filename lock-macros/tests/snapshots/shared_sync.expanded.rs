@@ -5,6 +5,7 @@ fn read() {
     let lock_core_site: &'static ::lock_core::__private::FnSite = {
         static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
             func: ::core::concat!(::core::module_path!(), "::", "read"),
+            ty: ::lock_core::__private::OnceLock::new(),
             file: ::core::file!(),
             line: ::core::line!(),
             classes: &[],

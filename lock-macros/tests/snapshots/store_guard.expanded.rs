@@ -7,6 +7,7 @@ async fn report() -> Result<(), lock_core::LockError> {
     let lock_core_site: &'static ::lock_core::__private::FnSite = {
         static LOCK_CORE_FN: ::lock_core::__private::FnSite = ::lock_core::__private::FnSite {
             func: ::core::concat!(::core::module_path!(), "::", "report"),
+            ty: ::lock_core::__private::OnceLock::new(),
             file: ::core::file!(),
             line: ::core::line!(),
             classes: &[],

@@ -449,6 +449,7 @@ pub async fn basics_and_macro_path(kind: Kind) {
     let name = unique("basics");
     static SITE: lock_core::__private::FnSite = lock_core::__private::FnSite {
         func: "scenarios::basics_and_macro_path",
+        ty: lock_core::__private::OnceLock::new(),
         file: file!(),
         line: line!(),
         classes: &[],
