@@ -169,6 +169,7 @@ pub async fn supervise(
     enum Event {
         Exited(Result<u8, Failure>),
         Tick,
+        Stopped,
         Signal(signals::Caught),
         Lost(LockError),
     }
@@ -176,9 +177,11 @@ pub async fn supervise(
     let pgid = job.pgid;
     loop {
         let running = job.exited.is_none();
+        let on_terminal = running && job.terminal.is_some();
         let event = tokio::select! {
             code = job.wait_cmd(), if running => Event::Exited(code),
             () = tokio::time::sleep(GROUP_POLL), if !running => Event::Tick,
+            () = tokio::time::sleep(STOP_POLL), if on_terminal => Event::Stopped,
             caught = signals.recv() => Event::Signal(caught),
             why = &mut lost => Event::Lost(why),
         };
@@ -203,6 +206,13 @@ pub async fn supervise(
                     .await;
                 }
             }
+            Event::Stopped => {
+                if let Some(t) = job.terminal {
+                    if group::stopped(pgid) {
+                        t.suspend_with(pgid);
+                    }
+                }
+            }
             Event::Signal(caught) => {
                 group::signal(pgid, caught.signo);
             }
@@ -210,6 +220,9 @@ pub async fn supervise(
         }
     }
 }
+
+/// How often CMD is checked for a stop from the terminal (Ctrl-Z), while it has one.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// How often a job whose CMD has exited is checked for the rest of its group.
 const GROUP_POLL: Duration = Duration::from_millis(20);

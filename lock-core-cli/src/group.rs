@@ -116,6 +116,45 @@ impl Terminal {
     }
 }
 
+/// True if process `pid` (our child) is stopped (Ctrl-Z, SIGSTOP), without reaping or
+/// consuming its state.
+pub fn stopped(pid: i32) -> bool {
+    // SAFETY: waitid fills a local siginfo; WNOWAIT leaves the state for later waits.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_pid() == pid
+    }
+}
+
+impl Terminal {
+    /// CMD's group was stopped from the terminal (Ctrl-Z): stops `lock-core` too, as the
+    /// job the shell knows, with the terminal given back; once continued (`fg`, `bg`),
+    /// continues CMD's group, giving it the terminal again if `lock-core` has it.
+    pub fn suspend_with(self, pgid: i32) {
+        self.take_back();
+        // SAFETY: raise has no memory-safety preconditions; SIGTSTP's default action
+        // stops the whole process until a SIGCONT (it is discarded in an orphaned process
+        // group, where nobody could continue us: then this returns at once).
+        unsafe { libc::raise(libc::SIGTSTP) };
+        if Terminal::foreground().is_some() {
+            self.give(pgid);
+        }
+        signal(pgid, libc::SIGCONT);
+    }
+
+    /// Makes `pgid` the terminal's foreground group (from `lock-core`, the foreground).
+    fn give(self, pgid: i32) {
+        // SAFETY: tcsetpgrp on descriptor 0 with a group of this session.
+        unsafe { libc::tcsetpgrp(0, pgid) };
+    }
+}
+
 /// Between `fork` and `exec` of CMD: puts the child in a group of its own and, with a
 /// foreground `terminal`, makes that group the terminal's foreground group.
 ///

@@ -51,20 +51,55 @@ fn open_pty() -> (OwnedFd, CString) {
     }
 }
 
-#[test]
-fn an_interactive_cmd_gets_the_terminal_and_ctrl_c_once() {
-    let t = TempDir::new("tty");
-    let script = t.join("interactive.sh");
-    std::fs::write(&script, SCRIPT).unwrap();
-    let name = unique("tty");
-    let (master, slave) = open_pty();
+/// `cmd` as the session leader of a fresh terminal, and what the terminal shows.
+struct OnTerminal {
+    child: std::process::Child,
+    screen: Arc<Mutex<String>>,
+    keyboard: File,
+}
 
-    let mut cmd = Command::new(bin());
-    cmd.args(["run", &name, "--dir"])
-        .arg(t.locks())
-        .args(["--", "sh"])
-        .arg(&script)
-        .stdin(Stdio::null())
+impl OnTerminal {
+    fn shows(&self, what: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if self.screen.lock().unwrap().contains(what) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the terminal never showed {what:?}: {:?}",
+                self.screen.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn types(&mut self, keys: &[u8]) {
+        self.keyboard.write_all(keys).unwrap();
+    }
+
+    fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "the session did not end");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn on_terminal(mut cmd: Command) -> OnTerminal {
+    let (master, slave) = open_pty();
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let slave_for_child = slave.clone();
@@ -89,11 +124,11 @@ fn an_interactive_cmd_gets_the_terminal_and_ctrl_c_once() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("start lock-core on the terminal");
-
-    // Everything the terminal shows, read on a thread of its own.
+    let child = cmd.spawn().expect("start the session on the terminal");
+    // Everything the terminal shows, read on a thread of its own (it ends with EIO once no
+    // process has the terminal open).
     let screen = Arc::new(Mutex::new(String::new()));
-    let reader = {
+    {
         let screen = screen.clone();
         let fd = master.try_clone().unwrap();
         std::thread::spawn(move || {
@@ -108,48 +143,84 @@ fn an_interactive_cmd_gets_the_terminal_and_ctrl_c_once() {
                     .unwrap()
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
-        })
-    };
-    let shows = |what: &str| {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if screen.lock().unwrap().contains(what) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the terminal never showed {what:?}: {:?}",
-                screen.lock().unwrap()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    };
-    let mut keyboard = File::from(master.try_clone().unwrap());
+        });
+    }
+    OnTerminal {
+        child,
+        screen,
+        keyboard: File::from(master),
+    }
+}
 
-    shows("ready");
-    keyboard.write_all(b"hello\n").unwrap();
-    shows("read:hello"); // CMD could read the terminal: it is in the foreground
-    keyboard.write_all(b"\x03").unwrap(); // Ctrl-C
-    shows("got-int");
-    keyboard.write_all(b"bye\n").unwrap();
-    shows("done:bye");
+fn run_args(t: &TempDir, name: &str, script: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = vec!["run".into(), name.into(), "--dir".into()];
+    v.push(t.locks().into());
+    v.push("--".into());
+    v.push("sh".into());
+    v.push(script.into());
+    v
+}
 
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "lock-core did not exit");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    assert_eq!(status.code(), Some(7), "exits with CMD's status");
-    let shown = screen.lock().unwrap().clone();
+#[test]
+fn an_interactive_cmd_gets_the_terminal_and_ctrl_c_once() {
+    let t = TempDir::new("tty");
+    let script = t.join("interactive.sh");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let name = unique("tty");
+    let mut cmd = Command::new(bin());
+    cmd.args(run_args(&t, &name, &script));
+    let mut term = on_terminal(cmd);
+    term.shows("ready");
+    term.types(b"hello\n");
+    term.shows("read:hello"); // CMD could read the terminal: it is in the foreground
+    term.types(b"\x03"); // Ctrl-C
+    term.shows("got-int");
+    term.types(b"bye\n");
+    term.shows("done:bye");
+    assert_eq!(term.exit_code(), Some(7), "exits with CMD's status");
+    let shown = term.screen.lock().unwrap().clone();
     assert_eq!(
         shown.matches("got-int").count(),
         1,
         "Ctrl-C reached CMD exactly once: {shown:?}"
     );
-    // The reader ends with EIO now that no process has the terminal open.
-    drop((keyboard, master));
-    let _ = reader;
+}
+
+/// Ctrl-Z stops the job as a shell with job control knows it — `lock-core` included, so
+/// the shell gets the terminal back — and `fg` continues CMD with the terminal.
+#[test]
+fn ctrl_z_stops_the_whole_job_and_fg_continues_it() {
+    let t = TempDir::new("tty-stop");
+    let script = t.join("interactive.sh");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let name = unique("tty-stop");
+    let quoted: Vec<String> = std::iter::once(bin().to_owned())
+        .chain(
+            run_args(&t, &name, &script)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned()),
+        )
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    // A shell with job control, as at a prompt: the job gets a process group of its own.
+    let session = format!(
+        "set -m; {}; echo \"back-at-shell:$?\"; fg; echo \"job-ended:$?\"",
+        quoted.join(" ")
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &session]);
+    let mut term = on_terminal(cmd);
+    term.shows("ready");
+    term.types(b"hello\n");
+    term.shows("read:hello");
+    term.types(b"\x03");
+    term.shows("got-int"); // CMD now waits for a line
+    term.types(b"\x1a"); // Ctrl-Z
+    term.shows("back-at-shell:"); // the job stopped, lock-core with it
+                                  // `fg` continues the job: CMD reads the terminal again (a background read would
+                                  // stop it).
+    term.types(b"bye\n");
+    term.shows("done:bye");
+    term.shows("job-ended:7");
+    assert_eq!(term.exit_code(), Some(0));
 }
