@@ -37,7 +37,7 @@
 //!   on to that whole group, not to CMD alone. Processes that leave the group on purpose
 //!   (`setsid`, daemons) are no longer part of the job.
 //! * **On a terminal** that `lock-core` has in the foreground, CMD's group gets the
-//!   terminal while CMD runs: Ctrl-C and Ctrl-\\ reach CMD's processes directly, once,
+//!   terminal while CMD runs: Ctrl-C and Ctrl-\ reach CMD's processes directly, once,
 //!   and full-screen programs and prompts work. `lock-core` takes the terminal back when
 //!   CMD ends. Ctrl-Z stops CMD's group, and `lock-core` then stops too, with the
 //!   terminal given back, so the shell sees the job stopped; `fg` (or `bg`) continues
