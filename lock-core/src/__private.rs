@@ -22,7 +22,7 @@ pub use std::time::Duration as StdDuration;
 mod failure;
 mod values;
 
-pub use failure::{lock_panic, CannotCarry, Carry, Fallback, LockFailure, Wrap};
+pub use failure::{lock_panic, CannotCarry, Carry, Fallback, LockFailure, PanicFallback, Wrap};
 pub use values::{IntoMillis, IntoPermits};
 
 /// A call site's cached lock for a fixed name: the registry is consulted once per site,
@@ -153,9 +153,20 @@ pub struct Options<'a> {
     pub mode: Mode,
     /// The locked function.
     pub site: &'static FnSite,
+    /// `reentrant`.
+    pub reentrant: bool,
+    /// `readers_first`.
+    pub readers_first: bool,
 }
 
 impl Options<'_> {
+    fn opt_in(&self) -> crate::optin::OptIn {
+        crate::optin::OptIn {
+            reentrant: self.reentrant,
+            readers_first: self.readers_first,
+        }
+    }
+
     fn timeout(&self) -> Option<Duration> {
         self.timeout_ms.map(Duration::from_millis)
     }
@@ -287,10 +298,8 @@ async fn lock_one(
     timeout: Option<Duration>,
 ) -> Result<LockGuard, LockError> {
     let site = HoldSite::Fn(opts.site);
-    match opts.file.place() {
-        None => local::lock(entry, opts.mode, timeout, site, false).await,
-        Some(place) => crate::file::lock_entry(entry, place, opts.mode, timeout, site, false).await,
-    }
+    let place = opts.file.place().unwrap_or(Place::Local);
+    crate::optin::acquire(entry, place, opts.mode, timeout, site, false, opts.opt_in()).await
 }
 
 fn blocking_lock_one(
@@ -299,12 +308,8 @@ fn blocking_lock_one(
     timeout: Option<Duration>,
 ) -> Result<LockGuard, LockError> {
     let (me, facts) = local::sync_facts(HoldSite::Fn(opts.site), false);
-    match opts.file.place() {
-        None => local::blocking_lock(entry, opts.mode, timeout, facts, me),
-        Some(place) => {
-            crate::file::blocking_lock_entry(entry, place, opts.mode, timeout, facts, me)
-        }
-    }
+    let place = opts.file.place().unwrap_or(Place::Local);
+    crate::optin::blocking_acquire(entry, place, opts.mode, timeout, facts, me, opts.opt_in())
 }
 
 fn one_or_many(mut guards: Vec<LockGuard>) -> Held {
@@ -334,7 +339,8 @@ pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
     // shared or counted request that would join current holders must first check they
     // are not its own chain's, which also needs the waker: the fast attempt below never
     // joins (`try_alone`), so such requests go to the slow path too.
-    if !opts.mode.is_valid() || crate::lockdep::on() {
+    // Opt-ins (`reentrant`, `readers_first`) are served by the slow path too.
+    if !opts.mode.is_valid() || crate::lockdep::on() || opts.reentrant || opts.readers_first {
         return Err(Slow(Pending::One(pinned, opts, false)));
     }
     let facts = opts.facts_async();
@@ -382,9 +388,13 @@ impl<'a> Slow<'a> {
             Pending::One(pinned, opts, tried) => {
                 let entry = EntryRef::Pinned(pinned);
                 let timeout = opts.timeout();
-                if let (FileMode::Off, None, true, true) =
-                    (opts.file, timeout, opts.mode.is_valid(), tried)
-                {
+                if let (FileMode::Off, None, true, true, false) = (
+                    opts.file,
+                    timeout,
+                    opts.mode.is_valid(),
+                    tried,
+                    opts.reentrant || opts.readers_first,
+                ) {
                     // Queue right here (a small future); `try_acquire` checked scope
                     // re-entry and tried once already, in this same poll.
                     return local::wait(entry, opts.mode, opts.facts_async())
@@ -418,7 +428,11 @@ pub fn blocking_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, LockError
     let timeout = opts.timeout();
     if let Keys::Site(site) = keys {
         let entry = EntryRef::Pinned(site.pinned()?);
-        if let (FileMode::Off, true) = (opts.file, opts.mode.is_valid()) {
+        if let (FileMode::Off, true, false) = (
+            opts.file,
+            opts.mode.is_valid(),
+            opts.reentrant || opts.readers_first,
+        ) {
             let (me, facts) = local::sync_facts(HoldSite::Fn(opts.site), false);
             let entry = match local::try_fast(entry, opts.mode, &facts, || me) {
                 Fast::Got(g) => return Ok(Held::One(g)),

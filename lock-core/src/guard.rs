@@ -41,6 +41,19 @@ pub(crate) struct Held {
     /// What the `released` event reports; `None`: no event (a file's own in-process lock,
     /// which is part of a hold of the name).
     backend: Option<crate::trace::Backend>,
+    /// What dropping it does (see `reentry`).
+    role: Role,
+}
+
+/// A hold's part in re-entrant nesting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A hold of its own: released when dropped.
+    Own,
+    /// Nested in the chain's exclusive hold (`reentrant`): holds nothing of its own.
+    Nested,
+    /// An own hold whose release was handed to the holds nested in it, which outlived it.
+    HandedOver,
 }
 
 impl Held {
@@ -48,22 +61,35 @@ impl Held {
     pub(crate) fn disown(&self) {
         self.entry.raw.disown(self.grant.id);
     }
-}
 
-impl Drop for Held {
-    #[inline]
-    fn drop(&mut self) {
+    /// Gives the lock back (what dropping an own hold does).
+    fn give_back(&self) {
         if let Some(backend) = self.backend {
             crate::trace::released(self.entry.name(), self.grant.mode, backend, || {
                 clock::since_precise(self.grant.since)
             });
         }
         self.entry.raw.unlock(&self.grant);
-        if self.hand {
-            crate::deadlock::hand_dropped();
-        }
         if crate::lockdep::on() {
             crate::lockdep::released(self.grant.id);
+        }
+    }
+}
+
+impl Drop for Held {
+    #[inline]
+    fn drop(&mut self) {
+        match self.role {
+            Role::Own => self.give_back(),
+            Role::Nested => {
+                if crate::reentry::leave(&self.entry) {
+                    self.give_back();
+                }
+            }
+            Role::HandedOver => {}
+        }
+        if self.hand {
+            crate::deadlock::hand_dropped();
         }
     }
 }
@@ -84,6 +110,23 @@ impl LockGuard {
                 grant,
                 hand,
                 backend: Some(crate::trace::Backend::Memory),
+                role: Role::Own,
+            },
+        }
+    }
+
+    /// A hold nested in the caller's chain's exclusive hold `outer` (see `reentry`): it
+    /// holds nothing of its own, and the lock goes when the last of the nested holds and
+    /// the outer one has gone.
+    pub(crate) fn nested(entry: EntryRef, outer: Grant) -> Self {
+        LockGuard {
+            file: None,
+            held: Held {
+                entry,
+                grant: outer,
+                hand: false,
+                backend: Some(crate::trace::Backend::Memory),
+                role: Role::Nested,
             },
         }
     }
@@ -97,10 +140,14 @@ impl LockGuard {
 
     /// The in-process hold alone, silent when released (for a lock file's own in-process
     /// lock, which a [`FileHold`](crate::file::FileHold) keeps).
-    pub(crate) fn into_held(mut self) -> Held {
-        debug_assert!(self.file.is_none());
-        self.held.backend = None;
-        self.held
+    pub(crate) fn into_held(self) -> Held {
+        let mut me = std::mem::ManuallyDrop::new(self);
+        debug_assert!(me.file.is_none());
+        drop(me.file.take());
+        me.held.backend = None;
+        // SAFETY: `me` is never dropped nor used again, so `held` is moved out exactly
+        // once; the only other field, `file`, is `None` now and owns nothing.
+        unsafe { std::ptr::read(&me.held) }
     }
 
     #[inline]
@@ -216,12 +263,54 @@ impl LockGuard {
     ///
     /// Dropping the guard releases too, but can only swallow such an error.
     pub fn release(mut self) -> Result<(), LockError> {
+        if self.outlived_by_nested() {
+            // Dropping hands the release over to the nested holds.
+            return Ok(());
+        }
         let file_result = match self.file.take() {
             Some(f) => f.release(self.held.entry.name()),
             None => Ok(()),
         };
         // The in-process part is given back as `held` drops.
         file_result
+    }
+
+    /// An own hold with re-entrant holds nested in it still alive: one relaxed load on
+    /// every release, zero unless someone asked with `reentrant`.
+    #[inline]
+    fn outlived_by_nested(&self) -> bool {
+        self.held.role == Role::Own
+            && self
+                .held
+                .entry
+                .nested
+                .load(std::sync::atomic::Ordering::Relaxed)
+                != 0
+    }
+}
+
+impl Drop for LockGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if self.outlived_by_nested() {
+            self.hand_over();
+        }
+        // Then the fields drop: the cross-process part first, then the in-process hold.
+    }
+}
+
+impl LockGuard {
+    /// Dropped while holds nested in it live: the last of them releases the lock (and
+    /// this guard's file part, kept for it meanwhile).
+    #[cold]
+    #[inline(never)]
+    fn hand_over(&mut self) {
+        if crate::reentry::hand_over(&self.held.entry, self.file.take()) {
+            self.held.role = Role::HandedOver;
+        } else if let Some(f) = crate::reentry::take_back(&self.held.entry) {
+            // The nested holds all went meanwhile: release as usual.
+            self.file = Some(f);
+        }
     }
 }
 
@@ -280,5 +369,22 @@ impl Drop for LockSet {
 impl fmt::Debug for LockSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.names()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A guard turned into its in-process hold still holds the lock, and releases it
+    /// exactly once when that hold drops.
+    #[test]
+    fn into_held_moves_the_hold_out_once() {
+        let g = crate::try_acquire("unit-into-held").unwrap();
+        let held = g.into_held();
+        assert!(crate::is_locked("unit-into-held"));
+        drop(held);
+        assert!(!crate::is_locked("unit-into-held"));
+        let again = crate::try_acquire("unit-into-held").unwrap();
+        drop(again);
+        assert!(!crate::is_locked("unit-into-held"));
     }
 }

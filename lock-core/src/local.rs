@@ -197,6 +197,25 @@ pub(crate) fn try_alone(entry: EntryRef, mode: Mode, facts: &Facts) -> Fast {
     }
 }
 
+/// `readers_first`: joins the lock's current shared holders at once, even ahead of
+/// queued requests; `None` if it has none. Joining a hold of the caller's own chain is
+/// re-entry (allowed with `reentrant`: a shared hold may be joined by its own chain).
+pub(crate) fn join_shared(
+    entry: &EntryRef,
+    facts: &Facts,
+    me: &Me,
+    reentrant: bool,
+) -> Result<Option<LockGuard>, LockError> {
+    if !reentrant && joins_own_hold(entry, me) {
+        return Err(failed_with(reentry(entry)));
+    }
+    Ok(entry.raw.try_join_shared(facts).map(|grant| {
+        let g = LockGuard::with_facts(entry.clone(), grant, facts);
+        taken(&g, facts, || *me);
+        g
+    }))
+}
+
 /// Refused by the state: re-entry if the chain holds it (checked first, so a chain
 /// asking for its own lock in another shape hears "re-entry", not "mismatch").
 #[cold]

@@ -36,6 +36,9 @@ pub(crate) struct Entry {
     hash: u64,
     handles: AtomicUsize,
     pub(crate) raw: RawLock,
+    /// Re-entrant holds nested in this lock's exclusive hold (see `reentry`): zero
+    /// unless someone asked with `reentrant`.
+    pub(crate) nested: std::sync::atomic::AtomicU64,
 }
 
 impl Entry {
@@ -197,6 +200,7 @@ impl Shard {
             hash,
             handles: AtomicUsize::new(1),
             raw: RawLock::new(),
+            nested: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::mode::Mode;
+use crate::optin::{self, OptIn};
 use crate::site::Site;
-use crate::{chain, file, local, LockError, LockGuard};
+use crate::{chain, local, LockError, LockGuard};
 
 /// Where the lock lives.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +67,7 @@ pub struct Lock<'a> {
     mode: Mode,
     timeout: Option<Duration>,
     place: Place<'a>,
+    opt: OptIn,
 }
 
 impl<'a> Lock<'a> {
@@ -76,6 +78,10 @@ impl<'a> Lock<'a> {
             mode: Mode::Exclusive,
             timeout: None,
             place: Place::Local,
+            opt: OptIn {
+                reentrant: false,
+                readers_first: false,
+            },
         }
     }
 
@@ -108,6 +114,59 @@ impl<'a> Lock<'a> {
         self
     }
 
+    /// Opt-in re-entry: the call chain that already holds the lock may take it again
+    /// instead of getting `Busy { reentrant: true }` (as Redisson's `RLock` or
+    /// parking_lot's `ReentrantMutex`).
+    ///
+    /// * On the chain's exclusive hold, the new guard is nested in it: it holds nothing of
+    ///   its own, and the lock is released when the outer guard and every nested one have
+    ///   gone, in any order.
+    /// * On the chain's shared hold, a shared request joins at once (even ahead of queued
+    ///   exclusive requests, which it would otherwise deadlock behind).
+    /// * Still `Busy` (with a reason): upgrading the chain's shared hold to an exclusive
+    ///   one, counted locks (`permits`), and the same lock file reached under another
+    ///   name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
+    /// use lock_core::Lock;
+    /// let outer = Lock::new("doc-reentrant").acquire().await?;
+    /// let inner = Lock::new("doc-reentrant").reentrant().acquire().await?;
+    /// drop(inner);
+    /// assert!(lock_core::is_locked("doc-reentrant"), "the outer hold remains");
+    /// drop(outer);
+    /// assert!(!lock_core::is_locked("doc-reentrant"));
+    /// // Without the opt-in, asking again is re-entry: Busy.
+    /// let outer = Lock::new("doc-reentrant").acquire().await?;
+    /// assert_eq!(Lock::new("doc-reentrant").acquire().await.unwrap_err().code(), 8406);
+    /// # drop(outer); Ok(()) }
+    /// ```
+    pub fn reentrant(mut self) -> Self {
+        self.opt.reentrant = true;
+        self
+    }
+
+    /// For a shared request: join the lock's current shared holders at once, even ahead
+    /// of exclusive requests already waiting (serial_test's `#[parallel]`). The default
+    /// is FIFO across modes, where a shared request queues behind a waiting exclusive one
+    /// so that neither side starves; with this opt-in a steady stream of shared holders
+    /// can keep an exclusive waiter out for as long as it lasts — fine for a finite test
+    /// run, a starvation risk in a service. Only the in-process queue is passed: across
+    /// processes, file locks keep their turn rule (at most three turns in a row while
+    /// another process waits). No effect on exclusive and counted requests.
+    ///
+    /// ```
+    /// use lock_core::Lock;
+    /// let reader = Lock::new("doc-readers-first").shared().try_acquire().unwrap();
+    /// // (An exclusive request queued now would make a plain shared request wait.)
+    /// let another = Lock::new("doc-readers-first").shared().readers_first().try_acquire().unwrap();
+    /// # drop((reader, another));
+    /// ```
+    pub fn readers_first(mut self) -> Self {
+        self.opt.readers_first = true;
+        self
+    }
+
     /// Gives up after `timeout` with [`LockError::Timeout`]; a zero timeout tries once
     /// ([`LockError::Busy`] if held).
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -136,9 +195,10 @@ impl<'a> Lock<'a> {
     }
 
     /// Also hold the OS lock on exactly the file `path` (created empty if missing; an
-    /// existing file is locked as it is and never written). The in-process part is
-    /// still keyed by the name. For other tools' lock files and serial_test's
-    /// `path =>`.
+    /// existing file is locked as it is and never written). In-process, the request
+    /// takes the name's lock and the file's own lock: other names that reach the same
+    /// file exclude it too (one file, one lock). For other tools' lock files and
+    /// serial_test's `path =>`.
     pub fn path<P: AsRef<Path> + ?Sized>(mut self, path: &'a P) -> Self {
         self.place = Place::Path(path.as_ref());
         self
@@ -168,10 +228,16 @@ impl<'a> Lock<'a> {
     /// else it stays inside a scope (`run`), which records it in its frame.
     pub(crate) async fn acquire_at(self, site: Site, hand: bool) -> Result<LockGuard, LockError> {
         let entry = crate::entry_for(self.name)?;
-        match self.place {
-            Place::Local => local::lock(entry, self.mode, self.timeout, site, hand).await,
-            place => file::lock_entry(entry, place, self.mode, self.timeout, site, hand).await,
-        }
+        optin::acquire(
+            entry,
+            self.place,
+            self.mode,
+            self.timeout,
+            site,
+            hand,
+            self.opt,
+        )
+        .await
     }
 
     /// Takes the lock if it can be had right now, else fails with [`LockError::Busy`].
@@ -181,10 +247,7 @@ impl<'a> Lock<'a> {
         let site = Site::Call(Location::caller());
         let entry = crate::entry_for(self.name)?;
         let (me, facts) = local::sync_facts(site, true);
-        match self.place {
-            Place::Local => local::try_lock(entry, self.mode, facts, me),
-            place => file::try_lock_entry(entry, place, self.mode, facts, me),
-        }
+        optin::try_acquire(entry, self.place, self.mode, facts, me, self.opt)
     }
 
     /// Blocks the calling thread until the lock is had, or the timeout passes. For sync
@@ -201,10 +264,15 @@ impl<'a> Lock<'a> {
     fn blocking_acquire_at(self, site: Site, hand: bool) -> Result<LockGuard, LockError> {
         let entry = crate::entry_for(self.name)?;
         let (me, facts) = local::sync_facts(site, hand);
-        match self.place {
-            Place::Local => local::blocking_lock(entry, self.mode, self.timeout, facts, me),
-            place => file::blocking_lock_entry(entry, place, self.mode, self.timeout, facts, me),
-        }
+        optin::blocking_acquire(
+            entry,
+            self.place,
+            self.mode,
+            self.timeout,
+            facts,
+            me,
+            self.opt,
+        )
     }
 
     /// Acquires the lock, runs `fut` as a call chain holding it, and releases it

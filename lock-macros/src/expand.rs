@@ -354,12 +354,15 @@ fn acquire_stmt(plan: &Plan, n: &Names) -> TokenStream {
         }
     } else {
         let file = file_mode(plan, n);
+        let (reentrant, readers_first) = (plan.reentrant, plan.readers_first);
         let opts = quote! {
             #p::Options {
                 timeout_ms: #timeout,
                 file: #file,
                 mode: #mode,
                 site: #site,
+                reentrant: #reentrant,
+                readers_first: #readers_first,
             }
         };
         if plan.kind.is_async() {
@@ -419,10 +422,16 @@ fn failure(plan: &Plan, n: &Names) -> TokenStream {
             // Method lookup picks how the type carries the failure (see
             // `__private::failure`); errors are spanned at the return type.
             let method = quote_spanned!(ty.span()=> lock_failure);
+            // A test fails rather than refusing to compile: its fallback panics.
+            let fallback = if plan.is_test {
+                quote!(PanicFallback)
+            } else {
+                quote!(Fallback)
+            };
             quote! {
                 return {
                     #[allow(unused_imports)]
-                    use #p::{Carry as _, Fallback as _};
+                    use #p::{Carry as _, #fallback as _};
                     (&&#p::Wrap::<#ty>::NEW).#method(#err, #site)
                 }
             }

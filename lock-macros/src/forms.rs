@@ -36,11 +36,18 @@ fn is_locked_attr(a: &syn::Attribute) -> bool {
 }
 
 /// Test attributes: `#[test]`, `#[tokio::test]`, `#[sqlx::test]`, `#[test_log::test]`,
-/// `#[rstest]`, `#[test_case(..)]`, ...
-fn is_test_attr(a: &syn::Attribute) -> bool {
+/// `#[rstest]`, `#[test_case(..)]`, ...; and `#[ignore]` / `#[should_panic]`, which only
+/// tests carry: the built-in `#[test]` written *above* `#[locked]` expands first and
+/// leaves only those behind.
+pub(crate) fn is_test_attr(a: &syn::Attribute) -> bool {
     a.path().segments.last().is_some_and(|s| {
         let id = s.ident.to_string();
-        id == "test" || id.ends_with("_test") || id == "rstest" || id.starts_with("test_case")
+        id == "test"
+            || id.ends_with("_test")
+            || id == "rstest"
+            || id.starts_with("test_case")
+            || id == "ignore"
+            || id == "should_panic"
     })
 }
 

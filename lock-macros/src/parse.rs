@@ -25,6 +25,8 @@ pub(crate) const KEYS: &[&str] = &[
     "guard",
     "on_error",
     "crate",
+    "reentrant",
+    "readers_first",
 ];
 
 fn key_list() -> String {
@@ -100,6 +102,10 @@ pub(crate) struct Config {
     pub guard: Option<Ident>,
     pub on_error: OnError,
     pub krate: Option<syn::Path>,
+    /// `reentrant`.
+    pub reentrant: Option<Ident>,
+    /// `readers_first`.
+    pub readers_first: Option<Ident>,
 }
 
 impl Config {
@@ -114,6 +120,8 @@ impl Config {
             guard: None,
             on_error: OnError::Default,
             krate: None,
+            reentrant: None,
+            readers_first: None,
         }
     }
 }
@@ -239,6 +247,20 @@ fn apply(cfg: &mut Config, arg: RawArg) -> syn::Result<()> {
                 ));
             }
             cfg.lease_ms = Some((key, n));
+        }
+        "reentrant" | "readers_first" => {
+            if let Some(v) = value {
+                return Err(no_value(
+                    &key,
+                    &v,
+                    "write it alone: it is an opt-in, on when present",
+                ));
+            }
+            if key == "reentrant" {
+                cfg.reentrant = Some(key);
+            } else {
+                cfg.readers_first = Some(key);
+            }
         }
         "shared" => {
             if let Some(v) = value {

@@ -93,6 +93,13 @@ pub(crate) struct Plan {
     /// A method whose type is not written where the attribute is: its `FnSite` learns
     /// the type from `Self` at run time.
     pub type_at_run_time: bool,
+    /// `reentrant`.
+    pub reentrant: bool,
+    /// `readers_first`.
+    pub readers_first: bool,
+    /// The function carries a test attribute: a lock failure panics whatever it returns
+    /// (a test fails, it does not refuse to compile).
+    pub is_test: bool,
 }
 
 /// Checks the item itself (things that are wrong whatever the arguments).
@@ -157,6 +164,43 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
                 "`lease_ms` only applies with `store = ...`; in-process and file locks have no lease",
             ),
         );
+    }
+
+    if let Some(k) = &cfg.readers_first {
+        if !matches!(cfg.mode, ModeSpec::Shared(_)) {
+            push(
+                &mut errors,
+                syn::Error::new(
+                    k.span(),
+                    "`readers_first` applies to shared holds: write `shared, readers_first` \
+                     (exclusive and counted requests always wait their turn)",
+                ),
+            );
+        }
+    }
+    if let Some(k) = &cfg.reentrant {
+        if let ModeSpec::Permits(p, _) = &cfg.mode {
+            let mut e = syn::Error::new(
+                k.span(),
+                "`reentrant` does not apply to counted locks: re-entering would need a second \
+                 permit (which may not be free) or share one (letting more than N bodies run)",
+            );
+            e.combine(syn::Error::new(p.span(), "`permits` given here"));
+            push(&mut errors, e);
+        }
+    }
+    for k in [&cfg.reentrant, &cfg.readers_first].into_iter().flatten() {
+        if let Some((store, _)) = &cfg.store {
+            let mut e = syn::Error::new(
+                k.span(),
+                format!(
+                    "`{k}` is not available with `store = ...`: a lease is one grant per \
+                     request in the store; remove `{k}`"
+                ),
+            );
+            e.combine(syn::Error::new(store.span(), "`store` given here"));
+            push(&mut errors, e);
+        }
     }
 
     if let Some(g) = &cfg.guard {
@@ -269,6 +313,9 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
         krate: cfg.krate.unwrap_or_else(|| syn::parse_quote!(::lock_core)),
         output,
         type_at_run_time: receiver && ctx.impl_type.is_none(),
+        reentrant: cfg.reentrant.is_some(),
+        readers_first: cfg.readers_first.is_some(),
+        is_test: item.attrs.iter().any(crate::forms::is_test_attr),
         fn_name: match ctx.impl_type {
             Some(t) => format!("{t}::{fn_name}"),
             None => fn_name,

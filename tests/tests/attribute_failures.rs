@@ -346,3 +346,41 @@ async fn a_methods_site_names_its_type() {
     holder.join().unwrap();
     Acct.post_sync();
 }
+
+/// A test returning a type that cannot carry a `LockError` compiles, and a lock failure
+/// fails it with the usual panic (serial_test accepts any return type).
+#[locked(name = "attr-test-result", timeout_ms = 0)]
+#[test]
+#[ignore = "called by a_test_returning_a_non_carrying_result_panics_on_failure"]
+fn returns_a_result_with_unit_error() -> Result<(), ()> {
+    Ok(())
+}
+
+/// The same with the test attribute first (expanded before `#[locked]`, it leaves only
+/// `#[ignore]` behind, which marks a test too).
+#[test]
+#[ignore = "called by a_test_returning_a_non_carrying_result_panics_on_failure"]
+#[locked(name = "attr-test-result", timeout_ms = 0)]
+fn returns_a_result_with_unit_error_test_first() -> Result<(), ()> {
+    Ok(())
+}
+
+#[test]
+fn a_test_returning_a_non_carrying_result_panics_on_failure() {
+    assert_eq!(returns_a_result_with_unit_error(), Ok(()));
+    assert_eq!(returns_a_result_with_unit_error_test_first(), Ok(()));
+    let held = lock_core::try_acquire("attr-test-result").unwrap();
+    for f in [
+        returns_a_result_with_unit_error as fn() -> Result<(), ()>,
+        returns_a_result_with_unit_error_test_first,
+    ] {
+        let msg = std::thread::spawn(f)
+            .join()
+            .unwrap_err()
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(msg.contains("attr-test-result"), "{msg}");
+    }
+    drop(held);
+}

@@ -51,7 +51,8 @@ impl Carry for &Wrap<()> {
     message = "`#[locked]` cannot turn a lock failure into `{Self}`",
     label = "this return type cannot carry a `LockError`",
     note = "return `Result<T, E>` with `E: From<lock_core::LockError>` (implement `From<lock_core::LockError>` for your error type), or `()` (a failure panics)",
-    note = "or choose `on_error = \"panic\"`, or `on_error = path::to::handler` (a `fn(lock_core::LockError) -> {Self}`)"
+    note = "or choose `on_error = \"panic\"`, or `on_error = path::to::handler` (a `fn(lock_core::LockError) -> {Self}`)",
+    note = "in a test, write `#[locked]` above `#[test]`: a test's lock failure then panics whatever it returns"
 )]
 pub trait CannotCarry {}
 
@@ -69,6 +70,21 @@ impl<R> Fallback<R> for Wrap<R> {
         R: CannotCarry,
     {
         unreachable!("no type implements CannotCarry")
+    }
+}
+
+/// The lookup's last resort in a function that carries a test attribute: whatever the
+/// test returns (`Result<(), ()>`, a custom type), a lock failure panics, as for `()`.
+pub trait PanicFallback<R> {
+    /// Panics naming the lock and its holder.
+    #[track_caller]
+    fn lock_failure(&self, e: LockError, site: &'static FnSite) -> R;
+}
+
+impl<R> PanicFallback<R> for Wrap<R> {
+    #[track_caller]
+    fn lock_failure(&self, e: LockError, site: &'static FnSite) -> R {
+        lock_panic(e, site)
     }
 }
 

@@ -616,6 +616,43 @@ pub(crate) fn try_now(
     }
 }
 
+/// `readers_first` for a file lock: joins the shared holders of the name, then of the
+/// file's own in-process lock (or takes it if free), then the OS shared lock, all without
+/// waiting; `None` (nothing held) if any of them cannot be had right now.
+pub(crate) fn join_shared(
+    entry: &EntryRef,
+    place: Place<'_>,
+    facts: &Facts,
+    me: &Me,
+    reentrant: bool,
+) -> Result<Option<LockGuard>, LockError> {
+    let Some(mut guard) = local::join_shared(entry, facts, me, reentrant)? else {
+        return Ok(None);
+    };
+    let lf = open_for(&guard, place)?;
+    let ident = EntryRef::Counted(lf.ident.clone());
+    let inproc = if ident.raw.has_sharers() {
+        local::join_shared(&ident, facts, me, false)
+            .map_err(|e| alias_error(e, guard.name(), &lf))?
+    } else {
+        match local::try_lock(ident, Mode::Shared, *facts, *me) {
+            Ok(g) => Some(g),
+            Err(LockError::Busy { .. }) => None,
+            Err(e) => return Err(alias_error(e, guard.name(), &lf)),
+        }
+    };
+    let Some(inproc) = inproc else {
+        return Ok(None);
+    };
+    match hold::try_os(&lf, Mode::Shared, guard.name(), None)? {
+        Try::Got(h) => {
+            guard.attach_file(h.with_inproc(inproc.into_held()));
+            Ok(Some(guard))
+        }
+        Try::Held | Try::Yield => Ok(None),
+    }
+}
+
 /// Takes all three locks if all can be had right now.
 pub(crate) fn try_lock_entry(
     entry: EntryRef,

@@ -251,6 +251,36 @@ impl RawLock {
         self.try_share(mode, facts)
     }
 
+    /// A shared request that joins current shared holders even ahead of queued waiters
+    /// (`readers_first`): granted if the lock is held shared right now, whoever queues;
+    /// `None` if it is free, held exclusively or counted (the caller then asks the usual
+    /// way). Barging past waiters happens under the queue mutex, which every change of a
+    /// contended state holds.
+    pub(crate) fn try_join_shared(&self, facts: &Facts) -> Option<Grant> {
+        let s = self.state.load(Ordering::Acquire);
+        if s & (EXCLUSIVE | SHAPE) != 0 || count(s) == 0 {
+            return None;
+        }
+        if s & CONTENDED == 0 {
+            if let Ok(g) = self.try_share(Mode::Shared, facts) {
+                return Some(g);
+            }
+        }
+        let mut q = lock(&self.queue);
+        let s = self.state.load(Ordering::Acquire);
+        if s & (EXCLUSIVE | SHAPE) != 0 || count(s) == 0 {
+            return None;
+        }
+        if s & CONTENDED == 0 {
+            // Released or uncontended meanwhile: the usual attempt decides.
+            drop(q);
+            return self.try_share(Mode::Shared, facts).ok();
+        }
+        // Contended: the state is ours to change under the mutex.
+        self.state.store(s + 1, Ordering::Release);
+        Some(self.grant_locked(&mut q, Mode::Shared, facts))
+    }
+
     /// Like [`try_lock`](Self::try_lock), but never joins current holders: a shared or
     /// counted request is granted only if nobody holds the lock. For callers that cannot
     /// tell here whether a holder is their own chain (joining it would be re-entry).
@@ -518,6 +548,22 @@ impl RawLock {
     /// The longest-standing holder's record, if any is published.
     pub(crate) fn holder(&self) -> Option<Record> {
         self.records().into_iter().next()
+    }
+
+    /// The grant of the exclusive holder, if the lock is held exclusively (and its
+    /// record can be read).
+    pub(crate) fn exclusive_grant(&self) -> Option<Grant> {
+        if self.state.load(Ordering::Acquire) & EXCLUSIVE == 0 {
+            return None;
+        }
+        let rec = self.records().into_iter().next()?;
+        (self.state.load(Ordering::Acquire) & EXCLUSIVE != 0 && self.is_live(rec.id)).then_some(
+            Grant {
+                id: rec.id,
+                since: rec.since,
+                mode: Mode::Exclusive,
+            },
+        )
     }
 
     /// True if a holder belongs to the caller's chain (see [`Me::owns`]).

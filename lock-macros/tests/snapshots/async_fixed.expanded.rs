@@ -31,6 +31,8 @@ pub async fn post(&self, entry: u64) -> Result<u64, lock_core::LockError> {
             file: ::lock_core::__private::FileMode::Off,
             mode: ::lock_core::__private::EXCLUSIVE,
             site: lock_core_site,
+            reentrant: false,
+            readers_first: false,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,

@@ -28,6 +28,8 @@ fn status() -> Status {
             file: my_locks::__private::FileMode::Off,
             mode: my_locks::__private::EXCLUSIVE,
             site: lock_core_site,
+            reentrant: false,
+            readers_first: false,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,

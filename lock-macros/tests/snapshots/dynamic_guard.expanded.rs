@@ -24,6 +24,8 @@ async fn credit(id: u32, amount: i64) -> i64 {
             file: ::lock_core::__private::FileMode::Off,
             mode: ::lock_core::__private::EXCLUSIVE,
             site: lock_core_site,
+            reentrant: false,
+            readers_first: false,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,

@@ -28,6 +28,8 @@ fn job(
                 file: ::lock_core::__private::FileMode::dir("target/locks"),
                 mode: ::lock_core::__private::EXCLUSIVE,
                 site: lock_core_site,
+                reentrant: false,
+                readers_first: false,
             },
         ) {
             ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,

@@ -46,6 +46,8 @@ mod tests {
                 file: ::lock_core::__private::FileMode::DefaultDir,
                 mode: ::lock_core::__private::EXCLUSIVE,
                 site: lock_core_site,
+                reentrant: false,
+                readers_first: false,
             },
         ) {
             ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
@@ -89,6 +91,8 @@ mod tests {
                 file: ::lock_core::__private::FileMode::DefaultDir,
                 mode: ::lock_core::__private::EXCLUSIVE,
                 site: lock_core_site,
+                reentrant: false,
+                readers_first: false,
             },
         ) {
             ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
@@ -137,6 +141,8 @@ mod tests {
                     file: ::lock_core::__private::FileMode::DefaultDir,
                     mode: ::lock_core::__private::EXCLUSIVE,
                     site: lock_core_site,
+                    reentrant: false,
+                    readers_first: false,
                 },
             ) {
                 ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,

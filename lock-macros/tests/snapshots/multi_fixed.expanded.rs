@@ -27,6 +27,8 @@ fn both() -> std::io::Result<()> {
             file: ::lock_core::__private::FileMode::DefaultDir,
             mode: ::lock_core::__private::EXCLUSIVE,
             site: lock_core_site,
+            reentrant: false,
+            readers_first: false,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,

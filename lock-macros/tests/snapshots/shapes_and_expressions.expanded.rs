@@ -31,6 +31,8 @@ async fn run(&self, key: &str, cfg: &Config) -> anyhow::Result<()> {
             file: ::lock_core::__private::FileMode::path(&lock_core_place),
             mode: ::lock_core::__private::permits(lock_core_permits),
             site: lock_core_site,
+            reentrant: false,
+            readers_first: false,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,

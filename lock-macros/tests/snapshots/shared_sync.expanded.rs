@@ -25,6 +25,8 @@ fn read() {
             file: ::lock_core::__private::FileMode::dir(&lock_core_place),
             mode: ::lock_core::__private::SHARED,
             site: lock_core_site,
+            reentrant: false,
+            readers_first: false,
         },
     ) {
         ::core::result::Result::Ok(lock_core_ok) => lock_core_ok,
