@@ -121,6 +121,8 @@ mod guardian;
 #[cfg(unix)]
 mod help;
 #[cfg(unix)]
+pub mod migrate;
+#[cfg(unix)]
 mod run;
 #[cfg(unix)]
 mod signals;
@@ -160,6 +162,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             args::Command::Run(a) => run::run(a).await.map(|code| (code, String::new())),
             args::Command::Status(a) => status::status(a).await.map(|out| (0, out)),
+            args::Command::Migrate(args::MigrateFrom::SerialTest(a)) => migrate::serial_test(a),
         }
     });
     // Nothing is left to wait for: the lock or lease was released above.
