@@ -41,6 +41,12 @@ pub fn serial_test(a: SerialTestArgs) -> Result<(u8, String), Failure> {
     let dep = a
         .lock_core_dep
         .unwrap_or_else(|| format!("\"{}\"", env!("CARGO_PKG_VERSION")));
+    if let Err(e) = dep.parse::<toml_edit::Value>() {
+        return Err(Failure::new(
+            USAGE,
+            format!("--lock-core-dep `{dep}` is not a TOML value: {e}"),
+        ));
+    }
 
     let mut files = Vec::new();
     collect(&dir, &dir, &mut files)?;
