@@ -41,9 +41,14 @@ pub enum Command {
 /// `lock-core migrate`: the tools it migrates from.
 #[derive(Debug, Subcommand)]
 pub enum MigrateFrom {
-    /// serial_test's #[serial], #[parallel], #[file_serial], #[file_parallel] become
-    /// #[lock_core::locked(...)], in place; Cargo.toml depends on lock-core instead.
-    #[command(name = "serial-test", after_help = help::MIGRATE_SERIAL_TEST)]
+    /// serial_test's attributes become `#[lock_core::locked(...)]`, in place.
+    #[command(
+        name = "serial-test",
+        about = "serial_test's #[serial], #[parallel], #[file_serial] and #[file_parallel] \
+                 become #[lock_core::locked(...)], in place; Cargo.toml depends on lock-core \
+                 instead.",
+        after_help = help::MIGRATE_SERIAL_TEST
+    )]
     SerialTest(SerialTestArgs),
 }
 

@@ -17,7 +17,8 @@ Examples:
 Exit statuses of `run`: CMD's own; 75 busy or timed out (--conflict-exit-code);
 76 lease lost (CMD stopped); 64 bad input; 69 store unreachable; 70 other lock
 errors; 126/127 CMD not executable / not found; 128+N CMD killed by signal N.
-See `lock-core run --help` and `lock-core status --help`.";
+See `lock-core run --help`, `lock-core status --help` and
+`lock-core migrate serial-test --help` (serial_test's attributes to #[locked]).";
 
 /// After `lock-core run --help`.
 pub const RUN: &str = "\
