@@ -33,6 +33,40 @@ pub enum Command {
     /// List the locks held in a lock directory or the leases of a store.
     #[command(after_help = help::STATUS)]
     Status(StatusArgs),
+    /// Rewrite another tool's test-locking attributes to `#[lock_core::locked(...)]`.
+    #[command(subcommand)]
+    Migrate(MigrateFrom),
+}
+
+/// `lock-core migrate`: the tools it migrates from.
+#[derive(Debug, Subcommand)]
+pub enum MigrateFrom {
+    /// serial_test's attributes become `#[lock_core::locked(...)]`, in place.
+    #[command(
+        name = "serial-test",
+        about = "serial_test's #[serial], #[parallel], #[file_serial] and #[file_parallel] \
+                 become #[lock_core::locked(...)], in place; Cargo.toml depends on lock-core \
+                 instead.",
+        after_help = help::MIGRATE_SERIAL_TEST
+    )]
+    SerialTest(SerialTestArgs),
+}
+
+/// `lock-core migrate serial-test`.
+#[derive(Debug, Args)]
+pub struct SerialTestArgs {
+    /// The crate's directory (with its Cargo.toml; a workspace member's directory works).
+    #[arg(value_name = "PATH", default_value = ".")]
+    pub path: PathBuf,
+
+    /// Write nothing; exit 1 if anything would change, 0 if nothing would (for CI).
+    #[arg(long)]
+    pub check: bool,
+
+    /// The lock-core dependency to write into Cargo.toml, as a TOML value
+    /// (e.g. '{ path = "../lock-core" }') [default: this command's version].
+    #[arg(long, value_name = "TOML VALUE")]
+    pub lock_core_dep: Option<String>,
 }
 
 /// `lock-core run`.

@@ -5,6 +5,8 @@ use lock_core::LockError;
 /// Bad input: an invalid lock name, `--permits 0`, an unknown or invalid store URL
 /// (EX_USAGE).
 pub const USAGE: u8 = 64;
+/// `migrate`: a source file or Cargo.toml that cannot be parsed (EX_DATAERR).
+pub const DATAERR: u8 = 65;
 /// The store could not be reached or answered with an error (EX_UNAVAILABLE).
 pub const UNAVAILABLE: u8 = 69;
 /// Any other failure to take or list locks: I/O, a mismatched kind of lock, ...
@@ -13,6 +15,8 @@ pub const SOFTWARE: u8 = 70;
 /// The operating system refused something `lock-core` needs (a pipe, a signal handler,
 /// a process) (EX_OSERR).
 pub const OSERR: u8 = 71;
+/// `migrate`: a file could not be read or written (EX_IOERR).
+pub const IOERR: u8 = 74;
 /// The lock is busy or the wait timed out (EX_TEMPFAIL); `--conflict-exit-code` changes it.
 pub const CONFLICT: u8 = 75;
 /// The lease was lost while CMD ran: CMD was stopped.

@@ -17,7 +17,8 @@ Examples:
 Exit statuses of `run`: CMD's own; 75 busy or timed out (--conflict-exit-code);
 76 lease lost (CMD stopped); 64 bad input; 69 store unreachable; 70 other lock
 errors; 126/127 CMD not executable / not found; 128+N CMD killed by signal N.
-See `lock-core run --help` and `lock-core status --help`.";
+See `lock-core run --help`, `lock-core status --help` and
+`lock-core migrate serial-test --help` (serial_test's attributes to #[locked]).";
 
 /// After `lock-core run --help`.
 pub const RUN: &str = "\
@@ -95,3 +96,48 @@ Examples:
   lock-core status
   lock-core status --dir target/locks --json | jq '.locks[] | select(.waiting > 0)'
   lock-core status --store postgres://app@127.0.0.1/app --json | jq -r '.leases[].name'";
+
+/// After `lock-core migrate serial-test --help`.
+pub const MIGRATE_SERIAL_TEST: &str = "\
+Rewrites, in place, every serial_test attribute in the crate's .rs files (src/, tests/,
+benches/, examples/, ...; not target/ nor nested packages), editing only the attribute's
+text: comments and formatting elsewhere are untouched. `use serial_test::...` imports of
+the attributes are removed, and serial_test becomes lock-core in Cargo.toml.
+
+  serial_test                         lock-core
+  #[serial]                           #[lock_core::locked(name = \"serial\")]
+  #[serial(k)]  #[serial(\"k\")]        #[lock_core::locked(name = \"k\")]
+  #[serial(k1, k2)]                   #[lock_core::locked(name = [\"k1\", \"k2\"])]
+  #[parallel]                         #[lock_core::locked(name = \"serial\", shared, readers_first)]
+  #[parallel(k1, k2)]                 #[lock_core::locked(name = [\"k1\", \"k2\"], shared, readers_first)]
+  #[file_serial(k)]                   #[lock_core::locked(name = \"k\", file)]
+  #[file_parallel(k)]                 #[lock_core::locked(name = \"k\", file, shared, readers_first)]
+  #[file_serial(k, path => \"p\")]      #[lock_core::locked(name = \"k\", path = \"p\")]
+  #[file_parallel(k, path => \"p\")]    #[lock_core::locked(name = \"k\", path = \"p\", shared, readers_first)]
+  ..(crate = serial_test)             dropped (lock-core's crate = \"..\" names lock_core's own path)
+  ..(inner_attrs = [..])              not migrated: left as it is, and reported
+  #[serial] mod m { .. }              #[lock_core::locked(name = \"serial\")] mod m { .. }
+  #[serial_test::serial]              as #[serial]
+
+`readers_first`: serial_test lets #[parallel] tests in ahead of a waiting #[serial] one;
+lock-core's shared holds are FIFO unless asked for readers_first.
+
+Cargo.toml: serial_test in [dependencies] / [dev-dependencies] becomes
+lock-core = \"<this command's version>\" (--lock-core-dep VALUE to write another value),
+in place. Features that serial_test enabled on crates the package also depends on
+directly (once_cell/std; futures-util/std and futures-executor/std with serial_test's
+`async`; fslock/std with `file_locks`) are added to the package's own entries. If any
+attribute cannot be migrated, serial_test stays and lock-core is added beside it.
+
+Prints one line per change (file:line: old → new) and per attribute left as it was
+(with the reason). Running it again changes nothing.
+
+Exit statuses: 0 done (or, with --check, nothing would change); 1 with --check when
+something would change (nothing is written); 64 no Cargo.toml in PATH; 65 a file that
+cannot be parsed (nothing is written); 74 a file that cannot be read or written;
+2 invalid command line.
+
+Examples:
+  lock-core migrate serial-test
+  lock-core migrate serial-test crates/db --check
+  lock-core migrate serial-test --lock-core-dep '{ version = \"0.1\", features = [\"tracing\"] }'";

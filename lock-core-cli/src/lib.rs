@@ -5,6 +5,7 @@
 //! lock-core run NAME [--shared | --permits N] [--timeout 5s] [--dir D | --path F | --store URL]
 //!                    [--lease 30s] [--grace 5s] [--conflict-exit-code N] -- CMD [ARGS..]
 //! lock-core status [--dir D | --store URL] [--json]
+//! lock-core migrate serial-test [PATH] [--check] [--lock-core-dep VALUE]
 //! ```
 //!
 //! # `run`
@@ -83,6 +84,50 @@
 //! directory; `--dir D`), or the live leases of a store (`--store URL`), as a table or,
 //! with `--json`, as JSON.
 //!
+//! # `migrate serial-test`
+//!
+//! Rewrites, in place, serial_test's attributes in every `.rs` file of the crate in
+//! PATH (default `.`; a workspace member's directory works; `target/`, hidden
+//! directories and nested packages are skipped). Only each attribute's text is
+//! replaced (by its source span): comments and formatting elsewhere stay byte for byte.
+//! `use serial_test::..` imports of the attributes are removed (the other names of an
+//! import are kept), and `#[serial_test::serial]`-style paths are migrated too.
+//!
+//! | serial_test | lock-core |
+//! |---|---|
+//! | `#[serial]` | `#[lock_core::locked(name = "serial")]` |
+//! | `#[serial(k)]`, `#[serial("k")]` | `#[lock_core::locked(name = "k")]` |
+//! | `#[serial(k1, k2)]` | `#[lock_core::locked(name = ["k1", "k2"])]` |
+//! | `#[parallel]` | `#[lock_core::locked(name = "serial", shared, readers_first)]` |
+//! | `#[parallel(k..)]` | `#[lock_core::locked(name = .., shared, readers_first)]` |
+//! | `#[file_serial(k..)]` | `#[lock_core::locked(name = .., file)]` |
+//! | `#[file_parallel(k..)]` | `#[lock_core::locked(name = .., file, shared, readers_first)]` |
+//! | `#[file_serial(k, path => "p")]` | `#[lock_core::locked(name = "k", path = "p")]` |
+//! | `#[file_parallel(k, path => "p")]` | `#[lock_core::locked(name = "k", path = "p", shared, readers_first)]` |
+//! | `crate = serial_test` | dropped: lock-core's `crate = ".."` names lock_core's own path |
+//! | `inner_attrs = [..]` | not migrated: left as it is and reported |
+//! | `#[serial] mod m { .. }` | `#[lock_core::locked(name = "serial")] mod m { .. }` |
+//!
+//! `readers_first`: serial_test lets `#[parallel]` tests in ahead of a waiting
+//! `#[serial]` one, whereas lock-core's shared holds are FIFO unless asked otherwise.
+//! `inner_attrs` has no equivalent: serial_test puts them on an inner fn that holds only
+//! the body, so they do not cover the wait for the lock; on a `#[locked]` fn they would.
+//!
+//! In Cargo.toml (edited with its formatting and comments kept), `serial_test` in
+//! `[dependencies]`, `[dev-dependencies]` and their `[target.*]` forms becomes
+//! `lock-core = "<this command's version>"` (`--lock-core-dep VALUE`: any TOML value,
+//! e.g. `'{ path = "../lock-core" }'`). Features serial_test 3 enabled on crates the
+//! package also depends on directly (`once_cell/std`; `futures-util/std` and
+//! `futures-executor/std` with serial_test's `async`; `fslock/std` with `file_locks`)
+//! are added to the package's own entries. While any attribute is left unmigrated,
+//! serial_test stays and lock-core is added beside it.
+//!
+//! It prints one line per change (`file:line: old → new`) and per item left as it was,
+//! with the reason. Running it again changes nothing. Exit statuses: 0 done; with
+//! `--check` nothing is written and the status is 1 if anything would change, else 0;
+//! 64 no Cargo.toml in PATH or a bad `--lock-core-dep`; 65 a file that cannot be parsed
+//! (nothing is written then); 74 a file that cannot be read or written.
+//!
 //! # JSON schema
 //!
 //! Schema 1. Within it, fields may be added but are never removed or changed.
@@ -120,6 +165,8 @@ mod group;
 mod guardian;
 #[cfg(unix)]
 mod help;
+#[cfg(unix)]
+pub mod migrate;
 #[cfg(unix)]
 mod run;
 #[cfg(unix)]
@@ -160,6 +207,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             args::Command::Run(a) => run::run(a).await.map(|code| (code, String::new())),
             args::Command::Status(a) => status::status(a).await.map(|out| (0, out)),
+            args::Command::Migrate(args::MigrateFrom::SerialTest(a)) => migrate::serial_test(a),
         }
     });
     // Nothing is left to wait for: the lock or lease was released above.

@@ -1,0 +1,220 @@
+//! Cargo.toml: `serial_test` becomes `lock-core` in the dependency tables, with the
+//! file's formatting, comments and key order kept (toml_edit).
+
+use toml_edit::{Array, DocumentMut, Item, Key, Table, Value};
+
+use super::report::Change;
+
+/// serial_test 3.x's own dependencies that enable features: (crate, serial_test feature
+/// that pulls it in (`None`: always), the features it enables). A crate that also depends
+/// on one of these directly may have relied on them through serial_test.
+const FEATURES_THROUGH_SERIAL_TEST: &[(&str, Option<&str>, &[&str])] = &[
+    ("once_cell", None, &["std"]),
+    ("futures-executor", Some("async"), &["std"]),
+    ("futures-util", Some("async"), &["std"]),
+    ("fslock", Some("file_locks"), &["std"]),
+];
+
+/// serial_test's default features.
+const DEFAULTS: &[&str] = &["logging", "async"];
+
+/// The result for Cargo.toml.
+pub struct TomlResult {
+    /// The new text, if anything changed.
+    pub new_text: Option<String>,
+    /// What changed.
+    pub changes: Vec<Change>,
+}
+
+/// Every dependency table: `[dependencies]`, `[dev-dependencies]`, and their
+/// `[target.'cfg(..)'.*]` forms, with a name for messages.
+fn dep_tables(doc: &mut DocumentMut) -> Vec<(String, &mut Table)> {
+    let mut out = Vec::new();
+    let root = doc.as_table_mut();
+    let mut target = None;
+    for (k, v) in root.iter_mut() {
+        match (k.get(), v) {
+            ("dependencies" | "dev-dependencies", Item::Table(t)) => {
+                out.push((k.get().to_owned(), t))
+            }
+            ("target", Item::Table(t)) => target = Some(t),
+            _ => {}
+        }
+    }
+    if let Some(t) = target {
+        for (cfg, v) in t.iter_mut() {
+            let Item::Table(per) = v else { continue };
+            for (k, v) in per.iter_mut() {
+                if let ("dependencies" | "dev-dependencies", Item::Table(t)) = (k.get(), v) {
+                    out.push((format!("target.{}.{}", cfg.get(), k.get()), t));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Replaces serial_test with lock-core (`dep`: the new entry's TOML value). With
+/// `keep_serial_test` (attributes were left unmigrated), lock-core is added beside it.
+pub fn rewrite(text: &str, dep: &str, keep_serial_test: bool) -> Result<TomlResult, String> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| format!("Cargo.toml: cannot parse: {e}"))?;
+    let new_value: Value = dep
+        .parse()
+        .map_err(|e| format!("--lock-core-dep `{dep}` is not a TOML value: {e}"))?;
+    let line = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map_or(1, |i| i + 1)
+    };
+    let mut changes = Vec::new();
+    let mut enabled: Vec<String> = Vec::new();
+    let has_lock_core = dep_tables(&mut doc)
+        .iter()
+        .any(|(_, t)| t.contains_key("lock-core"));
+    for (name, table) in dep_tables(&mut doc) {
+        let Some(old) = table.get("serial_test") else {
+            continue;
+        };
+        enabled.extend(features_of(old));
+        if keep_serial_test {
+            if !has_lock_core {
+                table.insert("lock-core", Item::Value(new_value.clone()));
+                changes.push(Change {
+                    file: "Cargo.toml".into(),
+                    line: line("serial_test"),
+                    old: format!("[{name}]"),
+                    new: format!("lock-core = {dep} (added beside serial_test)"),
+                    notes: Vec::new(),
+                });
+            }
+            continue;
+        }
+        let old_text = format!("serial_test = {}", old.to_string().trim());
+        let keys: Vec<Key> = table
+            .iter()
+            .filter_map(|(k, _)| table.key(k).cloned())
+            .collect();
+        let mut items: Vec<(Key, Item)> = Vec::new();
+        for k in keys {
+            let item = table.get(k.get()).cloned().unwrap_or(Item::None);
+            if k.get() == "serial_test" {
+                if !has_lock_core {
+                    let mut v = new_value.clone();
+                    if let Item::Value(old) = &item {
+                        *v.decor_mut() = old.decor().clone();
+                    }
+                    let nk = Key::new("lock-core")
+                        .with_leaf_decor(k.leaf_decor().clone())
+                        .with_dotted_decor(k.dotted_decor().clone());
+                    items.push((nk, Item::Value(v)));
+                }
+            } else {
+                items.push((k, item));
+            }
+        }
+        table.clear();
+        for (k, item) in items {
+            table.insert_formatted(&k, item);
+        }
+        let new = if has_lock_core {
+            "(removed; lock-core is already a dependency)".to_owned()
+        } else {
+            format!("lock-core = {dep}")
+        };
+        changes.push(Change {
+            file: "Cargo.toml".into(),
+            line: line("serial_test"),
+            old: format!("[{name}] {old_text}"),
+            new,
+            notes: Vec::new(),
+        });
+    }
+    if !keep_serial_test && !changes.is_empty() {
+        for (krate, gate, feats) in FEATURES_THROUGH_SERIAL_TEST {
+            if gate.is_some_and(|g| !enabled.iter().any(|e| e == g)) {
+                continue;
+            }
+            for (name, table) in dep_tables(&mut doc) {
+                let Some(item) = table.get_mut(krate) else {
+                    continue;
+                };
+                let added = add_features(item, feats);
+                if !added.is_empty() {
+                    changes.push(Change {
+                        file: "Cargo.toml".into(),
+                        line: line(krate),
+                        old: format!("[{name}] {krate}"),
+                        new: format!(
+                            "{krate} with feature(s) {} (enabled through serial_test before)",
+                            added.join(", ")
+                        ),
+                        notes: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    let out = doc.to_string();
+    Ok(TomlResult {
+        new_text: (out != text).then_some(out),
+        changes,
+    })
+}
+
+/// The serial_test features an entry enables (defaults unless `default-features = false`).
+fn features_of(item: &Item) -> Vec<String> {
+    let get = |k: &str| item.get(k);
+    let mut out: Vec<String> = Vec::new();
+    let defaults = get("default-features")
+        .or_else(|| get("default_features"))
+        .and_then(Item::as_bool)
+        .unwrap_or(true);
+    if defaults {
+        out.extend(DEFAULTS.iter().map(|s| (*s).to_owned()));
+    }
+    if let Some(a) = get("features").and_then(Item::as_array) {
+        out.extend(a.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+    }
+    out
+}
+
+/// Makes `item` (a dependency entry) enable `feats`; returns those it added.
+fn add_features(item: &mut Item, feats: &[&str]) -> Vec<String> {
+    if let Some(version) = item.as_str().map(str::to_owned) {
+        let mut t = toml_edit::InlineTable::new();
+        t.insert("version", version.into());
+        t.insert("features", Value::Array(Array::new()));
+        let decor = item.as_value().map(|v| v.decor().clone());
+        let mut v = Value::InlineTable(t);
+        if let Some(d) = decor {
+            *v.decor_mut() = d;
+        }
+        *item = Item::Value(v);
+    }
+    let Some(t) = item.as_table_like_mut() else {
+        return Vec::new();
+    };
+    if t.get("features").is_none() {
+        t.insert("features", Item::Value(Value::Array(Array::new())));
+        if let Some(inline) = item.as_inline_table_mut() {
+            // Commas and spaces as in `{ version = "1", features = ["std"] }`.
+            inline.fmt();
+        }
+    }
+    let Some(t) = item.as_table_like_mut() else {
+        return Vec::new();
+    };
+    let Some(arr) = t.get_mut("features").and_then(Item::as_array_mut) else {
+        return Vec::new();
+    };
+    let mut added = Vec::new();
+    for f in feats {
+        if !arr.iter().any(|v| v.as_str() == Some(f)) {
+            arr.push(*f);
+            added.push((*f).to_owned());
+        }
+    }
+    added
+}
