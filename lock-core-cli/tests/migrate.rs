@@ -136,18 +136,23 @@ fn round(name: &str) -> String {
 fn every_form_is_migrated_and_nothing_else_changes() {
     let out = round("all_forms");
     for line in [
-        "src/lib.rs:13: #[serial] → #[lock_core::locked(name = \"serial\")]",
-        "src/lib.rs:24: #[serial( db , \"cache\" )] → #[lock_core::locked(name = [\"db\", \"cache\"])]",
+        "src/lib.rs:13: #[serial] → #[lock_core::locked(name = \"serial\", reentrant)]",
+        "src/lib.rs:24: #[serial( db , \"cache\" )] → \
+         #[lock_core::locked(name = [\"db\", \"cache\"], reentrant)]",
         "src/lib.rs:10: use serial_test::serial; → (removed)",
         "tests/imports.rs:31: #[file_parallel(db, path => \"/tmp/db.lock\")] → \
-         #[lock_core::locked(name = \"db\", path = \"/tmp/db.lock\", shared, readers_first)]",
-        "tests/imports.rs:35: #[exclusive(renamed)] → #[lock_core::locked(name = \"renamed\")]",
+         #[lock_core::locked(name = \"db\", path = \"/tmp/db.lock\", shared, readers_first, \
+         reentrant)]",
+        "tests/imports.rs:35: #[exclusive(renamed)] → \
+         #[lock_core::locked(name = \"renamed\", reentrant)]",
+        "tests/results.rs:5: #[serial] → \
+         #[lock_core::locked(name = \"serial\", reentrant, on_error = \"panic\")]",
         "Cargo.toml:10: [dependencies] once_cell → once_cell with feature(s) std",
     ] {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }
     assert!(out.contains("dropped `crate = serial_test`"), "{out}");
-    assert!(out.contains("23 change(s) in 3 file(s)"), "{out}");
+    assert!(out.contains("26 change(s) in 4 file(s)"), "{out}");
 }
 
 #[test]
@@ -219,4 +224,43 @@ fn target_and_nested_packages_are_skipped() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(read(&dir.join("target/debug/build/x.rs")), odd);
     assert_eq!(read(&dir.join("nested/src/x.rs")), odd);
+}
+
+/// The migrated `all_forms` crate builds against this workspace's lock-core and its
+/// tests pass (`readers_first`, `reentrant`, a `Result<(), ()>` test, every form).
+#[test]
+fn the_migrated_crate_builds_and_its_tests_pass() {
+    let (_t, dir) = copy("all_forms");
+    let lock_core = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .join("lock-core");
+    let dep = format!("{{ path = {:?} }}", lock_core.display().to_string());
+    let out = Command::new(bin())
+        .args(["migrate", "serial-test"])
+        .arg(&dir)
+        .args(["--lock-core-dep", &dep])
+        .output()
+        .expect("run lock-core migrate");
+    assert!(out.status.success(), "{out:?}");
+    // A target directory of its own inside the workspace's, kept between runs.
+    let target = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .join("target/migrated-fixture");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let run = Command::new(cargo)
+        .args(["test", "--offline", "--quiet"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run cargo test in the migrated crate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "the migrated crate failed:\n{text}");
+    assert!(text.contains("test result: ok"), "{text}");
 }

@@ -139,8 +139,12 @@ pub enum Mapped {
     Not(String),
 }
 
-/// The `#[lock_core::locked(...)]` for a serial_test attribute of `kind` with `args`.
-pub fn map(kind: Kind, args: &Args) -> Mapped {
+/// The `#[lock_core::locked(...)]` for a serial_test attribute of `kind` with `args`;
+/// `valued`: on a fn that returns something other than `()`.
+///
+/// Every form is `reentrant`: serial_test lets a test call another function locked on
+/// the same key, lock-core refuses that by default.
+pub fn map(kind: Kind, args: &Args, valued: bool) -> Mapped {
     if let Some(inner) = &args.inner_attrs {
         return Mapped::Not(format!(
             "`inner_attrs = {inner}` has no equivalent: serial_test puts these attributes on an \
@@ -164,6 +168,10 @@ pub fn map(kind: Kind, args: &Args) -> Mapped {
         parts.push("shared".to_owned());
         parts.push("readers_first".to_owned());
     }
+    parts.push("reentrant".to_owned());
+    if valued {
+        parts.push("on_error = \"panic\"".to_owned());
+    }
     let mut notes = Vec::new();
     if let Some(k) = &args.krate {
         notes.push(format!(
@@ -183,7 +191,7 @@ mod tests {
 
     fn to(kind: Kind, args: &str) -> String {
         let args = parse(args.parse().unwrap()).unwrap();
-        match map(kind, &args) {
+        match map(kind, &args, false) {
             Mapped::To { text, .. } => text,
             Mapped::Not(why) => panic!("{why}"),
         }
@@ -193,25 +201,39 @@ mod tests {
     fn every_form_maps() {
         use Kind::*;
         let n = "#[lock_core::locked(name = ";
-        assert_eq!(to(Serial, ""), format!("{n}\"serial\")]"));
-        assert_eq!(to(Serial, "db"), format!("{n}\"db\")]"));
-        assert_eq!(to(Serial, "a, \"b c\""), format!("{n}[\"a\", \"b c\"])]"));
+        assert_eq!(to(Serial, ""), format!("{n}\"serial\", reentrant)]"));
+        assert_eq!(to(Serial, "db"), format!("{n}\"db\", reentrant)]"));
+        assert_eq!(
+            to(Serial, "a, \"b c\""),
+            format!("{n}[\"a\", \"b c\"], reentrant)]")
+        );
         assert_eq!(
             to(Parallel, ""),
-            format!("{n}\"serial\", shared, readers_first)]")
+            format!("{n}\"serial\", shared, readers_first, reentrant)]")
         );
-        assert_eq!(to(FileSerial, "k"), format!("{n}\"k\", file)]"));
+        assert_eq!(to(FileSerial, "k"), format!("{n}\"k\", file, reentrant)]"));
         assert_eq!(
             to(FileParallel, "k, path => \"/tmp/x\""),
-            format!("{n}\"k\", path = \"/tmp/x\", shared, readers_first)]")
+            format!("{n}\"k\", path = \"/tmp/x\", shared, readers_first, reentrant)]")
         );
-        assert_eq!(to(Serial, "crate = ::my::st, db"), format!("{n}\"db\")]"));
+        let args = parse("".parse().unwrap()).unwrap();
+        match map(Serial, &args, true) {
+            Mapped::To { text, .. } => assert_eq!(
+                text,
+                format!("{n}\"serial\", reentrant, on_error = \"panic\")]")
+            ),
+            Mapped::Not(why) => panic!("{why}"),
+        }
+        assert_eq!(
+            to(Serial, "crate = ::my::st, db"),
+            format!("{n}\"db\", reentrant)]")
+        );
     }
 
     #[test]
     fn inner_attrs_and_junk_are_refused() {
         let a = parse("k, inner_attrs = [ntest::timeout(10)]".parse().unwrap()).unwrap();
-        assert!(matches!(map(Kind::Serial, &a), Mapped::Not(_)));
+        assert!(matches!(map(Kind::Serial, &a, false), Mapped::Not(_)));
         assert!(parse("1".parse().unwrap()).is_err());
         assert!(parse("a b".parse().unwrap()).is_err());
         assert!(parse("path => 3".parse().unwrap()).is_err());

@@ -62,6 +62,8 @@ impl<'a> Offsets<'a> {
 struct Seen<'ast> {
     attrs: Vec<&'ast Attribute>,
     uses: Vec<&'ast ItemUse>,
+    /// Attributes of fns that return something other than `()`, by address.
+    on_valued_fns: Vec<*const Attribute>,
 }
 
 impl<'ast> Visit<'ast> for Seen<'ast> {
@@ -69,6 +71,20 @@ impl<'ast> Visit<'ast> for Seen<'ast> {
         if matches!(a.style, syn::AttrStyle::Outer) {
             self.attrs.push(a);
         }
+    }
+
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        let valued = match &f.sig.output {
+            syn::ReturnType::Default => false,
+            syn::ReturnType::Type(_, t) => {
+                !matches!(&**t, syn::Type::Tuple(t) if t.elems.is_empty())
+            }
+        };
+        if valued {
+            self.on_valued_fns
+                .extend(f.attrs.iter().map(|a| a as *const Attribute));
+        }
+        syn::visit::visit_item_fn(self, f);
     }
 
     fn visit_item_use(&mut self, u: &'ast ItemUse) {
@@ -152,8 +168,11 @@ pub fn file(path: &str, text: &str) -> Result<FileResult, String> {
             Meta::List(l) => attrs::parse(l.tokens.clone()),
             Meta::NameValue(_) => Err("`= value` is not serial_test's grammar".to_owned()),
         };
+        // A test that returns a value (`Result<(), ()>`, ...) fails by panicking when
+        // its lock cannot be had, as under serial_test, whatever the attribute order.
+        let valued = seen.on_valued_fns.contains(&(*a as *const Attribute));
         let mapped = match args {
-            Ok(args) => attrs::map(kind, &args),
+            Ok(args) => attrs::map(kind, &args, valued),
             Err(why) => Mapped::Not(format!("cannot read the arguments: {why}")),
         };
         match mapped {
