@@ -247,7 +247,7 @@ fn the_migrated_crate_builds_and_its_tests_pass() {
     let target = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace")
-        .join("target/migrated-fixture");
+        .join("target/fixtures");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let run = Command::new(cargo)
         .args(["test", "--offline", "--quiet"])

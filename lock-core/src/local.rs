@@ -108,8 +108,10 @@ pub(crate) fn check_mode(name: &str, mode: Mode) -> Result<(), LockError> {
 }
 
 /// Runs a blocking wait. On a multi-thread Tokio worker it is announced with
-/// `block_in_place`, so the runtime moves its other tasks away instead of stalling them.
+/// `block_in_place` (feature `rt-multi-thread`, on by default), so the runtime moves its
+/// other tasks away instead of stalling them.
 pub(crate) fn block_here<R>(wait: impl FnOnce() -> R) -> R {
+    #[cfg(feature = "rt-multi-thread")]
     if in_multi_thread_task() {
         return tokio::task::block_in_place(wait);
     }
