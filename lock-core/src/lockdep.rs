@@ -16,6 +16,11 @@
 //! two run in opposite directions), unless one attribute takes them together (several
 //! names of one call are taken in sorted order, which is safe).
 //!
+//! Orders between *file locks* of one lock directory are also shared with the other
+//! processes that use the directory, through an order log kept there (see
+//! `file_taken`): an inversion between two processes run one after the other — two tests
+//! under nextest — is reported by the second, naming the places in both.
+//!
 //! Reports go to `tracing` at WARN (target `lock_core::lockdep`) when the `tracing`
 //! feature is on and a subscriber takes them, else to standard error (written past a
 //! test harness's output capture), and are kept for [`inversions`].
@@ -161,6 +166,8 @@ struct Held {
     class: String,
     site: String,
     facts: Facts,
+    /// For a file lock: the directory whose order log it shares with other processes.
+    dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -172,6 +179,10 @@ struct State {
     edge_count: usize,
     reported: HashSet<(String, String)>,
     inversions: Vec<Inversion>,
+    /// How far each directory's order log has been read.
+    logs: HashMap<std::path::PathBuf, u64>,
+    /// Orders this process wrote to (or read from) a directory's log.
+    logged: HashSet<(std::path::PathBuf, String, String)>,
 }
 
 static CHECKER: Mutex<Option<State>> = Mutex::new(None);
@@ -278,6 +289,7 @@ pub(crate) fn acquired(id: u64, entry: usize, name: &str, facts: &Facts, me: &Me
                 class,
                 site,
                 facts: *facts,
+                dir: None,
             },
         );
         if let Some(inv) = &report {
@@ -288,6 +300,155 @@ pub(crate) fn acquired(id: u64, entry: usize, name: &str, facts: &Facts, me: &Me
         emit(&inv);
         if STATE.load(Ordering::Relaxed) == PANIC {
             panic!("{inv}");
+        }
+    }
+}
+
+/// Grant `id` (already [`acquired`]) is also a file lock in `dir`: orders between file
+/// locks of one directory are shared with the other processes that use it, through an
+/// order log in the directory (see [`order_log`]). Orders other processes recorded are
+/// read first, so an inversion between two processes — two tests run one after the other
+/// by nextest — is reported by the second, with both places. Panics in `Panic` mode.
+pub(crate) fn file_taken(id: u64, dir: &std::path::Path, me: &Me) {
+    let mut scoped = Vec::new();
+    crate::chain::held_grants(&mut scoped);
+    let mut report = None;
+    {
+        let mut guard = state();
+        let Some(st) = guard.as_mut() else { return };
+        let Some(this) = st.held.get_mut(&id) else {
+            return;
+        };
+        this.dir = Some(dir.to_path_buf());
+        let (class, site) = (this.class.clone(), this.site.clone());
+        order_log::read_new(st, dir);
+        let held: Vec<(String, String)> = st
+            .held
+            .iter()
+            .filter(|(gid, h)| **gid != id && h.dir.as_deref() == Some(dir))
+            .filter(|(gid, h)| {
+                scoped.iter().any(|&(e, g)| e == h.entry && g == **gid)
+                    || (h.facts.key != 0 && me.owns(&h.facts, false))
+            })
+            .map(|(_, h)| (h.class.clone(), h.site.clone()))
+            .collect();
+        for (hc, hsite) in held {
+            if let Some(inv) = add_edge(st, &hc, &hsite, &class, &site) {
+                report.get_or_insert(inv);
+            }
+            if st
+                .logged
+                .insert((dir.to_path_buf(), hc.clone(), class.clone()))
+            {
+                order_log::append(dir, &hc, &class, &hsite, &site);
+            }
+        }
+        if let Some(inv) = &report {
+            st.inversions.push(inv.clone());
+        }
+    }
+    if let Some(inv) = report {
+        emit(&inv);
+        if STATE.load(Ordering::Relaxed) == PANIC {
+            panic!("{inv}");
+        }
+    }
+}
+
+/// The order log of a lock directory: one line per "held class → taken class" order
+/// that some process saw between two file locks of the directory, with both places:
+/// `held \t taken \t held-site \t taken-site \t pid \n`.
+///
+/// * **Concurrent writers**: each line is one `write` to a file opened with `O_APPEND`,
+///   shorter than a page, so lines never interleave.
+/// * **Crashes**: a line cut short has no newline and is ignored (and so is anything that
+///   does not parse: reading is total).
+/// * **Bounded**: past [`order_log::MAX_BYTES`] nothing more is written (said once);
+///   orders already there keep being checked.
+mod order_log {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::path::Path;
+
+    use super::State;
+
+    /// The log's file name inside a lock directory (a name no lock's file can have:
+    /// those end in `.lock`).
+    pub(super) const FILE: &str = ".lock-core-lockdep-orders";
+    /// The most the log grows to.
+    pub(super) const MAX_BYTES: u64 = 1 << 20;
+
+    /// Reads the lines other processes appended since the last read into the graph.
+    pub(super) fn read_new(st: &mut State, dir: &Path) {
+        let at = st.logs.get(dir).copied().unwrap_or(0);
+        let Ok(mut f) = std::fs::File::open(dir.join(FILE)) else {
+            return;
+        };
+        if f.seek(SeekFrom::Start(at)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        if f.take(MAX_BYTES).read_to_end(&mut buf).is_err() {
+            return;
+        }
+        // Only whole lines: a line being written (or cut short by a crash) waits.
+        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        st.logs.insert(dir.to_path_buf(), at + end as u64 + 1);
+        for line in String::from_utf8_lossy(&buf[..end]).lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if let [held, taken, held_site, taken_site, _pid] = f.as_slice() {
+                if held.is_empty() || taken.is_empty() {
+                    continue;
+                }
+                st.logged
+                    .insert((dir.to_path_buf(), (*held).to_owned(), (*taken).to_owned()));
+                let out = st.edges.entry((*held).to_owned()).or_default();
+                if !out.contains_key(*taken) {
+                    out.insert(
+                        (*taken).to_owned(),
+                        ((*held_site).to_owned(), (*taken_site).to_owned()),
+                    );
+                    st.edge_count += 1;
+                }
+            }
+        }
+    }
+
+    /// Appends one order (unless the log is full).
+    pub(super) fn append(dir: &Path, held: &str, taken: &str, held_site: &str, taken_site: &str) {
+        let path = dir.join(FILE);
+        let clean = |s: &str| s.replace(['\t', '\n'], " ");
+        let line = format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            clean(held),
+            clean(taken),
+            clean(held_site),
+            clean(taken_site),
+            crate::owner::pid()
+        );
+        let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+        else {
+            return;
+        };
+        match f.metadata() {
+            Ok(m) if m.len() + line.len() as u64 <= MAX_BYTES => {
+                let _ = f.write_all(line.as_bytes());
+            }
+            Ok(_) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    super::emit_text(&format!(
+                        "lock-core lockdep: the order log {} is full; orders seen from now \
+                         on are not shared with other processes",
+                        path.display()
+                    ))
+                });
+            }
+            Err(_) => {}
         }
     }
 }

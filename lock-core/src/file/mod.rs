@@ -508,6 +508,15 @@ fn open_for(guard: &LockGuard, place: Place<'_>) -> Result<Arc<LockFile>, LockEr
     opened.map_err(|(path, e)| hold::io_error(name, &path, e))
 }
 
+/// With the lock-order checker on: tells it the file lock `guard` lives in `lf`'s
+/// directory, whose order log other processes share.
+#[cold]
+fn lockdep_file(guard: &LockGuard, lf: &LockFile, me: &Me) {
+    if let Some(dir) = lf.path.parent() {
+        crate::lockdep::file_taken(guard.token(), dir, me);
+    }
+}
+
 fn busy(lf: &LockFile, name: &str) -> LockError {
     LockError::Busy {
         name: name.to_owned(),
@@ -584,6 +593,9 @@ pub(crate) async fn lock_entry(
         }
     };
     guard.attach_file(hold.with_inproc(inproc));
+    if crate::lockdep::on() {
+        lockdep_file(&guard, &lf, &local::me_async().await);
+    }
     Ok(guard)
 }
 
@@ -647,6 +659,9 @@ pub(crate) fn join_shared(
     match hold::try_os(&lf, Mode::Shared, guard.name(), None)? {
         Try::Got(h) => {
             guard.attach_file(h.with_inproc(inproc.into_held()));
+            if crate::lockdep::on() {
+                lockdep_file(&guard, &lf, me);
+            }
             Ok(Some(guard))
         }
         Try::Held | Try::Yield => Ok(None),
@@ -670,6 +685,9 @@ pub(crate) fn try_lock_entry(
     match hold::try_os(&lf, mode, guard.name(), None)? {
         Try::Got(h) => {
             guard.attach_file(h.with_inproc(inproc));
+            if crate::lockdep::on() {
+                lockdep_file(&guard, &lf, &me);
+            }
             Ok(guard)
         }
         Try::Held | Try::Yield => Err(busy(&lf, guard.name())),
@@ -705,6 +723,9 @@ pub(crate) fn blocking_lock_entry(
         }
     };
     guard.attach_file(hold.with_inproc(inproc));
+    if crate::lockdep::on() {
+        lockdep_file(&guard, &lf, &me);
+    }
     Ok(guard)
 }
 
