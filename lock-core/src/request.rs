@@ -157,10 +157,22 @@ impl<'a> Lock<'a> {
     ///
     /// ```
     /// use lock_core::Lock;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let reader = Lock::new("doc-readers-first").shared().try_acquire().unwrap();
-    /// // (An exclusive request queued now would make a plain shared request wait.)
-    /// let another = Lock::new("doc-readers-first").shared().readers_first().try_acquire().unwrap();
-    /// # drop((reader, another));
+    /// // A writer queues behind the reader.
+    /// let writer = tokio::spawn(async { Lock::new("doc-readers-first").acquire().await.map(drop) });
+    /// while !lock_core::holders().iter().any(|h| h.name == "doc-readers-first" && h.waiters == 1) {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// // Another chain: a plain shared request would queue behind the writer; this one
+    /// // joins the reader at once.
+    /// let another = std::thread::spawn(|| {
+    ///     Lock::new("doc-readers-first").shared().readers_first().try_acquire().map(drop)
+    /// });
+    /// assert!(another.join().unwrap().is_ok());
+    /// drop(reader);
+    /// writer.await.unwrap().unwrap();
+    /// # }
     /// ```
     pub fn readers_first(mut self) -> Self {
         self.opt.readers_first = true;

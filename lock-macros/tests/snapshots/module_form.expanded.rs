@@ -54,7 +54,7 @@ mod tests {
             ::core::result::Result::Err(lock_core_err) => {
                 return {
                     #[allow(unused_imports)]
-                    use ::lock_core::__private::{Carry as _, Fallback as _};
+                    use ::lock_core::__private::{Carry as _, PanicFallback as _};
                     (&&::lock_core::__private::Wrap::<()>::NEW)
                         .lock_failure(lock_core_err, lock_core_site)
                 };
@@ -102,7 +102,7 @@ mod tests {
                     ::core::result::Result::Err(lock_core_err) => {
                         return {
                             #[allow(unused_imports)]
-                            use ::lock_core::__private::{Carry as _, Fallback as _};
+                            use ::lock_core::__private::{Carry as _, PanicFallback as _};
                             (&&::lock_core::__private::Wrap::<()>::NEW)
                                 .lock_failure(lock_core_err, lock_core_site)
                         };
@@ -149,7 +149,7 @@ mod tests {
                 ::core::result::Result::Err(lock_core_err) => {
                     return {
                         #[allow(unused_imports)]
-                        use ::lock_core::__private::{Carry as _, Fallback as _};
+                        use ::lock_core::__private::{Carry as _, PanicFallback as _};
                         (&&::lock_core::__private::Wrap::<()>::NEW)
                             .lock_failure(lock_core_err, lock_core_site)
                     };
