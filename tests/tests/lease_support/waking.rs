@@ -167,6 +167,7 @@ pub async fn listener_killed_mid_wait(kind: Kind) {
                 .await
         }
         Kind::Redis => redis_kill_pubsub().await,
+        Kind::Etcd => unreachable!("etcd faults are in lease_etcd.rs"),
     };
     assert!(killed >= 1, "found the listening connection to kill");
     tokio::time::sleep(Duration::from_millis(200)).await;
