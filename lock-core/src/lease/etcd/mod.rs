@@ -9,9 +9,10 @@
 //!
 //! * **Acquire** reads the keys of the name, decides as the other stores do (the request
 //!   fits beside the live holders, and no waiter that is *due* stands ahead of it), and
-//!   writes the holder key in one transaction that only applies if no key of the name
-//!   was created or changed since the read (else it reads again). A refused request of
-//!   a caller that waits puts its waiter key.
+//!   writes the holder key in one transaction that only applies if the decision still
+//!   stands: no holder came since the read (for a shared request beside shared holders:
+//!   every holder is still shared) and the waiters it counts are as read; else it reads
+//!   again. A refused request of a caller that waits puts its waiter key.
 //! * **Fences** are the revision at which the holder key was created (its
 //!   `create_revision`). etcd revisions are cluster-wide, strictly increasing and
 //!   durable (Raft-replicated, kept across member restarts and leader changes), so
@@ -359,6 +360,8 @@ struct Entry {
     passes: u32,
     /// Holders: the fence; waiters: the ticket (both the key's create revision).
     revision: i64,
+    /// The key's mod revision (a waiter's passes are rewritten only if unchanged).
+    modified: i64,
     lease: i64,
 }
 
@@ -399,6 +402,7 @@ impl State {
                 mode,
                 passes,
                 revision: kv.create_revision(),
+                modified: kv.mod_revision(),
                 lease: kv.lease(),
             };
             if is_holder {
@@ -732,7 +736,8 @@ impl EtcdStore {
                         t
                     }
                 };
-                if left <= 0 {
+                // -1: expired. etcd rounds what is left down to whole seconds.
+                if left < 0 {
                     continue;
                 }
                 out.push(LeaseInfo::new(
@@ -781,6 +786,7 @@ impl LeaseStore for EtcdStore {
         let want = kind_of(req.mode);
         let mode = mode_text(req.mode);
         let mut made = false;
+        let holders = format!("{nprefix}h/");
         for _ in 0..64 {
             let (rev, kvs) = self.range(name, &nprefix).await?;
             let st = State::parse(&nprefix, &kvs);
@@ -822,9 +828,16 @@ impl LeaseStore for EtcdStore {
             if fits && due.is_none() {
                 let (lease, new) = self.lease_for(name, owner, secs).await?;
                 made |= new;
+                // The decision stands if no holder came since the read (holders that left
+                // only make more room) or, for a shared request beside shared holders, if
+                // every holder is still shared; and if the counted waiters are as read.
+                let beside = if req.mode == Mode::Shared && !st.holders.is_empty() {
+                    Compare::value(holders.as_bytes().to_vec(), CompareOp::Equal, "s")
+                } else {
+                    Compare::mod_revision(holders.as_bytes().to_vec(), CompareOp::Less, rev + 1)
+                };
                 let mut when = vec![
-                    Compare::mod_revision(nprefix.as_bytes().to_vec(), CompareOp::Less, rev + 1)
-                        .with_prefix(),
+                    beside.with_prefix(),
                     Compare::create_revision(hkey.as_bytes().to_vec(), CompareOp::Equal, 0),
                 ];
                 let mut then = vec![TxnOp::put(
@@ -841,7 +854,7 @@ impl LeaseStore for EtcdStore {
                     .filter(|w| w.owner != owner)
                     .take(COUNTED_WAITERS)
                 {
-                    when.push(Compare::version(w.key.clone(), CompareOp::Greater, 0));
+                    when.push(Compare::mod_revision(w.key.clone(), CompareOp::Equal, w.modified));
                     then.push(TxnOp::put(
                         w.key.clone(),
                         format!("{} {}", mode_text(w.mode), w.passes.saturating_add(1)),
