@@ -34,9 +34,14 @@ fn etcd_keys(prefix: String, delete: bool) -> usize {
             .expect("connect to etcd");
         if delete {
             let opts = etcd_client::DeleteOptions::new().with_prefix();
-            c.delete(prefix, Some(opts)).await.expect("delete").deleted() as usize
+            c.delete(prefix, Some(opts))
+                .await
+                .expect("delete")
+                .deleted() as usize
         } else {
-            let opts = etcd_client::GetOptions::new().with_prefix().with_keys_only();
+            let opts = etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_keys_only();
             c.get(prefix, Some(opts)).await.expect("read").kvs().len()
         }
     })

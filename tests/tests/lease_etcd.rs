@@ -136,7 +136,13 @@ async fn attribute_in_every_shape() {
 #[test]
 fn ttl_is_rounded_up_never_down() {
     let store = EtcdStore::new("etcd://127.0.0.1:1").unwrap();
-    for (asked, got) in [(10, 1000), (999, 1000), (1000, 1000), (1001, 2000), (2500, 3000)] {
+    for (asked, got) in [
+        (10, 1000),
+        (999, 1000),
+        (1000, 1000),
+        (1001, 2000),
+        (2500, 3000),
+    ] {
         assert_eq!(
             store.effective_ttl(Duration::from_millis(asked)),
             Duration::from_millis(got)
@@ -196,7 +202,11 @@ impl Cluster {
     }
 
     fn url(&self) -> String {
-        let eps: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let eps: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
         format!("etcd://{}", eps.join(","))
     }
 
@@ -351,11 +361,24 @@ async fn leader_sigkill_keeps_the_lease_and_restarts() {
         let mut rival_tries = 0;
         let other = lease::owner_id();
         while killed_at.elapsed() < 2 * ttl {
-            assert!(!g.is_lost(), "lease lost after the leader was killed: {:?}", g.check());
-            assert!(g.remaining().is_some(), "renewals stopped after the leader died");
-            match rival.try_acquire(&Request::exclusive(&name, &other, ttl)).await {
+            assert!(
+                !g.is_lost(),
+                "lease lost after the leader was killed: {:?}",
+                g.check()
+            );
+            assert!(
+                g.remaining().is_some(),
+                "renewals stopped after the leader died"
+            );
+            match rival
+                .try_acquire(&Request::exclusive(&name, &other, ttl))
+                .await
+            {
                 Ok(Attempt::Acquired(l)) => {
-                    panic!("a second holder got the name (fence {}) while it was held", l.fence)
+                    panic!(
+                        "a second holder got the name (fence {}) while it was held",
+                        l.fence
+                    )
                 }
                 Ok(_) => rival_tries += 1,
                 // A request cut short by the election is fine; a grant is not.
@@ -364,7 +387,10 @@ async fn leader_sigkill_keeps_the_lease_and_restarts() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(rival_tries > 0, "the rival never got an answer during the failover");
+        assert!(
+            rival_tries > 0,
+            "the rival never got an answer during the failover"
+        );
         let new_leader = cluster.leader().await.expect("a new leader");
         assert_ne!(new_leader, leader);
         let live = store.leases_of(&name).await.expect("listing");
@@ -418,9 +444,13 @@ async fn majority_loss_reports_the_lease_lost_within_its_ttl() {
         cluster.spawn(leader);
         cluster.spawn(other);
         cluster.wait_healthy(3, 30 * SEC).await;
-        let g2 = lease::acquire(&store, &name, LeaseOptions::new().ttl(ttl).timeout(10 * SEC))
-            .await
-            .expect("acquire after the majority is back");
+        let g2 = lease::acquire(
+            &store,
+            &name,
+            LeaseOptions::new().ttl(ttl).timeout(10 * SEC),
+        )
+        .await
+        .expect("acquire after the majority is back");
         assert!(g2.fence() > fence, "fence {} after {fence}", g2.fence());
         g2.release().await.expect("release");
     })
@@ -441,7 +471,10 @@ async fn sigstop_holder_fenced_by_a_max_fence_key() {
             "etcd-hold",
             KIND,
             &name,
-            &[("LEASE_ETCD_URL", url.clone()), ("LEASE_TTL_MS", "1000".into())],
+            &[
+                ("LEASE_ETCD_URL", url.clone()),
+                ("LEASE_TTL_MS", "1000".into()),
+            ],
         );
         let fa: u64 = a.expect("ACQUIRED", 20 * SEC)[9..].trim().parse().unwrap();
         a.send("WRITE");
@@ -452,8 +485,15 @@ async fn sigstop_holder_fenced_by_a_max_fence_key() {
         let g = lease::acquire(&store, &name, LeaseOptions::new().timeout(5 * SEC))
             .await
             .expect("takeover while the holder is stopped");
-        assert!(g.fence() > fa, "takeover fence {} must exceed {fa}", g.fence());
-        assert!(fenced_write(&url, &name, g.fence()).await, "the new holder writes");
+        assert!(
+            g.fence() > fa,
+            "takeover fence {} must exceed {fa}",
+            g.fence()
+        );
+        assert!(
+            fenced_write(&url, &name, g.fence()).await,
+            "the new holder writes"
+        );
         a.signal(libc::SIGCONT);
         let lost = a.expect("LOST", 5 * SEC);
         assert!(lost.contains("lease lost"), "{lost}");
@@ -511,9 +551,13 @@ fn etcd_child() -> bool {
         let name = std::env::var("LEASE_NAME").unwrap();
         let store = EtcdStore::new(&url).unwrap();
         let ttl: u64 = std::env::var("LEASE_TTL_MS").unwrap().parse().unwrap();
-        let g = lease::acquire(&store, &name, LeaseOptions::new().ttl(Duration::from_millis(ttl)))
-            .await
-            .expect("acquire");
+        let g = lease::acquire(
+            &store,
+            &name,
+            LeaseOptions::new().ttl(Duration::from_millis(ttl)),
+        )
+        .await
+        .expect("acquire");
         say(&format!("ACQUIRED {}", g.fence()));
         let lost = g.lost();
         tokio::spawn(async move {
@@ -552,4 +596,3 @@ fn say(msg: &str) {
     let _ = writeln!(out, "@@ {msg}");
     let _ = out.flush();
 }
-

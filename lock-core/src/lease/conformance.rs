@@ -120,7 +120,10 @@ async fn after_expiry<S: LeaseStore>(
     mode: Mode,
 ) -> Lease {
     let lasts = store.effective_ttl(ttl);
-    assert!(lasts >= ttl, "effective_ttl({ttl:?}) = {lasts:?} is shorter");
+    assert!(
+        lasts >= ttl,
+        "effective_ttl({ttl:?}) = {lasts:?} is shorter"
+    );
     tokio::time::sleep(lasts + Duration::from_millis(150)).await;
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {

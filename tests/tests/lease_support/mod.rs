@@ -531,16 +531,22 @@ pub async fn steal(kind: Kind, name: &str, delete: bool) {
             let prefix = format!("{}h/", store.name_prefix(name));
             let mut c = etcd_client().await;
             let kvs = c
-                .get(prefix.clone(), Some(etcd_client::GetOptions::new().with_prefix()))
+                .get(
+                    prefix.clone(),
+                    Some(etcd_client::GetOptions::new().with_prefix()),
+                )
                 .await
                 .expect("etcd read")
                 .kvs()
                 .to_vec();
             assert!(!kvs.is_empty(), "the holder keys exist");
             if delete {
-                c.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix()))
-                    .await
-                    .expect("etcd delete");
+                c.delete(
+                    prefix,
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )
+                .await
+                .expect("etcd delete");
             } else {
                 for kv in kvs {
                     c.lease_revoke(kv.lease()).await.expect("etcd revoke");

@@ -196,7 +196,9 @@ fn parse_url(url: &str) -> Result<Vec<String>, LockError> {
         if has_port {
             let port = host.rsplit(':').next().unwrap_or("");
             if port.parse::<u16>().is_err() {
-                return Err(config_error(format!("invalid port in etcd endpoint {host:?}")));
+                return Err(config_error(format!(
+                    "invalid port in etcd endpoint {host:?}"
+                )));
             }
             out.push(format!("http://{host}"));
         } else {
@@ -241,10 +243,9 @@ impl EtcdStoreBuilder {
             && self.prefix.len() <= 128
             && !self.prefix.starts_with('/')
             && !self.prefix.ends_with('/')
-            && self
-                .prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/'));
+            && self.prefix.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/')
+            });
         if !ok {
             return Err(config_error(format!(
                 "invalid key prefix {:?}: use 1 to 128 ASCII letters, digits or `_ - . : /`, \
@@ -428,9 +429,7 @@ impl State {
 fn is_retryable(e: &etcd_client::Error) -> bool {
     use etcd_client::Error as E;
     match e {
-        E::TransportError(_) | E::IoError(_) | E::LeaseKeepAliveError(_) | E::WatchError(_) => {
-            true
-        }
+        E::TransportError(_) | E::IoError(_) | E::LeaseKeepAliveError(_) | E::WatchError(_) => true,
         E::GRpcStatus(s) => {
             let code = format!("{:?}", s.code());
             matches!(
@@ -573,7 +572,7 @@ impl EtcdStore {
             fails += 1;
             // A client whose connections keep failing is made again: its channel may
             // belong to a runtime that is gone.
-            if fails % 3 == 0 {
+            if fails.is_multiple_of(3) {
                 self.forget(generation);
             }
             if Instant::now() + pause >= deadline {
@@ -692,7 +691,12 @@ impl EtcdStore {
 
     /// The etcd lease of (`name`, `owner`): the remembered one, or a new one of `secs`.
     /// Whether it is new.
-    async fn lease_for(&self, name: &str, owner: &str, secs: i64) -> Result<(i64, bool), LockError> {
+    async fn lease_for(
+        &self,
+        name: &str,
+        owner: &str,
+        secs: i64,
+    ) -> Result<(i64, bool), LockError> {
         let key = (name.to_owned(), owner.to_owned());
         if let Some(&(id, _)) = self.table().get(&key) {
             return Ok((id, false));
@@ -854,7 +858,11 @@ impl LeaseStore for EtcdStore {
                     .filter(|w| w.owner != owner)
                     .take(COUNTED_WAITERS)
                 {
-                    when.push(Compare::mod_revision(w.key.clone(), CompareOp::Equal, w.modified));
+                    when.push(Compare::mod_revision(
+                        w.key.clone(),
+                        CompareOp::Equal,
+                        w.modified,
+                    ));
                     then.push(TxnOp::put(
                         w.key.clone(),
                         format!("{} {}", mode_text(w.mode), w.passes.saturating_add(1)),
@@ -955,9 +963,9 @@ impl LeaseStore for EtcdStore {
             return Ok(false);
         }
         let (_, kvs) = self.range(name, &hkey).await?;
-        let held = kvs
-            .iter()
-            .any(|kv| kv.key() == hkey.as_bytes() && kv.create_revision() == fence && kv.lease() == id);
+        let held = kvs.iter().any(|kv| {
+            kv.key() == hkey.as_bytes() && kv.create_revision() == fence && kv.lease() == id
+        });
         if !held {
             return Ok(false);
         }
@@ -966,7 +974,11 @@ impl LeaseStore for EtcdStore {
             // A longer TTL than the etcd lease has: move the key to a new lease.
             let (new_id, new_secs) = self.grant(name, secs).await?;
             let txn = Txn::new()
-                .when([Compare::create_revision(hkey.as_bytes().to_vec(), CompareOp::Equal, fence)])
+                .when([Compare::create_revision(
+                    hkey.as_bytes().to_vec(),
+                    CompareOp::Equal,
+                    fence,
+                )])
                 .and_then([TxnOp::put(
                     hkey.as_bytes().to_vec(),
                     Vec::new(),
@@ -988,7 +1000,11 @@ impl LeaseStore for EtcdStore {
         let hkey = self.holder_key(name, &lease.owner);
         let fence = i64::try_from(lease.fence).unwrap_or(-1);
         let txn = Txn::new()
-            .when([Compare::create_revision(hkey.as_bytes().to_vec(), CompareOp::Equal, fence)])
+            .when([Compare::create_revision(
+                hkey.as_bytes().to_vec(),
+                CompareOp::Equal,
+                fence,
+            )])
             .and_then([TxnOp::delete(hkey.as_bytes().to_vec(), None)]);
         let (held, _) = self.txn(name, "release", txn).await?;
         if held {
@@ -1053,7 +1069,10 @@ mod tests {
             parse_url("etcd://a:1,b,[::1]:3").unwrap(),
             ["http://a:1", "http://b:2379", "http://[::1]:3"]
         );
-        assert!(parse_url("etcds://a:1").unwrap_err().to_string().contains("not supported"));
+        assert!(parse_url("etcds://a:1")
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
         assert!(parse_url("http://a:1").is_err());
         assert!(parse_url("etcd://user:pw@a:1").is_err());
         assert!(parse_url("etcd://a:x").is_err());
@@ -1064,7 +1083,10 @@ mod tests {
     fn keys_round_trip() {
         for name in ["plain", "a/b", "100%", "%2F", ""] {
             let key = format!("lock-core/{}/h/x", encode(name));
-            assert_eq!(name_of_key("lock-core/", key.as_bytes()).as_deref(), Some(name));
+            assert_eq!(
+                name_of_key("lock-core/", key.as_bytes()).as_deref(),
+                Some(name)
+            );
         }
         assert_ne!(encode("/"), encode("%2F"));
     }
@@ -1078,7 +1100,13 @@ mod tests {
             .min_ttl(Duration::from_millis(1500))
             .build()
             .unwrap();
-        assert_eq!(s.effective_ttl(Duration::from_millis(100)), Duration::from_secs(2));
-        assert_eq!(s.effective_ttl(Duration::from_millis(2500)), Duration::from_secs(3));
+        assert_eq!(
+            s.effective_ttl(Duration::from_millis(100)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            s.effective_ttl(Duration::from_millis(2500)),
+            Duration::from_secs(3)
+        );
     }
 }

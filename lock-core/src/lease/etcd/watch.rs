@@ -50,7 +50,9 @@ async fn open(
     prefix: &str,
 ) -> Option<etcd_client::WatchStream> {
     let made = tokio::time::timeout(SETUP, async {
-        let client = Client::connect(endpoints, Some(options.clone())).await.ok()?;
+        let client = Client::connect(endpoints, Some(options.clone()))
+            .await
+            .ok()?;
         let opts = WatchOptions::new()
             .with_prefix()
             .with_filters([WatchFilterType::NoPut]);
