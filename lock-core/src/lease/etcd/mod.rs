@@ -891,20 +891,30 @@ impl LeaseStore for EtcdStore {
             if req.queue {
                 let (lease, new) = self.lease_for(name, owner, secs).await?;
                 made |= new;
-                if mine.is_none() || new {
-                    let txn = Txn::new()
-                        .when([Compare::create_revision(
-                            wkey.as_bytes().to_vec(),
-                            CompareOp::Equal,
-                            0,
-                        )])
-                        .and_then([TxnOp::put(
-                            wkey.as_bytes().to_vec(),
-                            format!("{mode} 0"),
-                            Some(PutOptions::new().with_lease(lease)),
-                        )]);
+                if mine.is_none() {
+                    // Queued only if what refused us is still there (else read again): a
+                    // place taken after a release could miss the turns granted meanwhile.
+                    let mut when = vec![Compare::create_revision(
+                        wkey.as_bytes().to_vec(),
+                        CompareOp::Equal,
+                        0,
+                    )];
+                    let blockers: Vec<&Entry> = if fits {
+                        due.into_iter().collect()
+                    } else {
+                        st.holders.iter().take(COUNTED_WAITERS).collect()
+                    };
+                    for b in blockers {
+                        when.push(Compare::version(b.key.clone(), CompareOp::Greater, 0));
+                    }
+                    let txn = Txn::new().when(when).and_then([TxnOp::put(
+                        wkey.as_bytes().to_vec(),
+                        format!("{mode} 0"),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]);
                     match self.txn(name, "queue", txn).await {
-                        Ok(_) => {}
+                        Ok((true, _)) => {}
+                        Ok((false, _)) => continue,
                         Err(e) if e.to_string().contains("lease not found") => {
                             self.drop_lease(name, owner);
                             continue;
