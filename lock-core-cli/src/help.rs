@@ -23,22 +23,28 @@ See `lock-core run --help` and `lock-core status --help`.";
 pub const RUN: &str = "\
 Takes the lock the library would take for the same name: without --dir, --path or
 --store the file lock in the default directory ($LOCK_CORE_DIR, else a per-user
-directory), as #[locked(name = NAME, file)] or Lock::new(NAME).file() do. The lock
-is held by the lock-core process while CMD runs, then released.
+directory), as #[locked(name = NAME, file)] or Lock::new(NAME).file() do.
+
+CMD and everything it starts are one job: CMD runs in a process group of its own,
+and on a terminal that group gets the terminal while CMD runs. A file lock is
+inherited by CMD (as with flock(1)): it stays held while any process of CMD's tree
+has it, even if lock-core is killed; lock-core exits when CMD does. A lease is held
+until no process of CMD's group is left.
 
 CMD gets LOCK_CORE_LOCK=NAME and, with --store, LOCK_CORE_FENCE=<fencing token>
 (a decimal number that grows with every acquisition of NAME; have the protected
 resource refuse writes that carry a token lower than the highest it has seen).
 
 Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to lock-core are
-passed on to CMD (a Ctrl-C at the terminal reaches CMD directly, once). While
-waiting for the lock they end the wait (exit 128+N). If lock-core dies while CMD
-runs, CMD gets SIGTERM (Linux).
+passed on to CMD's whole process group (a Ctrl-C at the terminal reaches it
+directly, once). While waiting for the lock they end the wait (exit 128+N).
 
-With --store the lease is renewed every third of --lease while CMD runs. If it is
-lost (it expired, or was deleted or taken over in the store), lock-core says why,
-sends CMD SIGTERM, then SIGKILL after --grace, and exits 76. --lease and --grace
-are refused without --store.
+With --store the lease is renewed every third of --lease while the job runs. If it
+is lost (it expired, or was deleted or taken over in the store), lock-core says
+why, sends CMD's group SIGTERM, then SIGKILL after --grace, and exits 76 once none
+of it is left. If lock-core itself is killed, a guardian process stops the group
+within the grace or a third of --lease, before the lease can expire. --lease and
+--grace are refused without --store.
 
 While it waits on a terminal, a line shows who holds the lock:
   waiting for `db` — held by pid 4242 on build-3 for 12 s

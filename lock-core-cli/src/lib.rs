@@ -14,8 +14,6 @@
 //! directory](lock_core::file::default_dir) (`$LOCK_CORE_DIR` is honoured), exactly as
 //! `#[locked(name = NAME, file)]` or `Lock::new(NAME).file()` — then runs CMD with
 //! inherited standard streams and `LOCK_CORE_LOCK=NAME`, and exits with CMD's status.
-//! The lock is held by the `lock-core` process (its pid is the holder others see) and
-//! released when CMD has ended.
 //!
 //! * `--timeout D` (`0`, `200ms`, `5s`, `2m`, `1h`, `1m30s`): give up after D; `0` tries
 //!   once. Without it, `run` waits for ever, showing on a terminal a live line such as
@@ -23,17 +21,41 @@
 //!   error is not a terminal).
 //! * `--shared`, `--permits N`: the lock's shape, as in the library.
 //! * `--store postgres://…|redis://…|etcd://…`: a lease instead of a file lock, with TTL
-//!   `--lease` (default 30 s), renewed every third of it while CMD runs. CMD also gets
-//!   `LOCK_CORE_FENCE`, the lease's fencing token (decimal). If the lease is lost, CMD
-//!   gets SIGTERM, then SIGKILL after `--grace` (default 5 s), and `run` exits 76 saying
-//!   why. `--lease` and `--grace` without `--store` are refused (exit 2). A lease that
-//!   cannot be given back after CMD ended (the store is down) is reported as a warning;
-//!   the exit status stays CMD's (the lease then expires after its TTL). For file locks
-//!   `LOCK_CORE_FENCE` is removed from CMD's environment (it would belong to another lock).
-//! * Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) sent to `lock-core`
-//!   are passed on to CMD; signals the terminal sends to the whole foreground process
-//!   group (Ctrl-C) reach CMD directly and are not passed on a second time. On Linux,
-//!   CMD gets SIGTERM if `lock-core` dies while CMD runs.
+//!   `--lease` (default 30 s), renewed every third of it while the job runs. CMD also
+//!   gets `LOCK_CORE_FENCE`, the lease's fencing token (decimal). `--lease` and `--grace`
+//!   without `--store` are refused (exit 2). A lease that cannot be given back after the
+//!   job ended (the store is down) is reported as a warning; the exit status stays CMD's
+//!   (the lease then expires after its TTL). For file locks `LOCK_CORE_FENCE` is removed
+//!   from CMD's environment (it would belong to another lock).
+//!
+//! # The job: CMD and everything it starts
+//!
+//! As with `timeout(1)` and `flock(1)`, CMD and what it starts are one unit:
+//!
+//! * **One process group.** CMD runs in a process group of its own. Every signal
+//!   `lock-core` receives (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) is passed
+//!   on to that whole group, not to CMD alone. Processes that leave the group on purpose
+//!   (`setsid`, daemons) are no longer part of the job.
+//! * **On a terminal** that `lock-core` has in the foreground, CMD's group gets the
+//!   terminal while CMD runs: Ctrl-C and Ctrl-\ reach CMD's processes directly, once,
+//!   and full-screen programs and prompts work. `lock-core` takes the terminal back when
+//!   CMD ends.
+//! * **File locks** are inherited: CMD gets the locked descriptor (as with `flock(1)`),
+//!   so the lock stays held while any process of CMD's tree still has it — after CMD
+//!   exits, and even if `lock-core` itself is SIGKILLed. `run` exits with CMD's status as
+//!   soon as CMD exits; whatever CMD left running keeps the lock until it ends. The lock
+//!   file names CMD's group as the holder once `lock-core` is gone, so `status` and a
+//!   busy `run` still name a live process.
+//! * **Leases** are held for the whole group: `run` exits only once no process of the
+//!   group is left (saying so on standard error if CMD exits first), and gives the lease
+//!   back then. If the lease is lost, the whole group gets SIGTERM (and SIGCONT), then
+//!   SIGKILL after `--grace` (default 5 s), and `run` exits 76 once none of it is left.
+//!   If `lock-core` itself dies (SIGKILL, the OOM killer), a small guardian process it
+//!   started beside the job (in a process group of its own, deaf to the job's signals)
+//!   sends the group SIGTERM, then SIGKILL after the grace or a third of the lease's TTL,
+//!   whichever is shorter — so no process of the job outlives the last renewal.
+//! * On Linux `lock-core` is a child subreaper, so that the group's orphans are reaped
+//!   and counted even where pid 1 does not reap.
 //!
 //! # Exit statuses
 //!
@@ -90,6 +112,10 @@ pub mod args;
 mod child;
 #[cfg(unix)]
 pub mod exit;
+#[cfg(unix)]
+mod group;
+#[cfg(unix)]
+mod guardian;
 #[cfg(unix)]
 mod help;
 #[cfg(unix)]

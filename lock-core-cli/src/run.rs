@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::ffi::OsString;
 use std::future::Future;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -12,8 +13,10 @@ use lock_core::lease::{self, LeaseInfo, LeaseOptions, LeaseStore};
 use lock_core::{Lock, LockError, Mode};
 
 use crate::args::RunArgs;
-use crate::child::{self, End, Lost};
+use crate::child::{self, End, Lost, Spawn, Until};
 use crate::exit::{self, Failure};
+use crate::group;
+use crate::guardian::Guardian;
 use crate::signals::{self, Signals};
 use crate::store::{self, AnyStore};
 use crate::waitline::{HolderView, WaitLine};
@@ -92,6 +95,8 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     };
     let mut signals = Signals::install()
         .map_err(|e| Failure::new(exit::OSERR, format!("cannot catch signals: {e}")))?;
+    // CMD's orphans become ours, so that we can tell when none of the job is left.
+    group::become_subreaper();
     let grace = args.grace.unwrap_or(DEFAULT_GRACE);
     match place {
         Place::Store(AnyStore::Postgres(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,
@@ -132,20 +137,36 @@ async fn run_file(plan: &Plan, target: Target, signals: &mut Signals) -> Result<
     };
     let guard = wait(plan, lock.acquire(), probe, signals).await?;
     let env = [(ENV_LOCK, plan.name.clone())];
-    let code = match child::spawn(&plan.command, &env, &[ENV_FENCE]) {
-        Ok(c) => {
-            let never: Lost = Box::pin(std::future::pending());
-            match child::supervise(c, signals, never, DEFAULT_GRACE).await {
-                Ok(End::Exited(code)) => Ok(code),
-                Ok(End::Stopped(why)) => Err(Failure::new(exit::SOFTWARE, why)),
-                Err(f) => Err(f),
-            }
-        }
-        Err(f) => Err(f),
+    let how = Spawn {
+        env: &env,
+        unset: &[ENV_FENCE],
+        inherit: guard.lock_file_fd().map(|fd| fd.as_raw_fd()),
+        guardian: None,
     };
-    if let Err(e) = guard.release() {
-        crate::say(format!("lock-core: warning: releasing the lock: {e}")).await;
-    }
+    let mut job = match child::spawn(&plan.command, &how) {
+        Ok(job) => job,
+        Err(f) => {
+            if let Err(e) = guard.release() {
+                crate::say(format!("lock-core: warning: releasing the lock: {e}")).await;
+            }
+            return Err(f);
+        }
+    };
+    // CMD's tree shares our open lock file, and with it the OS lock (as with flock(1)):
+    // it stays held while any of them runs, even if we are killed. The lock file names
+    // CMD's group as the heirs, so listings and `Busy` still name a live holder then.
+    guard.record_heirs(job.pgid.unsigned_abs());
+    let never: Lost = Box::pin(std::future::pending());
+    let code =
+        match child::supervise(&mut job, signals, never, DEFAULT_GRACE, Until::CmdExits).await {
+            Ok(End::Exited(code)) => Ok(code),
+            Ok(End::Stopped(why)) => Err(Failure::new(exit::SOFTWARE, why)),
+            Err(f) => Err(f),
+        };
+    // Never unlock explicitly: that would unlock it under whatever CMD left running.
+    // The lock goes when the last process that has the file open — we, at exit, or the
+    // last of CMD's tree — closes it.
+    std::mem::forget(guard);
     code
 }
 
@@ -196,9 +217,32 @@ async fn run_lease<S: LeaseStore>(
         (ENV_LOCK, plan.name.clone()),
         (ENV_FENCE, guard.fence().to_string()),
     ];
-    let outcome = match child::spawn(&plan.command, &env, &[]) {
-        Ok(c) => child::supervise(c, signals, Box::pin(guard.lost()), grace).await,
-        Err(f) => Err(f),
+    // If we die, the guardian stops CMD's group while the last renewal still covers the
+    // lease: within a third of its TTL.
+    let outcome = match Guardian::start(grace.min(ttl / 3)) {
+        Ok(mut guardian) => {
+            let how = Spawn {
+                env: &env,
+                unset: &[],
+                inherit: None,
+                guardian: guardian.group_fd(),
+            };
+            let spawned = child::spawn(&plan.command, &how);
+            guardian.spawned();
+            let outcome = match spawned {
+                Ok(mut job) => {
+                    let lost = Box::pin(guard.lost());
+                    child::supervise(&mut job, signals, lost, grace, Until::GroupEmpty).await
+                }
+                Err(f) => Err(f),
+            };
+            guardian.dismiss();
+            outcome
+        }
+        Err(e) => Err(Failure::new(
+            exit::OSERR,
+            format!("cannot start the job's guardian process: {e}"),
+        )),
     };
     // Always give the lease back before returning: the runtime is shut down right after,
     // and a release left to the guard's drop would not run.

@@ -1,13 +1,12 @@
-//! The signals `lock-core run` catches (to forward them to CMD, or to stop waiting), and
-//! how it learns who sent them.
+//! The signals `lock-core run` catches (to forward them to CMD's process group, or to
+//! stop waiting).
 //!
-//! A plain `sigaction` handler with `SA_SIGINFO` writes each signal's number and
-//! `si_code` into a pipe (async-signal-safe); a thread of its own reads the pipe and
-//! hands the signals to the async code over a channel. Tokio's signal streams would do
-//! the catching, but they do not tell a signal that the terminal sent to the whole
-//! foreground process group (Ctrl-C: CMD, which shares it, already got it) from one that
-//! a process sent to `lock-core` alone (`kill PID`: CMD has not). Only the latter is
-//! forwarded, so that a Ctrl-C reaches CMD once, not twice.
+//! A plain `sigaction` handler writes each signal's number into a pipe
+//! (async-signal-safe); a thread of its own reads the pipe and hands the signals to the
+//! async code over a channel. Every caught signal is passed on to CMD's whole group:
+//! CMD never shares `lock-core`'s group (see `group`), so nothing reaches it twice — on
+//! a terminal, Ctrl-C goes straight to CMD's group, which has the terminal, and not to
+//! `lock-core` at all.
 //!
 //! Exec resets caught signals to their defaults, so CMD starts with the usual
 //! dispositions (and the Rust runtime resets SIGPIPE and the signal mask for it).
@@ -30,11 +29,6 @@ pub const CAUGHT: [libc::c_int; 6] = [
     libc::SIGUSR2,
 ];
 
-/// `si_code` of signals the kernel generated itself, such as the terminal's Ctrl-C,
-/// Ctrl-\ and hang-up, which go to the whole foreground process group.
-#[cfg(target_os = "linux")]
-const SI_KERNEL: libc::c_int = 0x80;
-
 /// The write end of the pipe, for the handler (-1 before installation).
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
@@ -43,9 +37,6 @@ static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
 pub struct Caught {
     /// The signal's number.
     pub signo: libc::c_int,
-    /// True if the terminal (the kernel) sent it to the whole process group, which CMD
-    /// shares with `lock-core`: CMD got it too, so it is not forwarded.
-    pub to_group: bool,
 }
 
 /// The caught signals, in arrival order.
@@ -72,17 +63,10 @@ impl Signals {
         std::thread::Builder::new()
             .name("lock-core-signals".into())
             .spawn(move || {
-                let mut buf = [0u8; 8];
+                let mut buf = [0u8; 4];
                 while reader.read_exact(&mut buf).is_ok() {
-                    let signo = libc::c_int::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                    let code = libc::c_int::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
-                    if tx
-                        .send(Caught {
-                            signo,
-                            to_group: sent_to_group(code),
-                        })
-                        .is_err()
-                    {
+                    let signo = libc::c_int::from_ne_bytes(buf);
+                    if tx.send(Caught { signo }).is_err() {
                         break;
                     }
                 }
@@ -112,25 +96,12 @@ impl Signals {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn sent_to_group(code: libc::c_int) -> bool {
-    code == SI_KERNEL
-}
-
-#[cfg(not(target_os = "linux"))]
-fn sent_to_group(_code: libc::c_int) -> bool {
-    false
-}
-
-extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: only async-signal-safe calls; `info` is the kernel's siginfo (or null).
+extern "C" fn on_signal(signo: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: only async-signal-safe calls.
     unsafe {
         let errno_at = errno_location();
         let errno = if errno_at.is_null() { 0 } else { *errno_at };
-        let code = if info.is_null() { 0 } else { (*info).si_code };
-        let mut buf = [0u8; 8];
-        buf[..4].copy_from_slice(&signo.to_ne_bytes());
-        buf[4..].copy_from_slice(&code.to_ne_bytes());
+        let buf = signo.to_ne_bytes();
         let fd = PIPE_WRITE.load(Ordering::Relaxed);
         if fd >= 0 {
             libc::write(fd, buf.as_ptr().cast(), buf.len());
@@ -177,15 +148,6 @@ fn cloexec_pipe() -> std::io::Result<[libc::c_int; 2]> {
         }
     }
     Ok(fds)
-}
-
-/// Sends `signo` to the process `pid`; false if it is gone.
-pub fn send(pid: u32, signo: libc::c_int) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(pid, signo) == 0 }
 }
 
 /// The signal's name, for messages: "SIGTERM".

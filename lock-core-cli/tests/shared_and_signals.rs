@@ -170,34 +170,3 @@ fn a_signal_while_waiting_ends_the_wait() {
     assert!(!ran.exists(), "CMD never ran");
     drop(holder);
 }
-
-#[cfg(target_os = "linux")]
-#[test]
-fn cmd_gets_sigterm_if_lock_core_dies() {
-    use std::os::unix::process::ExitStatusExt;
-    let t = TempDir::new("orphan");
-    let d = t.locks();
-    let name = unique("orphan");
-    let (mark, out) = (t.join("ready"), t.join("out"));
-    let mut running = start(
-        &t,
-        [OsStr::new("run"), OsStr::new(&name)]
-            .into_iter()
-            .chain(dir_args(&d))
-            .chain(["--", "sh", "-c", TRAP_CMD].map(OsStr::new)),
-        &[("MARK", mark.as_os_str()), ("OUT", out.as_os_str())],
-    );
-    running.wait_for_file(&mark, "CMD to be ready");
-    running.signal(libc::SIGKILL);
-    let done = running.finish(DEADLINE);
-    assert_eq!(done.status.signal(), Some(libc::SIGKILL), "{done:?}");
-    // The lock died with lock-core, so CMD is told to stop too.
-    wait_for_file(&out, "CMD to get SIGTERM after lock-core died");
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "got TERM\n");
-    drop(
-        Lock::new(&name)
-            .dir(&d)
-            .try_acquire()
-            .expect("the kernel released the lock"),
-    );
-}

@@ -287,9 +287,9 @@ fn deleted_lease_stops_cmd(kind: Kind, cmd_ignores_term: bool) {
     let name = unique("lost");
     let mark = t.join("inside");
     let cmd = if cmd_ignores_term {
-        r#"trap '' TERM; echo "$LOCK_CORE_FENCE" > "$MARK"; i=0; while [ $i -lt 600 ]; do i=$((i+1)); sleep 0.05; done; exit 9"#
+        r#"exec 2>/dev/null; trap '' TERM; sleep 30 & echo $! > "$MARK.child"; echo "$LOCK_CORE_FENCE" > "$MARK"; i=0; while [ $i -lt 600 ]; do i=$((i+1)); sleep 0.05; done; exit 9"#
     } else {
-        r#"trap 'echo term > "$MARK.term"; exit 0' TERM; echo "$LOCK_CORE_FENCE" > "$MARK"; i=0; while [ $i -lt 600 ]; do i=$((i+1)); sleep 0.05; done; exit 9"#
+        r#"exec 2>/dev/null; trap 'echo term > "$MARK.term"; exit 0' TERM; sleep 30 & echo $! > "$MARK.child"; echo "$LOCK_CORE_FENCE" > "$MARK"; i=0; while [ $i -lt 600 ]; do i=$((i+1)); sleep 0.05; done; exit 9"#
     };
     let mut running = start(
         &t,
@@ -321,8 +321,15 @@ fn deleted_lease_stops_cmd(kind: Kind, cmd_ignores_term: bool) {
         assert!(done.stderr.contains("was killed"), "{done:?}");
     } else {
         assert!(t.join("inside.term").exists(), "CMD got SIGTERM first");
-        assert!(done.stderr.contains("CMD stopped"), "{done:?}");
+        assert!(done.stderr.contains("process group stopped"), "{done:?}");
     }
+    // The whole job is stopped before `run` exits, not only CMD.
+    let child = pids_in(&t.join("inside.child"));
+    assert_eq!(child.len(), 1, "CMD's child recorded its pid");
+    assert!(
+        !process_alive(child[0]),
+        "{kind:?}: CMD's child outlived the lost lease: {done:?}"
+    );
     for line in done.stderr.lines() {
         assert!(line.starts_with("lock-core: "), "{done:?}");
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::chain::{self, Frame, HeldSet, Scoped};
 use crate::local::{self, Fast};
 use crate::mode::Mode;
-use crate::owner::{Facts, Me};
+use crate::owner::Facts;
 use crate::registry::{self, EntryRef, Handle};
 use crate::request::Place;
 use crate::site::Site as HoldSite;
@@ -337,24 +337,20 @@ pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
         Ok(p) => p,
         Err(e) => return Err(Slow::failed(e)),
     };
-    // A shared or counted request that would join current holders first checks they
-    // are not its own chain's (which needs the waker): the slow path does that.
-    // With the lock-order checker on, the slow path also learns who asks (the waker).
-    if !opts.mode.is_valid()
-        || (!opts.mode.is_exclusive() && pinned.raw.has_sharers())
-        || crate::lockdep::on()
-    {
+    // With the lock-order checker on, the slow path learns who asks (the waker). A
+    // shared or counted request that would join current holders must first check they
+    // are not its own chain's, which also needs the waker: the fast attempt below never
+    // joins (`try_alone`), so such requests go to the slow path too.
+    if !opts.mode.is_valid() || crate::lockdep::on() {
         return Err(Slow(Pending::One(pinned, opts, false)));
     }
     let facts = opts.facts_async();
     match opts.file {
-        FileMode::Off => {
-            match local::try_fast(EntryRef::Pinned(pinned), opts.mode, &facts, Me::sync) {
-                Fast::Got(g) => return Ok(Held::One(g)),
-                Fast::Taken(_) => {}
-                Fast::Failed(e) => return Err(Slow(Pending::Failed(e))),
-            }
-        }
+        FileMode::Off => match local::try_alone(EntryRef::Pinned(pinned), opts.mode, &facts) {
+            Fast::Got(g) => return Ok(Held::One(g)),
+            Fast::Taken(_) => {}
+            Fast::Failed(e) => return Err(Slow(Pending::Failed(e))),
+        },
         file => {
             if let Some(place) = file.place() {
                 match crate::file::try_now(EntryRef::Pinned(pinned), place, opts.mode, &facts) {

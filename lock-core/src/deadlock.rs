@@ -140,7 +140,7 @@ impl<N: Node> Detector<N> {
             drop(w);
             path.reverse();
             return Err(LockError::Deadlock {
-                name: wants.name().to_owned(),
+                name: crate::name::shown(wants.name()).into_owned(),
                 cycle: path,
             });
         }
@@ -263,7 +263,7 @@ fn leads_back<N: Node>(
         let mine = holds(asking.held, at, rec) || asking.me.owns(&rec.facts, asking.blocking);
         let back = if mine {
             path.push(CycleStep::new(
-                entry.name(),
+                crate::name::shown(entry.name()).into_owned(),
                 format!("this call chain{}", site(rec)),
             ));
             true
@@ -312,7 +312,7 @@ fn holder_leads_back<N: Node>(
         let depth = path.len();
         if leads_back(list, asking, &wait.wants, wait.mode, path, visiting) {
             path.push(CycleStep::new(
-                entry.name(),
+                crate::name::shown(entry.name()).into_owned(),
                 format!("{}{}", wait.who, site(rec)),
             ));
             return true;

@@ -381,6 +381,29 @@ impl LockError {
         }
     }
 
+    /// The same error about the lock `to` (for errors of a lock that stands for it).
+    pub(crate) fn renamed(mut self, to: &str) -> LockError {
+        match &mut self {
+            LockError::Generic { name, .. }
+            | LockError::AcquireFailed { name, .. }
+            | LockError::ReleaseFailed { name, .. }
+            | LockError::Timeout { name, .. }
+            | LockError::NotHeld { name, .. }
+            | LockError::InvalidName { name, .. }
+            | LockError::Busy { name, .. }
+            | LockError::Io { name, .. }
+            | LockError::Lost { name, .. }
+            | LockError::Store { name, .. }
+            | LockError::Deadlock { name, .. }
+            | LockError::Mismatch { name, .. }
+            | LockError::Invalid { name, .. } => {
+                name.clear();
+                name.push_str(to);
+            }
+        }
+        self
+    }
+
     /// The holder reported with a `Busy` or `Timeout`, if known.
     pub fn holder(&self) -> Option<&Holder> {
         match self {

@@ -24,13 +24,48 @@ use crate::LockError;
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
+    // Fields drop in this order: the cross-process part first, so the next in-process
+    // waiter finds the OS lock free.
+    /// The cross-process part, for file locks.
+    pub(crate) file: Option<crate::file::FileHold>,
+    /// The in-process hold of the name.
+    held: Held,
+}
+
+/// One in-process hold: given back when dropped.
+pub(crate) struct Held {
     entry: EntryRef,
     grant: Grant,
     /// Taken by hand (counts for its chain), as opposed to inside a scope.
     hand: bool,
-    /// The cross-process part, for file locks. Given back before the in-process lock, so
-    /// the next in-process waiter finds the OS lock free.
-    pub(crate) file: Option<crate::file::FileHold>,
+    /// What the `released` event reports; `None`: no event (a file's own in-process lock,
+    /// which is part of a hold of the name).
+    backend: Option<crate::trace::Backend>,
+}
+
+impl Held {
+    /// See [`LockGuard::disown`].
+    pub(crate) fn disown(&self) {
+        self.entry.raw.disown(self.grant.id);
+    }
+}
+
+impl Drop for Held {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(backend) = self.backend {
+            crate::trace::released(self.entry.name(), self.grant.mode, backend, || {
+                clock::since_precise(self.grant.since)
+            });
+        }
+        self.entry.raw.unlock(&self.grant);
+        if self.hand {
+            crate::deadlock::hand_dropped();
+        }
+        if crate::lockdep::on() {
+            crate::lockdep::released(self.grant.id);
+        }
+    }
 }
 
 impl LockGuard {
@@ -43,28 +78,46 @@ impl LockGuard {
             crate::deadlock::hand_taken();
         }
         LockGuard {
-            entry,
-            grant,
-            hand,
             file: None,
+            held: Held {
+                entry,
+                grant,
+                hand,
+                backend: Some(crate::trace::Backend::Memory),
+            },
         }
+    }
+
+    /// Attaches the cross-process part of a file lock.
+    #[inline]
+    pub(crate) fn attach_file(&mut self, hold: crate::file::FileHold) {
+        self.held.backend = Some(crate::trace::Backend::File);
+        self.file = Some(hold);
+    }
+
+    /// The in-process hold alone, silent when released (for a lock file's own in-process
+    /// lock, which a [`FileHold`](crate::file::FileHold) keeps).
+    pub(crate) fn into_held(mut self) -> Held {
+        debug_assert!(self.file.is_none());
+        self.held.backend = None;
+        self.held
     }
 
     #[inline]
     pub(crate) fn entry(&self) -> &Entry {
-        &self.entry
+        &self.held.entry
     }
 
     /// When the grant was made, on the `clock` module's clocks.
     #[inline]
     pub(crate) fn granted_nanos(&self) -> u64 {
-        self.grant.since
+        self.held.grant.since
     }
 
     /// The grant's id (what scope frames remember).
     #[inline]
     pub(crate) fn token(&self) -> u64 {
-        self.grant.id
+        self.held.grant.id
     }
 
     /// The mode the lock is held in.
@@ -74,19 +127,22 @@ impl LockGuard {
     /// assert_eq!(g.mode(), lock_core::Mode::Permits(3));
     /// ```
     pub fn mode(&self) -> crate::Mode {
-        self.grant.mode
+        self.held.grant.mode
     }
 
     /// Makes this hold count for no call chain: for guards that the library hands to a
     /// task of its own (cleanup after cancellation), so the chain that took them may
     /// queue for the name again.
     pub(crate) fn disown(&self) {
-        self.entry.raw.disown(self.grant.id);
+        self.held.entry.raw.disown(self.held.grant.id);
+        if let Some(f) = &self.file {
+            f.disown();
+        }
     }
 
     /// The lock's name.
     pub fn name(&self) -> &str {
-        self.entry.name()
+        self.held.entry.name()
     }
 
     /// How long the lock has been held by this guard.
@@ -95,7 +151,7 @@ impl LockGuard {
     /// coarse clock (1 to 4 ms on Linux). The acquisition reads only that coarse clock:
     /// a precise reading costs as much as the rest of an uncontended acquisition.
     pub fn held_for(&self) -> Duration {
-        clock::since_precise(self.grant.since)
+        clock::since_precise(self.held.grant.since)
     }
 
     /// When the lock was acquired (up to one coarse clock tick early; see
@@ -110,41 +166,62 @@ impl LockGuard {
         self.file.is_some()
     }
 
+    /// The open lock file whose OS lock this guard holds (`None` for in-process locks).
+    ///
+    /// For handing a file lock down to a child process, as `flock(1)` does with its
+    /// command: a child that inherits this descriptor (clear `FD_CLOEXEC` on it between
+    /// `fork` and `exec`; lock-core opens it close-on-exec) shares the OS lock, which then
+    /// stays held — even if this process dies — until every process that has the
+    /// descriptor has closed it. Releasing this guard unlocks it for all of them, so a
+    /// process that hands its lock down lets its heirs end it instead (it exits, or
+    /// forgets the guard). [`record_heirs`](Self::record_heirs) lets the others see who
+    /// holds the lock then. `lock-core run` does all of this for its command.
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use std::os::fd::AsRawFd;
+    /// let g = lock_core::file::try_acquire("doc-guard-fd").unwrap();
+    /// assert!(g.lock_file_fd().unwrap().as_raw_fd() >= 0);
+    /// assert!(lock_core::Lock::new("doc-guard-fd-local").try_acquire().unwrap().lock_file_fd().is_none());
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn lock_file_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.file.as_ref()?.file().map(|f| f.as_fd())
+    }
+
+    /// Records in the lock file that process group `pgid` inherited this file lock (see
+    /// [`lock_file_fd`](Self::lock_file_fd)): while any process of that group lives,
+    /// [`file::holders`](crate::file::holders), `lock-core status` and the holder named by
+    /// [`LockError::Busy`] and [`LockError::Timeout`] count the hold as live even once
+    /// this process has exited, and name the group. Does nothing for in-process locks
+    /// and for files that are not lock-core's.
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// let g = lock_core::file::try_acquire("doc-guard-heirs").unwrap();
+    /// // In real use: the process group of the child that inherited the descriptor.
+    /// g.record_heirs(std::process::id());
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn record_heirs(&self, pgid: u32) {
+        if let Some(f) = &self.file {
+            f.set_heirs(pgid);
+        }
+    }
+
     /// Releases the lock now, reporting any failure to give back the file lock.
     ///
     /// Dropping the guard releases too, but can only swallow such an error.
     pub fn release(mut self) -> Result<(), LockError> {
         let file_result = match self.file.take() {
-            Some(f) => f.release(self.entry.name()),
+            Some(f) => f.release(self.held.entry.name()),
             None => Ok(()),
         };
-        // In-process part goes in Drop.
-        drop(self);
+        // The in-process part is given back as `held` drops.
         file_result
-    }
-}
-
-impl Drop for LockGuard {
-    #[inline]
-    fn drop(&mut self) {
-        let backend = if self.file.is_some() {
-            crate::trace::Backend::File
-        } else {
-            crate::trace::Backend::Memory
-        };
-        crate::trace::released(self.entry.name(), self.grant.mode, backend, || {
-            clock::since_precise(self.grant.since)
-        });
-        if let Some(f) = self.file.take() {
-            let _ = f.release(self.entry.name());
-        }
-        self.entry.raw.unlock(&self.grant);
-        if self.hand {
-            crate::deadlock::hand_dropped();
-        }
-        if crate::lockdep::on() {
-            crate::lockdep::released(self.grant.id);
-        }
     }
 }
 
@@ -152,7 +229,7 @@ impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
             .field("name", &self.name())
-            .field("mode", &self.grant.mode)
+            .field("mode", &self.held.grant.mode)
             .field("held_for", &self.held_for())
             .field("file", &self.file.is_some())
             .finish()

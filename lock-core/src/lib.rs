@@ -118,6 +118,7 @@ mod reactor;
 mod registry;
 mod request;
 mod site;
+mod stall;
 mod sync;
 mod trace;
 

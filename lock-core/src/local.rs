@@ -27,6 +27,7 @@ use crate::raw::{Record, Refused};
 use crate::reactor::{self, Stop};
 use crate::registry::EntryRef;
 use crate::site::Site;
+use crate::stall;
 use crate::trace;
 use crate::{Holder, LockError, LockGuard};
 
@@ -143,7 +144,9 @@ fn failed(e: LockError) -> Fast {
 /// Tells the lock-order checker about a lock just taken (when it runs).
 #[inline(always)]
 fn taken(guard: &LockGuard, facts: &Facts, me: impl FnOnce() -> Me) {
-    if crate::lockdep::on() {
+    // A lock file's own in-process lock always comes right after its name's: its order
+    // is the name's.
+    if crate::lockdep::on() && !crate::name::is_file_key(guard.name()) {
         taken_cold(guard, facts, &me());
     }
 }
@@ -179,6 +182,17 @@ pub(crate) fn try_fast(entry: EntryRef, mode: Mode, facts: &Facts, me: impl Fn()
             taken(&g, facts, me);
             Fast::Got(g)
         }
+        Err(r) => refused_fast(entry, r, mode),
+    }
+}
+
+/// Step 2 for a caller that cannot say who it is here (the attribute's async fast
+/// path): takes the lock only if nobody holds it, so it never joins holders that could
+/// be its own chain's; anything else goes to the slow path, which asks with the waker.
+#[inline(always)]
+pub(crate) fn try_alone(entry: EntryRef, mode: Mode, facts: &Facts) -> Fast {
+    match entry.raw.try_lock_alone(mode, facts) {
+        Ok(grant) => Fast::Got(LockGuard::with_facts(entry, grant, facts)),
         Err(r) => refused_fast(entry, r, mode),
     }
 }
@@ -230,7 +244,7 @@ fn check_contended(entry: &EntryRef, me: &Me, blocking: bool) -> Result<(), Lock
 /// A holder that a blocking wait on this thread would stop: async code whose hold was
 /// taken on this thread, unless this is a multi-thread runtime's task (the runtime then
 /// moves the holder to another worker while we block).
-fn stalled_by(entry: &EntryRef) -> Option<Record> {
+pub(crate) fn stalled_by(entry: &EntryRef) -> Option<Record> {
     let here = owner::thread_key();
     let stalls = |r: &Record| r.facts.is_async() && r.facts.thread_key() == here;
     let records = entry.raw.records();
@@ -337,24 +351,24 @@ async fn wait_slow_inner(
     trace::wait_started(name, mode, trace::Backend::Memory, || {
         holder_of(entry.raw.holder())
     });
+    let w = stall::refuse_blocked_driver(entry, entry.raw.lock_async(mode, facts));
     // A timeout too far away to represent is no timeout.
     let got = match timeout.zip(start).and_then(|(t, s)| s.checked_add(t)) {
         None => {
-            let w = entry.raw.lock_async(mode, facts);
             trace::watch(w, name, mode, trace::Backend::Memory, start, || {
                 holder_of(entry.raw.holder())
             })
-            .await
+            .await?
         }
         // The timer is the crate's own (no runtime needed); the queue is left on timeout
         // or failure by dropping the `lock_async` future.
         Some(deadline) => {
-            let w = reactor::timeout_at(deadline, entry.raw.lock_async(mode, facts));
+            let w = reactor::timeout_at(deadline, w);
             let w = trace::watch(w, name, mode, trace::Backend::Memory, start, || {
                 holder_of(entry.raw.holder())
             });
             match w.await {
-                Ok(r) => r,
+                Ok(r) => r?,
                 Err(Stop::Elapsed) => return Err(timed_out(entry, waited(start))),
                 Err(Stop::Failed(e)) => return Err(reactor::wait_failed(name, e)),
             }

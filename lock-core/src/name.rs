@@ -5,6 +5,32 @@ use crate::LockError;
 /// The longest name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
+/// Starts the registry key of a lock file's own in-process lock (see `file::cache`).
+/// A control character, so no valid name can ever be such a key.
+const FILE_KEY: &str = "\u{1}file ";
+
+/// The registry key of the in-process lock of the file with this identity (device and
+/// inode), first reached at `path` (kept for messages).
+pub(crate) fn file_key(dev: u64, ino: u64, path: &std::path::Path) -> String {
+    format!("{FILE_KEY}{dev}:{ino} {}", path.display())
+}
+
+/// True for the key of a lock file's own in-process lock.
+pub(crate) fn is_file_key(name: &str) -> bool {
+    name.starts_with(FILE_KEY)
+}
+
+/// A registry key as messages show it: a lock file's key as "lock file PATH".
+pub(crate) fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.strip_prefix(FILE_KEY) {
+        Some(rest) => {
+            let path = rest.split_once(' ').map_or(rest, |(_, p)| p);
+            std::borrow::Cow::Owned(format!("lock file {path}"))
+        }
+        None => std::borrow::Cow::Borrowed(name),
+    }
+}
+
 /// Checks `name` against the name rules: non-empty, at most [`MAX_NAME_LEN`] bytes of
 /// UTF-8, and no control characters.
 ///

@@ -81,6 +81,17 @@ pub(crate) fn task_key() -> Option<u64> {
     Some(TASK | (h.0 & VALUE))
 }
 
+/// The current thread's key if it runs a Tokio runtime's `block_on` (a runtime context
+/// but no task), else 0.
+#[cold]
+fn root_thread() -> u64 {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        thread_key()
+    } else {
+        0
+    }
+}
+
 /// Who is asking.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Me {
@@ -90,6 +101,11 @@ pub(crate) struct Me {
     pub(crate) task: u64,
     /// A sync caller: it knows no waker, so its chain is its whole task (or thread).
     pub(crate) sync: bool,
+    /// An async caller outside any task of a Tokio runtime whose context it runs in: the
+    /// root future of a Tokio `block_on`, on thread [`root`](Self::root)'s value (0: not
+    /// such a caller). Every other future on that thread is a task, so a sync verb's
+    /// hold taken there outside any task is this chain's (or its blocked caller's).
+    pub(crate) root: u64,
 }
 
 impl Me {
@@ -101,11 +117,13 @@ impl Me {
                 key: t,
                 task: t,
                 sync: true,
+                root: 0,
             },
             None => Me {
                 key: THREAD | thread_key(),
                 task: 0,
                 sync: true,
+                root: 0,
             },
         }
     }
@@ -113,10 +131,15 @@ impl Me {
     /// An async caller polled with `waker`.
     #[inline]
     pub(crate) fn asynchronous(waker: &Waker) -> Me {
+        let task = task_key();
         Me {
             key: WAKER | (waker.data() as usize as u64 & VALUE),
-            task: task_key().unwrap_or(0),
+            task: task.unwrap_or(0),
             sync: false,
+            root: match task {
+                Some(_) => 0,
+                None => root_thread(),
+            },
         }
     }
 
@@ -162,6 +185,16 @@ impl Me {
                 {
                     return true;
                 }
+            }
+            // The root future of a Tokio `block_on`, and a sync verb's hold taken on its
+            // thread outside any task: its own, or its blocked caller's (as a sync verb's
+            // hold in a task is its task's).
+            if self.root != 0
+                && facts.task == 0
+                && !facts.is_async()
+                && facts.thread_key() == self.root
+            {
+                return true;
             }
         }
         blocking && self.task != 0 && facts.task == self.task
@@ -340,6 +373,7 @@ mod tests {
             key: TASK | 5,
             task: TASK | 5,
             sync: false,
+            root: 0,
         };
         let sibling = Facts {
             key: WAKER | 8,

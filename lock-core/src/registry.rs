@@ -46,6 +46,12 @@ impl Entry {
     fn in_use(&self) -> bool {
         self.handles.load(Ordering::Acquire) != 0
     }
+
+    /// In use by a name (not a lock file's own in-process lock, which an open lock file
+    /// keeps while it is cached).
+    fn named_in_use(&self) -> bool {
+        self.in_use() && !crate::name::is_file_key(&self.name)
+    }
 }
 
 struct Shard {
@@ -203,23 +209,24 @@ pub(crate) fn peek<R>(name: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
     shard.table.find(hash, |e| &*e.name == name).map(|e| f(e))
 }
 
-/// How many names are in use right now (held, waited for, or pinned by a call site).
+/// How many names are in use right now (held, waited for, or pinned by a call site); lock
+/// files' own in-process locks are not names.
 pub(crate) fn in_use() -> usize {
     REGISTRY
         .shards
         .iter()
-        .map(|s| lock(s).table.iter().filter(|e| e.in_use()).count())
+        .map(|s| lock(s).table.iter().filter(|e| e.named_in_use()).count())
         .sum()
 }
 
-/// Calls `f` with every entry in use (held, waited for, or pinned by a call site).
+/// Calls `f` with every name in use (held, waited for, or pinned by a call site).
 /// Each shard's lock is held only while its entries are collected, not during `f`.
 pub(crate) fn for_each_in_use(mut f: impl FnMut(&Entry)) {
     for shard in &REGISTRY.shards {
         let live: Vec<Arc<Entry>> = lock(shard)
             .table
             .iter()
-            .filter(|e| e.in_use())
+            .filter(|e| e.named_in_use())
             .cloned()
             .collect();
         for e in &live {

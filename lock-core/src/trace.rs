@@ -96,21 +96,20 @@ pub(crate) const ON: bool = cfg!(feature = "tracing");
 
 /// Runs `fut` (a wait for `name`), reporting once if it is still running after the
 /// slow-wait threshold; `holder` says who holds the lock then.
-#[cfg(feature = "tracing")]
 pub(crate) async fn watch<F: std::future::Future>(
     fut: F,
     name: &str,
-    mode: Mode,
+    mode: crate::mode::Mode,
     backend: Backend,
     start: Option<std::time::Instant>,
     holder: impl Fn() -> Option<Box<crate::Holder>>,
 ) -> F::Output {
-    let start = start.unwrap_or_else(std::time::Instant::now);
-    let span = wait_span(name, mode, backend);
-    let fut = tracing::Instrument::instrument(fut, span);
+    #[cfg(feature = "tracing")]
+    let fut = tracing::Instrument::instrument(fut, wait_span(name, mode, backend));
     if !slow_waits_wanted() {
         return fut.await;
     }
+    let start = start.unwrap_or_else(std::time::Instant::now);
     let mut fut = std::pin::pin!(fut);
     let at = start + slow_wait_threshold();
     match crate::reactor::timeout_at(at, fut.as_mut()).await {
@@ -122,27 +121,113 @@ pub(crate) async fn watch<F: std::future::Future>(
     }
 }
 
-/// Without the feature: the wait itself.
-#[cfg(not(feature = "tracing"))]
-#[inline(always)]
-pub(crate) fn watch<F: std::future::Future>(
-    fut: F,
-    _name: &str,
-    _mode: crate::mode::Mode,
-    _backend: Backend,
-    _start: Option<std::time::Instant>,
-    _holder: impl Fn() -> Option<Box<crate::Holder>>,
-) -> F {
-    fut
-}
-
-/// Whether waits should watch for the slow-wait threshold (a subscriber wants the WARN).
+/// Whether waits should watch for the slow-wait threshold: a `tracing` subscriber wants
+/// the WARN, or long waits are said on standard error (see [`stderr_wanted`]).
 #[inline]
 pub(crate) fn slow_waits_wanted() -> bool {
     #[cfg(feature = "tracing")]
-    return tracing::enabled!(target: "lock_core", tracing::Level::WARN);
-    #[cfg(not(feature = "tracing"))]
-    false
+    if tracing::enabled!(target: "lock_core", tracing::Level::WARN) {
+        return true;
+    }
+    stderr_wanted()
+}
+
+/// Reports a wait still running after the threshold: a `tracing` WARN if a subscriber
+/// takes it, else one line on standard error where [`stderr_wanted`].
+pub(crate) fn slow_wait(
+    name: &str,
+    mode: crate::mode::Mode,
+    backend: Backend,
+    waited: Duration,
+    holder: Option<&crate::Holder>,
+) {
+    #[cfg(feature = "tracing")]
+    if tracing::enabled!(target: "lock_core", tracing::Level::WARN) {
+        on::slow_wait_event(name, mode, backend, waited, holder);
+        return;
+    }
+    if stderr_wanted() {
+        say(&format!(
+            "lock-core: still waiting for lock `{}` ({mode}, {}) after {:.1}s; held by {}",
+            crate::name::shown(name),
+            backend.as_str(),
+            waited.as_secs_f64(),
+            holder.map_or_else(|| "an unknown holder".to_owned(), |h| h.to_string())
+        ));
+    }
+}
+
+/// Writes one line straight to the process's standard error: not through `eprintln!`,
+/// which a test harness captures (a hung test's captured output is never shown).
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+const STDERR_UNKNOWN: u8 = 0;
+const STDERR_OFF: u8 = 1;
+const STDERR_ON: u8 = 2;
+static STDERR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(STDERR_UNKNOWN);
+
+/// Whether long waits (and lock-order reports without a subscriber) are said on standard
+/// error, with no feature or subscriber needed: when `LOCK_CORE_SLOW_WAIT_MS` is set (to
+/// anything but `off`), and in test suites — a test binary run by `cargo test` (an
+/// executable in cargo's `deps` directory) or by cargo-nextest (`NEXTEST`). Decided once.
+pub(crate) fn stderr_wanted() -> bool {
+    match STDERR.load(Ordering::Relaxed) {
+        STDERR_ON => true,
+        STDERR_OFF => false,
+        _ => {
+            let on = detect_stderr();
+            STDERR.store(if on { STDERR_ON } else { STDERR_OFF }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+fn detect_stderr() -> bool {
+    if let Some(v) = std::env::var_os("LOCK_CORE_SLOW_WAIT_MS") {
+        return v != "off";
+    }
+    std::env::var_os("NEXTEST").is_some()
+        || std::env::var_os("NEXTEST_RUN_ID").is_some()
+        || std::env::current_exe().is_ok_and(|exe| is_test_binary(&exe))
+}
+
+/// `…/deps/NAME-HASH`: where cargo puts the test binaries it builds and runs (a program
+/// run with `cargo run` is `target/<profile>/NAME`).
+fn is_test_binary(exe: &std::path::Path) -> bool {
+    let in_deps = exe
+        .parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|d| d == "deps");
+    let hashed = exe
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.rsplit_once('-'))
+        .is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    in_deps && hashed
+}
+
+#[cfg(test)]
+mod stderr_tests {
+    use super::is_test_binary;
+    use std::path::Path;
+
+    #[test]
+    fn cargo_test_binaries_are_recognised() {
+        assert!(is_test_binary(Path::new(
+            "/w/target/debug/deps/it-0123456789abcdef"
+        )));
+        assert!(!is_test_binary(Path::new("/w/target/debug/app")));
+        assert!(!is_test_binary(Path::new("/w/target/debug/deps/app-12")));
+        assert!(!is_test_binary(Path::new("/usr/bin/deps-0123456789abcdef")));
+        // This very unit-test binary is one.
+        assert!(is_test_binary(&std::env::current_exe().unwrap()));
+    }
 }
 
 #[cfg(feature = "tracing")]
@@ -196,7 +281,7 @@ mod on {
         );
     }
 
-    pub(crate) fn slow_wait(
+    pub(crate) fn slow_wait_event(
         name: &str,
         mode: Mode,
         backend: Backend,
@@ -354,8 +439,6 @@ mod off {
     }
     #[inline(always)]
     pub(crate) fn acquired_after_wait(_: &str, _: Mode, _: Backend, _: Duration) {}
-    #[inline(always)]
-    pub(crate) fn slow_wait(_: &str, _: Mode, _: Backend, _: Duration, _: Option<&Holder>) {}
     #[inline(always)]
     pub(crate) fn released(_: &str, _: Mode, _: Backend, _: impl FnOnce() -> Duration) {}
     #[inline(always)]

@@ -200,12 +200,46 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// Ends the job as a user would: SIGTERM to `lock-core`, which passes it on to CMD's
+    /// whole process group (a SIGKILL would leave CMD running, holding the file lock it
+    /// inherited). SIGKILL only if that does not end it within [`DEADLINE`].
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = Instant::now() + DEADLINE;
+            while let Ok(None) = self.child.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
+}
+
+/// True if process `pid` exists and is not a zombie (Linux: from `/proc`).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// The pids listed one per line in `path` (written by a test job's processes).
+pub fn pids_in(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 /// Waits until `path` exists (at most [`DEADLINE`]); panics with `what` otherwise.

@@ -47,6 +47,7 @@ fn chain(key: u64) -> Me {
         key,
         task: 0,
         sync: true,
+        root: 0,
     }
 }
 

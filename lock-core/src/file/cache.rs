@@ -4,15 +4,20 @@
 //! Bounded: at most [`CAP`] files stay open, and files nobody used for [`IDLE`] are closed
 //! at the next cache access. A file in use (held or waited for) is never closed by the
 //! cache: its entry may be dropped, but the holder keeps its own reference and the
-//! descriptor closes only after that holder has unlocked it. Two holders of one process
-//! never share a descriptor for one lock file: the in-process lock on the name admits
-//! one at a time.
+//! descriptor closes only after that holder has unlocked it.
+//!
+//! **One file, one [`LockFile`].** A process opens each file (device and inode) once,
+//! however it is reached — under several names with one `path`, or by name in a
+//! directory and by `path` — so every holder of the process shares one descriptor and one
+//! count of its OS locks, and a release never unlocks the file under another holder. The
+//! file's own in-process lock (keyed by its identity, see [`LockFile::ident`]) admits its
+//! holders one at a time, or in the shape they ask for, whatever name they use.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use super::open::Owner;
@@ -40,6 +45,13 @@ pub(crate) struct LockFile {
     pub(crate) file: File,
     pub(crate) path: PathBuf,
     pub(crate) owner: Owner,
+    /// The file's identity: device and inode.
+    id: (u64, u64),
+    /// The file's own in-process lock, whatever name reaches it: a second ask from the
+    /// chain that holds it (under any name) is re-entry, and holders under two names
+    /// exclude each other in-process as they do across processes. Kept referenced while
+    /// the file is open, so taking it costs no registry lookup.
+    pub(crate) ident: crate::registry::Handle,
     /// `None` for files that are not lock-core's (or could not be mapped): OS locks only.
     #[cfg(unix)]
     pub(crate) page: Option<super::page::Page>,
@@ -67,8 +79,12 @@ pub(crate) struct Waiting<'a> {
 }
 
 impl LockFile {
-    pub(super) fn new(file: File, path: PathBuf, owner: Owner) -> LockFile {
-        LockFile {
+    pub(super) fn new(file: File, path: PathBuf, owner: Owner) -> io::Result<LockFile> {
+        let id = identity(&file)?;
+        let ident = crate::registry::get(&crate::name::file_key(id.0, id.1, &path));
+        Ok(LockFile {
+            id,
+            ident,
             #[cfg(unix)]
             page: match owner {
                 Owner::Ours => super::page::Page::map(&file).ok(),
@@ -79,7 +95,7 @@ impl LockFile {
             owner,
             shared: Mutex::new(SharedOs::default()),
             permits: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// The shared page, for lock-core's own files.
@@ -142,6 +158,20 @@ impl LockFile {
     }
 }
 
+#[cfg(unix)]
+fn identity(f: &File) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    Ok((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_f: &File) -> io::Result<(u64, u64)> {
+    // No portable identity: each opened file counts as its own.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    Ok((0, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
+}
+
 struct Slot {
     file: Arc<LockFile>,
     last_used: u64,
@@ -156,6 +186,9 @@ struct Cache {
     /// than hashing paths component by component. Files named with `path` are kept under
     /// their full path with an empty lock name.
     dirs: Vec<(PathBuf, Names)>,
+    /// Every open lock file by identity, cached or not, while anyone uses it: a miss
+    /// that opens a file some other way of reaching it has open already uses that one.
+    by_id: HashMap<(u64, u64), Weak<LockFile>, foldhash::fast::RandomState>,
     len: usize,
     last_sweep: u64,
 }
@@ -163,6 +196,7 @@ struct Cache {
 static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| {
     Mutex::new(Cache {
         dirs: Vec::new(),
+        by_id: HashMap::default(),
         len: 0,
         last_sweep: crate::clock::coarse_nanos(),
     })
@@ -216,6 +250,9 @@ impl Cache {
             }
         }
         self.dirs.retain(|(_, files)| !files.is_empty());
+        // Files closed meanwhile (those in `removed` go at a later sweep; a dead entry is
+        // simply replaced when its file is opened again).
+        self.by_id.retain(|_, w| w.strong_count() > 0);
         self.last_sweep = now;
         removed
     }
@@ -251,8 +288,18 @@ pub(crate) fn open(
         }
     }
     // Miss: open outside the cache lock (file system calls may be slow).
-    let lf = Arc::new(open_file(dir, name, exact)?);
+    let fresh = open_file(dir, name, exact)?;
     let mut c = lock(&CACHE);
+    // The same file reached another way (another name on one `path`, a name and a
+    // `path`) is one lock: use the descriptor that is open already.
+    let (lf, duplicate) = match c.by_id.get(&fresh.id).and_then(Weak::upgrade) {
+        Some(open) => (open, Some(fresh)),
+        None => {
+            let lf = Arc::new(fresh);
+            c.by_id.insert(lf.id, Arc::downgrade(&lf));
+            (lf, None)
+        }
+    };
     evicted = if c.len >= CAP || elapsed(now, c.last_sweep) >= SWEEP_EVERY {
         c.sweep(now, true)
     } else {
@@ -284,6 +331,7 @@ pub(crate) fn open(
         drop(c);
     }
     drop(evicted);
+    drop(duplicate); // closed outside the cache lock
     Ok(lf)
 }
 
@@ -307,7 +355,7 @@ fn open_file(dir: &Path, name: &str, exact: bool) -> Result<LockFile, (PathBuf, 
         other => other,
     };
     let (file, owner) = opened.map_err(|e| (path.clone(), e))?;
-    Ok(LockFile::new(file, path, owner))
+    LockFile::new(file, path.clone(), owner).map_err(|e| (path, e))
 }
 
 #[cfg(test)]

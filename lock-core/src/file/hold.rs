@@ -48,10 +48,12 @@ enum Os {
     Permit { index: u32, entry: Option<usize> },
 }
 
-/// The cross-process half of a file-lock guard: the open lock file and what it holds.
+/// The cross-process half of a file-lock guard: the open lock file, what it holds, and
+/// the file's own in-process lock (given back after the OS lock, as the field drops).
 pub(crate) struct FileHold {
     lf: Option<Arc<LockFile>>,
     os: Os,
+    inproc: Option<crate::guard::Held>,
 }
 
 pub(crate) fn io_error(name: &str, path: &std::path::Path, source: std::io::Error) -> LockError {
@@ -70,9 +72,19 @@ pub(crate) fn holder_of_entry(e: &Entry) -> Holder {
         h.host = Some(record::host_name().to_owned());
     }
     h.since = UNIX_EPOCH.checked_add(Duration::from_millis(e.since_ms));
-    h.detail = Some(match page::mode_of(e.kind) {
+    let what = match page::mode_of(e.kind) {
         Some(m) => format!("file lock ({m})"),
         None => "file lock".to_owned(),
+    };
+    h.detail = Some(if e.inherited() {
+        // The taker is gone; what holds the lock now is the group that inherited it.
+        h.pid = Some(e.heirs);
+        format!(
+            "{what}, inherited by process group {} of pid {}, which has exited",
+            e.heirs, e.pid
+        )
+    } else {
+        what
     });
     h
 }
@@ -266,7 +278,42 @@ impl FileHold {
         FileHold {
             lf: Some(lf.clone()),
             os,
+            inproc: None,
         }
+    }
+
+    /// Keeps the file's own in-process hold, taken before the OS lock.
+    pub(crate) fn with_inproc(mut self, held: crate::guard::Held) -> FileHold {
+        self.inproc = Some(held);
+        self
+    }
+
+    /// See [`LockGuard::disown`](crate::LockGuard).
+    pub(crate) fn disown(&self) {
+        if let Some(h) = &self.inproc {
+            h.disown();
+        }
+    }
+
+    /// The open lock file whose OS lock this hold holds.
+    pub(crate) fn file(&self) -> Option<&std::fs::File> {
+        self.lf.as_ref().map(|lf| &lf.file)
+    }
+
+    /// Records in the page that process group `pgid` inherited this hold.
+    pub(crate) fn set_heirs(&self, pgid: u32) {
+        #[cfg(unix)]
+        if let Some(lf) = &self.lf {
+            let Some(page) = lf.page() else { return };
+            let entry = match self.os {
+                Os::Exclusive { entry } | Os::Permit { entry, .. } => entry,
+                Os::Shared => lock(&lf.shared).entry,
+            };
+            if let Some(i) = entry {
+                page.set_heirs(i, pgid);
+            }
+        }
+        let _ = pgid;
     }
 
     /// Gives the OS lock back, then wakes waiting processes.

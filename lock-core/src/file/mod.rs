@@ -135,6 +135,7 @@ use hold::Try;
 pub use dir::default_dir;
 pub(crate) use hold::FileHold;
 pub use listing::FileHolder;
+pub(crate) use record::host_name;
 
 fn resolve_dir(dir: Option<&Path>) -> Cow<'_, Path> {
     match dir {
@@ -520,7 +521,41 @@ fn deadline_of(start: Instant, timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| start.checked_add(t))
 }
 
-/// Waits for the in-process lock, then the OS lock. `Some(0)` tries each once.
+/// An error of a lock file's own in-process lock, as an error of the lock `name` that
+/// the caller asked for (which reached the file under another name, or is held by
+/// another name of this process).
+#[cold]
+fn alias_error(e: LockError, name: &str, lf: &LockFile) -> LockError {
+    let path = lf.path.display();
+    match e {
+        LockError::Busy {
+            holder,
+            reentrant,
+            reason: None,
+            ..
+        } => {
+            LockError::Busy {
+                name: name.to_owned(),
+                holder,
+                reentrant,
+                reason: Some(if reentrant {
+                    format!("its lock file {path} is held by this call chain already, under another name")
+                } else {
+                    format!("its lock file {path} is held in this process under another name")
+                }),
+            }
+        }
+        e => e.renamed(name),
+    }
+}
+
+/// The time left of `timeout` since `start` (`Some(0)` once it is used up: try once).
+fn left(start: Instant, timeout: Option<Duration>) -> Option<Duration> {
+    timeout.map(|t| t.saturating_sub(start.elapsed()))
+}
+
+/// Waits for the in-process lock, then the file's own in-process lock (one per file,
+/// whatever name reaches it), then the OS lock. `Some(0)` tries each once.
 pub(crate) async fn lock_entry(
     entry: EntryRef,
     place: Place<'_>,
@@ -532,45 +567,56 @@ pub(crate) async fn lock_entry(
     let start = Instant::now();
     let mut guard = local::lock(entry, mode, timeout, site, hand).await?;
     let lf = open_for(&guard, place)?;
+    let ident = EntryRef::Counted(lf.ident.clone());
+    let inproc = local::lock(ident, mode, left(start, timeout), site, hand)
+        .await
+        .map_err(|e| alias_error(e, guard.name(), &lf))?
+        .into_held();
     let hold = match hold::try_os(&lf, mode, guard.name(), None)? {
         Try::Got(h) => h,
         Try::Held | Try::Yield if timeout == Some(Duration::ZERO) => {
             return Err(busy(&lf, guard.name()))
         }
-        // On error or cancellation `guard` drops here and gives the in-process lock back;
-        // the OS lock was never taken.
+        // On error or cancellation `guard` and `inproc` drop here and give the in-process
+        // locks back; the OS lock was never taken.
         Try::Held | Try::Yield => {
             wait::wait_async(&lf, mode, guard.name(), start, deadline_of(start, timeout)).await?
         }
     };
-    guard.file = Some(hold);
+    guard.attach_file(hold.with_inproc(inproc));
     Ok(guard)
 }
 
-/// The attribute's fast path: both locks if both can be had right now, else `None` with
-/// nothing held (the caller then waits the usual way).
+/// The attribute's fast path: all three locks if all can be had right now, else `None`
+/// with nothing held (the caller then waits the usual way).
 pub(crate) fn try_now(
     entry: EntryRef,
     place: Place<'_>,
     mode: Mode,
     facts: &Facts,
 ) -> Result<Option<LockGuard>, LockError> {
-    let mut guard = match local::try_fast(entry, mode, facts, Me::sync) {
+    let mut guard = match local::try_alone(entry, mode, facts) {
         local::Fast::Got(g) => g,
         local::Fast::Taken(_) => return Ok(None),
         local::Fast::Failed(e) => return Err(*e),
     };
     let lf = open_for(&guard, place)?;
+    let ident = EntryRef::Counted(lf.ident.clone());
+    let inproc = match local::try_alone(ident, mode, facts) {
+        local::Fast::Got(g) => g.into_held(),
+        local::Fast::Taken(_) => return Ok(None),
+        local::Fast::Failed(e) => return Err(alias_error(*e, guard.name(), &lf)),
+    };
     match hold::try_os(&lf, mode, guard.name(), None)? {
         Try::Got(h) => {
-            guard.file = Some(h);
+            guard.attach_file(h.with_inproc(inproc));
             Ok(Some(guard))
         }
         Try::Held | Try::Yield => Ok(None),
     }
 }
 
-/// Takes both locks if both can be had right now.
+/// Takes all three locks if all can be had right now.
 pub(crate) fn try_lock_entry(
     entry: EntryRef,
     place: Place<'_>,
@@ -580,9 +626,13 @@ pub(crate) fn try_lock_entry(
 ) -> Result<LockGuard, LockError> {
     let mut guard = local::try_lock(entry, mode, facts, me)?;
     let lf = open_for(&guard, place)?;
+    let ident = EntryRef::Counted(lf.ident.clone());
+    let inproc = local::try_lock(ident, mode, facts, me)
+        .map_err(|e| alias_error(e, guard.name(), &lf))?
+        .into_held();
     match hold::try_os(&lf, mode, guard.name(), None)? {
         Try::Got(h) => {
-            guard.file = Some(h);
+            guard.attach_file(h.with_inproc(inproc));
             Ok(guard)
         }
         Try::Held | Try::Yield => Err(busy(&lf, guard.name())),
@@ -601,6 +651,10 @@ pub(crate) fn blocking_lock_entry(
     let start = Instant::now();
     let mut guard = local::blocking_lock(entry, mode, timeout, facts, me)?;
     let lf = open_for(&guard, place)?;
+    let ident = EntryRef::Counted(lf.ident.clone());
+    let inproc = local::blocking_lock(ident, mode, left(start, timeout), facts, me)
+        .map_err(|e| alias_error(e, guard.name(), &lf))?
+        .into_held();
     let hold = match hold::try_os(&lf, mode, guard.name(), None)? {
         Try::Got(h) => h,
         Try::Held | Try::Yield if timeout == Some(Duration::ZERO) => {
@@ -613,7 +667,7 @@ pub(crate) fn blocking_lock_entry(
             local::block_here(|| wait::wait_blocking(&lf, mode, name, start, deadline))?
         }
     };
-    guard.file = Some(hold);
+    guard.attach_file(hold.with_inproc(inproc));
     Ok(guard)
 }
 

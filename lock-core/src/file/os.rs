@@ -161,6 +161,26 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     exists && !is_zombie(pid)
 }
 
+/// True if the process group `pgid` has a member (zombies included: a group of zombies
+/// is gone a moment later, when their parent reaps them).
+#[cfg(unix)]
+pub(crate) fn group_alive(pgid: u32) -> bool {
+    let Ok(p) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    if p <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 to a process group only checks that it exists.
+    let rc = unsafe { libc::kill(-p, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn group_alive(_pgid: u32) -> bool {
+    false
+}
+
 /// A killed process whose parent has not reaped it yet still answers `kill(pid, 0)`;
 /// it holds nothing any more (its descriptors are closed).
 #[cfg(target_os = "linux")]

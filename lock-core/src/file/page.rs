@@ -14,9 +14,12 @@
 //! An entry is 32 bytes: pid, kind (exclusive, shared, or a counted lock and its count),
 //! host (a hash of the machine's name), a counter (for waiters: how often another
 //! process took the lock while this one waited), the time it started (ms since the
-//! epoch) and, for waiters, a ticket (the order in which waits began). A process claims a free entry by compare-and-swap on its pid and frees it by
-//! storing 0. Entries of processes that died (SIGKILL) stay behind: every reader checks
-//! liveness (`kill(pid, 0)`, for entries of this machine) before trusting one, and full
+//! epoch) and, for waiters, a ticket (the order in which waits began); for holders, the
+//! last word is the *heirs*: a process group that inherited the hold's descriptor (the
+//! command of `lock-core run`), 0 if none. A process claims a free entry by
+//! compare-and-swap on its pid and frees it by storing 0. Entries of processes that died
+//! (SIGKILL) stay behind: every reader checks liveness (`kill(pid, 0)`, and for a holder
+//! with heirs `kill(-pgid, 0)`, for entries of this machine) before trusting one, and full
 //! tables reclaim dead entries.
 //!
 //! **Kinds.** Every holder records its kind *before* it looks at the others' (both with
@@ -125,12 +128,49 @@ pub(crate) struct Entry {
     pub(crate) since_ms: u64,
     /// For waiters: the order in which waits began.
     pub(crate) ticket: u64,
+    /// For holders: the process group that inherited the hold's descriptor (0: none).
+    pub(crate) heirs: u32,
 }
 
 impl Entry {
-    /// True if the entry's process may still be alive (checked for this machine only).
+    fn of(
+        table: Table,
+        pid: u32,
+        kind: u32,
+        host: u32,
+        count: u32,
+        since_ms: u64,
+        last: u64,
+    ) -> Entry {
+        let (ticket, heirs) = match table {
+            Table::Waiters => (last, 0),
+            Table::Holders => (0, u32::try_from(last).unwrap_or(0)),
+        };
+        Entry {
+            pid,
+            kind,
+            host,
+            count,
+            since_ms,
+            ticket,
+            heirs,
+        }
+    }
+
+    /// True if the entry's process, or for a holder one of its heirs, may still be alive
+    /// (checked for this machine only).
     pub(crate) fn alive(&self) -> bool {
-        self.pid != 0 && (self.host != super::record::host_hash() || super::os::pid_alive(self.pid))
+        self.pid != 0
+            && (self.host != super::record::host_hash()
+                || super::os::pid_alive(self.pid)
+                || (self.heirs != 0 && super::os::group_alive(self.heirs)))
+    }
+
+    /// True if the entry's own process is gone and only its heirs may hold on.
+    pub(crate) fn inherited(&self) -> bool {
+        self.heirs != 0
+            && self.host == super::record::host_hash()
+            && !super::os::pid_alive(self.pid)
     }
 }
 
@@ -211,14 +251,23 @@ impl Page {
 
     fn read_entry(&self, table: Table, i: usize) -> Entry {
         let at = self.entry_at(table, i);
-        Entry {
-            pid: self.u32_at(at).load(Ordering::SeqCst),
-            kind: self.u32_at(at + 4).load(Ordering::SeqCst),
-            host: self.u32_at(at + 8).load(Ordering::Relaxed),
-            count: self.u32_at(at + 12).load(Ordering::Relaxed),
-            since_ms: self.u64_at(at + 16).load(Ordering::Relaxed),
-            ticket: self.u64_at(at + 24).load(Ordering::Relaxed),
-        }
+        Entry::of(
+            table,
+            self.u32_at(at).load(Ordering::SeqCst),
+            self.u32_at(at + 4).load(Ordering::SeqCst),
+            self.u32_at(at + 8).load(Ordering::Relaxed),
+            self.u32_at(at + 12).load(Ordering::Relaxed),
+            self.u64_at(at + 16).load(Ordering::Relaxed),
+            self.u64_at(at + 24).load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records that process group `pgid` inherited this process's hold `i` (see
+    /// [`Entry::heirs`]).
+    pub(crate) fn set_heirs(&self, i: usize, pgid: u32) {
+        let at = self.entry_at(Table::Holders, i);
+        self.u64_at(at + 24)
+            .store(u64::from(pgid), Ordering::SeqCst);
     }
 
     /// Every entry in use (kind written) of a table, with its index.
@@ -360,18 +409,19 @@ pub(crate) fn snapshot(f: &File) -> Option<Snapshot> {
         b.copy_from_slice(&buf[at..at + 8]);
         u64::from_ne_bytes(b)
     };
-    let table = |base: usize| -> Vec<Entry> {
+    let table = |table: Table| -> Vec<Entry> {
         (0..ENTRIES)
             .map(|i| {
-                let at = base + i * ENTRY_LEN;
-                Entry {
-                    pid: u32_at(at),
-                    kind: u32_at(at + 4),
-                    host: u32_at(at + 8),
-                    count: u32_at(at + 12),
-                    since_ms: u64_at(at + 16),
-                    ticket: u64_at(at + 24),
-                }
+                let at = table.base() + i * ENTRY_LEN;
+                Entry::of(
+                    table,
+                    u32_at(at),
+                    u32_at(at + 4),
+                    u32_at(at + 8),
+                    u32_at(at + 12),
+                    u64_at(at + 16),
+                    u64_at(at + 24),
+                )
             })
             .filter(|e| e.pid != 0 && e.kind != 0)
             .collect()
@@ -385,8 +435,8 @@ pub(crate) fn snapshot(f: &File) -> Option<Snapshot> {
         .flatten();
     Some(Snapshot {
         name,
-        holders: table(HOLDERS_AT),
-        waiters: table(WAITERS_AT),
+        holders: table(Table::Holders),
+        waiters: table(Table::Waiters),
     })
 }
 

@@ -53,15 +53,18 @@ fn os_lock_conflict_reports_the_holder_and_times_out() {
             .unwrap(),
     ); // creates the file
        // A second descriptor with its own page, as another process would have.
-    let other = Arc::new(LockFile::new(
-        std::fs::File::options()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap(),
-        path.clone(),
-        open::Owner::Ours,
-    ));
+    let other = Arc::new(
+        LockFile::new(
+            std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap(),
+            path.clone(),
+            open::Owner::Ours,
+        )
+        .unwrap(),
+    );
     let Try::Got(held) = hold::try_os(
         &other,
         Mode::Exclusive,
@@ -174,13 +177,19 @@ fn blocking_waiter_without_deadline_waits_in_the_kernel() {
             .unwrap(),
         path.clone(),
         open::Owner::Ours,
-    );
+    )
+    .unwrap();
     let ino = other.file.metadata().unwrap().ino();
     assert!(os::try_lock(&other.file).unwrap());
     let d2 = d.clone();
     let waiter = std::thread::spawn(move || d2.blocking_acquire(name, None).map(drop));
     let give_up = Instant::now() + Duration::from_secs(20);
     while !kernel_waiter_on(ino) {
+        assert!(
+            !waiter.is_finished(),
+            "the waiter ended: {:?}",
+            waiter.join()
+        );
         assert!(Instant::now() < give_up, "no blocked flock waiter appeared");
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -261,8 +270,8 @@ fn releases_wake_exactly_when_someone_waits() {
             .unwrap()
     };
     // Two descriptors, as two processes would have.
-    let holder = Arc::new(LockFile::new(open(), path.clone(), open::Owner::Ours));
-    let waiter = LockFile::new(open(), path.clone(), open::Owner::Ours);
+    let holder = Arc::new(LockFile::new(open(), path.clone(), open::Owner::Ours).unwrap());
+    let waiter = LockFile::new(open(), path.clone(), open::Owner::Ours).unwrap();
     let watch = os::Watch::new(&path).unwrap();
     let quiet = |w: &os::Watch| {
         let t = Instant::now();

@@ -6,7 +6,8 @@
 //! only then tries again — so a release after that attempt wakes it. A bounded backoff
 //! re-try is the safety net (and the whole mechanism where there is no inotify).
 //!
-//! A blocking exclusive wait without a deadline sleeps in the kernel's `flock` itself,
+//! A blocking exclusive wait without a deadline sleeps in the kernel's `flock` itself (once
+//! the slow-wait report, where one is wanted, is made),
 //! which hands the lock over as fast as a pipe wakes its reader.
 
 use std::sync::Arc;
@@ -160,7 +161,8 @@ pub(crate) async fn wait_async(
 }
 
 /// Waits (blocking the thread) until the OS lock is ours: in the kernel for an
-/// exclusive lock without a deadline, else by attempts woken by the release events.
+/// exclusive lock without a deadline (once a slow-wait report, if one is wanted, is
+/// made), else by attempts woken by the release events.
 pub(crate) fn wait_blocking(
     lf: &Arc<LockFile>,
     mode: Mode,
@@ -169,29 +171,30 @@ pub(crate) fn wait_blocking(
     deadline: Option<Instant>,
 ) -> Result<FileHold, LockError> {
     trace::wait_started(name, mode, Backend::File, || hold::holder(lf, name));
-    // A slow-wait report needs a wait that wakes up: only without one does an exclusive
-    // wait without a deadline sleep in the kernel right away.
-    let mut slow = Slow::new(start);
-    if deadline.is_none() && mode.is_exclusive() && slow.at.is_none() {
-        // Not counted as wanting a wake-up (the kernel wakes us, releasers need not),
-        // but recorded as a waiter, for the turn rule.
-        let entry = WaiterEntry::new(lf, mode);
-        os::lock_blocking(&lf.file).map_err(|e| hold::io_error(name, &lf.path, e))?;
-        match hold::after_kernel_lock(lf, name, entry.entry)? {
-            Try::Got(h) => {
-                trace::acquired_after_wait(name, mode, Backend::File, start.elapsed());
-                return Ok(h);
-            }
-            // Due to another process: wait for its release below.
-            Try::Held | Try::Yield => {}
-        }
-    }
+    // Recorded as a waiter (for the turn rule) for the whole wait.
     let entry = WaiterEntry::new(lf, mode);
-    let _waiting = lf.waiting();
+    let mut slow = Slow::new(start);
+    // A slow-wait report needs a wait that wakes up: an exclusive wait without a
+    // deadline sleeps in the kernel once nothing is left to report.
+    let mut in_kernel = deadline.is_none() && mode.is_exclusive();
+    let mut _waiting = Some(lf.waiting());
     #[cfg(target_os = "linux")]
     let mut watch = os::Watch::new(&lf.path).ok();
     let mut backoff = os::BACKOFF_MIN;
     loop {
+        if in_kernel && slow.at.is_none() {
+            // Once: a process due its turn makes us give the lock back, and we then wait
+            // for its release below.
+            in_kernel = false;
+            // The kernel wakes us: releasers need not.
+            _waiting = None;
+            os::lock_blocking(&lf.file).map_err(|e| hold::io_error(name, &lf.path, e))?;
+            if let Try::Got(h) = hold::after_kernel_lock(lf, name, entry.entry)? {
+                trace::acquired_after_wait(name, mode, Backend::File, start.elapsed());
+                return Ok(h);
+            }
+            _waiting = Some(lf.waiting());
+        }
         if let Try::Got(h) = hold::try_os(lf, mode, name, entry.entry)? {
             trace::acquired_after_wait(name, mode, Backend::File, start.elapsed());
             return Ok(h);
@@ -199,6 +202,14 @@ pub(crate) fn wait_blocking(
         slow.check(lf, name, mode, start);
         let Some(step) = next_step(deadline, backoff) else {
             return Err(timed_out(lf, name, start));
+        };
+        let step = match slow.at {
+            // Wake up for the report (then, maybe, for the kernel's wait).
+            Some(at) => step.min(
+                at.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ),
+            None => step,
         };
         backoff = (backoff * 2).min(os::backoff_max());
         #[cfg(target_os = "linux")]

@@ -2,43 +2,41 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use crate::Holder;
 
-struct ProcessId {
-    host: String,
-    pid: u32,
-    nonce: u64,
+/// This machine's name as it goes into owner strings: the name every backend reports
+/// (`gethostname`, as file records do), with only the characters an owner string may
+/// carry (it is split at `/`).
+fn owner_host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let clean: String = crate::file::host_name()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            .take(64)
+            .collect();
+        if clean.is_empty() {
+            "unknown-host".to_owned()
+        } else {
+            clean
+        }
+    })
 }
 
-static PROCESS: LazyLock<ProcessId> = LazyLock::new(|| ProcessId {
-    host: hostname(),
-    pid: std::process::id(),
-    nonce: random_u64(),
-});
+/// This process's nonce for owner strings, made anew in the child of a `fork` (which
+/// must not pass for its parent): kept with the pid it was made for.
+fn process_nonce(pid: u32) -> u64 {
+    static NONCE: std::sync::Mutex<(u32, u64)> = std::sync::Mutex::new((0, 0));
+    let mut n = crate::sync::lock_std(&NONCE);
+    if n.0 != pid {
+        *n = (pid, random_u64());
+    }
+    n.1
+}
 
 static COUNTER: AtomicU64 = AtomicU64::new(1);
-
-fn hostname() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_default();
-    let clean: String = raw
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-        .take(64)
-        .collect();
-    if clean.is_empty() {
-        "unknown-host".to_owned()
-    } else {
-        clean
-    }
-}
 
 /// A fresh pseudo-random number (not for cryptography: for jitter and nonces).
 /// An error with its whole `source()` chain, `": "`-separated, each cause once (many
@@ -79,12 +77,13 @@ pub(crate) fn random_u64() -> u64 {
 /// assert!(a.contains(&format!("/{}/", std::process::id())));
 /// ```
 pub fn owner_id() -> String {
-    let p = &*PROCESS;
+    // The pid is read each time (fork-aware), never cached for good.
+    let pid = crate::owner::pid();
     format!(
         "{}/{}/{:016x}/{}",
-        p.host,
-        p.pid,
-        p.nonce,
+        owner_host(),
+        pid,
+        process_nonce(pid),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
@@ -152,6 +151,44 @@ pub(crate) fn check_identifier(what: &str, s: &str, max: usize) -> Result<(), St
 
 #[cfg(test)]
 mod tests {
+
+    /// The child of a `fork` makes owner strings of its own: its pid and another nonce,
+    /// never its parent's.
+    #[cfg(unix)]
+    #[test]
+    fn a_fork_child_owns_leases_as_itself() {
+        let parent = owner_id();
+        let nonce = |o: &str| o.split('/').nth(2).map(str::to_owned);
+        // SAFETY: the child formats strings (glibc's malloc is fork-safe), takes an
+        // uncontended mutex, and leaves with `_exit`, running none of the parent's
+        // destructors.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            // SAFETY: getpid is async-signal-safe.
+            let me = unsafe { libc::getpid() } as u32;
+            let mine = owner_id();
+            let ok = mine.split('/').nth(1) == Some(me.to_string().as_str())
+                && nonce(&mine) != nonce(&parent);
+            // SAFETY: leaves the child at once, without the parent's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child made above; `status` is a valid out-pointer.
+        let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+        assert_eq!(waited, child);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child's owner string named its parent (status {status})"
+        );
+        assert_eq!(
+            nonce(&owner_id()),
+            nonce(&parent),
+            "the parent keeps its own"
+        );
+        assert!(owner_id().starts_with(&format!("{}/", owner_host())));
+    }
+
     use super::*;
 
     #[test]

@@ -10,11 +10,13 @@
 //! * further concurrent holders go to an overflow list under the lock's queue mutex
 //!   (their grant id carries [`OVERFLOW`] instead of a slot index).
 //!
-//! A slot is published like a seqlock: its word holds the grant token with a
-//! [`WRITING`] bit while the facts are written, and the plain token after. A reader takes
-//! the word, the facts, and the word again, and keeps the facts only if the word is the
-//! same published token both times. Tokens are unique for the life of the process, so a
-//! slot re-used by a later grant can never pass for the earlier one.
+//! A slot is published like a seqlock: its word holds the grant id with a [`WRITING`] bit
+//! while the facts are written, and without it after. A reader takes the word, the facts,
+//! and the word again, and keeps the facts only if the word is the same published value
+//! both times. Ids are unique for the life of the process, so a slot re-used by a later
+//! grant can never pass for the earlier one; a record rewritten in place (disowned) ends
+//! with another value of the word ([`DISOWNED`]), so a reader that overlapped the
+//! rewrite sees the change instead of half the record.
 //!
 //! Order rules that keep slot writes apart without a lock: a shared holder takes its
 //! share of the state *before* claiming a slot and clears its slot *before* giving the
@@ -30,7 +32,12 @@ pub(crate) const SLOTS: usize = 4;
 /// Slot index (in a grant id) of a record kept in the overflow list.
 pub(crate) const OVERFLOW: u64 = 7;
 const SLOT_BITS: u32 = 3;
+/// In a slot's word: the facts are being written.
 const WRITING: u64 = 1;
+/// In a slot's word: the record was disowned (rewritten once, in place).
+const DISOWNED: u64 = 2;
+/// Where the grant id starts in a slot's word.
+const SHIFT: u32 = 2;
 
 /// A grant id: the grant's unique token and where its record is.
 #[inline]
@@ -45,7 +52,8 @@ pub(crate) fn slot_of(id: u64) -> u64 {
 
 #[derive(Default)]
 struct Slot {
-    /// 0 when free, else `id << 1`, with [`WRITING`] while the facts are being written.
+    /// 0 when free, else `id << SHIFT`, with [`WRITING`] while the facts are being
+    /// written and [`DISOWNED`] once they were rewritten by [`Holders::disown`].
     word: AtomicU64,
     key: AtomicU64,
     task: AtomicU64,
@@ -77,7 +85,7 @@ impl Slot {
         self.thread.store(f.thread, Ordering::Relaxed);
         self.since.store(since, Ordering::Relaxed);
         self.site.store(f.site.to_bits(), Ordering::Relaxed);
-        self.word.store(id << 1, Ordering::Release);
+        self.word.store(id << SHIFT, Ordering::Release);
     }
 
     fn read(&self) -> Option<Record> {
@@ -97,7 +105,7 @@ impl Slot {
             return None;
         }
         Some(Record {
-            id: w >> 1,
+            id: w >> SHIFT,
             facts,
             since,
         })
@@ -110,7 +118,7 @@ impl Holders {
     pub(crate) fn publish_exclusive(&self, token: u64, f: &Facts, since: u64) -> u64 {
         let id = grant_id(token, 0);
         let s = &self.slots[0];
-        s.word.store((id << 1) | WRITING, Ordering::Relaxed);
+        s.word.store((id << SHIFT) | WRITING, Ordering::Relaxed);
         // The facts must not become visible before the WRITING mark.
         fence(Ordering::Release);
         s.write(id, f, since);
@@ -124,7 +132,12 @@ impl Holders {
         for (i, s) in self.slots.iter().enumerate() {
             let id = grant_id(token, i as u64);
             if s.word
-                .compare_exchange(0, (id << 1) | WRITING, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(
+                    0,
+                    (id << SHIFT) | WRITING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 fence(Ordering::Release);
@@ -144,8 +157,8 @@ impl Holders {
     pub(crate) fn clear_held(&self, id: u64) {
         if let Some(s) = self.slots.get(slot_of(id) as usize) {
             debug_assert_eq!(
-                s.word.load(Ordering::Relaxed),
-                id << 1,
+                s.word.load(Ordering::Relaxed) >> SHIFT,
+                id,
                 "a live grant's slot"
             );
             s.word.store(0, Ordering::Release);
@@ -158,9 +171,12 @@ impl Holders {
     #[inline]
     pub(crate) fn clear(&self, id: u64) {
         if let Some(s) = self.slots.get(slot_of(id) as usize) {
-            let _ = s
-                .word
-                .compare_exchange(id << 1, 0, Ordering::Release, Ordering::Relaxed);
+            let w = s.word.load(Ordering::Relaxed);
+            if w >> SHIFT == id && w & WRITING == 0 {
+                let _ = s
+                    .word
+                    .compare_exchange(w, 0, Ordering::Release, Ordering::Relaxed);
+            }
         }
     }
 
@@ -169,9 +185,14 @@ impl Holders {
     pub(crate) fn disown(&self, id: u64) -> bool {
         match self.slots.get(slot_of(id) as usize) {
             Some(s) => {
-                if s.word.load(Ordering::Acquire) >> 1 == id {
+                // Only the grant's owner writes a live grant's slot; readers see the
+                // rewrite as a change of the word (see the module docs).
+                if s.word.load(Ordering::Acquire) >> SHIFT == id {
+                    s.word.store((id << SHIFT) | WRITING, Ordering::Relaxed);
+                    fence(Ordering::Release);
                     s.key.store(0, Ordering::Relaxed);
                     s.task.store(0, Ordering::Relaxed);
+                    s.word.store((id << SHIFT) | DISOWNED, Ordering::Release);
                 }
                 true
             }
@@ -183,7 +204,7 @@ impl Holders {
     #[inline]
     pub(crate) fn is_live(&self, id: u64) -> Option<bool> {
         let s = self.slots.get(slot_of(id) as usize)?;
-        Some(s.word.load(Ordering::Acquire) >> 1 == id)
+        Some(s.word.load(Ordering::Acquire) >> SHIFT == id)
     }
 
     /// The published records, oldest first.
@@ -249,5 +270,50 @@ mod tests {
         v.clear();
         h.records(&mut v);
         assert!(v.is_empty());
+    }
+
+    /// A reader never sees half of a disowned record: key and task are both the
+    /// original chain's, or both cleared.
+    #[test]
+    fn a_reader_never_sees_half_a_disowned_record() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        const KEY: u64 = 0x1234;
+        const TASK: u64 = 0x5678;
+        let h = Arc::new(Holders::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (h, stop) = (h.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut halves = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    h.any(|f| {
+                        if (f.key == KEY) != (f.task == TASK) {
+                            halves += 1;
+                        }
+                        false
+                    });
+                }
+                halves
+            })
+        };
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+        let mut token = 1;
+        while std::time::Instant::now() < until {
+            for _ in 0..1000 {
+                let f = Facts {
+                    key: KEY,
+                    task: TASK,
+                    thread: 3,
+                    site: Site::Unknown,
+                };
+                let id = h.publish_exclusive(token, &f, 0);
+                h.disown(id);
+                h.clear(id);
+                token += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(reader.join().unwrap(), 0, "half-disowned records were read");
     }
 }

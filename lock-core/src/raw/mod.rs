@@ -251,11 +251,30 @@ impl RawLock {
         self.try_share(mode, facts)
     }
 
+    /// Like [`try_lock`](Self::try_lock), but never joins current holders: a shared or
+    /// counted request is granted only if nobody holds the lock. For callers that cannot
+    /// tell here whether a holder is their own chain (joining it would be re-entry).
+    #[inline]
+    pub(crate) fn try_lock_alone(&self, mode: Mode, facts: &Facts) -> Result<Grant, Refused> {
+        if let Mode::Exclusive = mode {
+            return self.try_lock(mode, facts);
+        }
+        self.try_share_from(mode, facts, true)
+    }
+
     #[inline]
     fn try_share(&self, mode: Mode, facts: &Facts) -> Result<Grant, Refused> {
+        self.try_share_from(mode, facts, false)
+    }
+
+    #[inline]
+    fn try_share_from(&self, mode: Mode, facts: &Facts, alone: bool) -> Result<Grant, Refused> {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if s & CONTENDED != 0 {
+                return Err(self.refusal(s, mode));
+            }
+            if alone && count(s) != 0 {
                 return Err(self.refusal(s, mode));
             }
             match admit(s, mode) {

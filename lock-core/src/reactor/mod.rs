@@ -331,7 +331,7 @@ mod wait;
 
 #[cfg(target_os = "linux")]
 pub(crate) use wait::readable_until;
-pub(crate) use wait::{sleep_until, timeout_at, Stop};
+pub(crate) use wait::{sleep_until, timeout_at, Sleep, Stop};
 
 // What the thread sleeps in.
 #[cfg(target_os = "linux")]
