@@ -11,8 +11,13 @@
 //!   fits beside the live holders, and no waiter that is *due* stands ahead of it), and
 //!   writes the holder key in one transaction that only applies if the decision still
 //!   stands: no holder came since the read (for a shared request beside shared holders:
-//!   every holder is still shared) and the waiters it counts are as read; else it reads
-//!   again. A refused request of a caller that waits puts its waiter key.
+//!   every holder is still shared), no waiter took its place since the read, and the
+//!   waiters it counts are as read; else it reads again. A caller that waits has its
+//!   etcd lease before it reads, so that the read and the write acting on it go out
+//!   back to back.
+//! * **Queueing**: a refused request of a caller that waits puts its waiter key, in the
+//!   transaction of the refused grant or in one of its own, unconditionally (only the
+//!   passes it starts with depend on what happened since its read).
 //! * **Fences** are the revision at which the holder key was created (its
 //!   `create_revision`). etcd revisions are cluster-wide, strictly increasing and
 //!   durable (Raft-replicated, kept across member restarts and leader changes), so
@@ -26,7 +31,10 @@
 //!   that others were granted the name before twice is due, and nobody else is granted
 //!   the name before it, so while one owner waits another takes at most three turns in
 //!   a row (the pass counts of the 32 oldest waiters are kept; those behind them move up
-//!   as the queue moves).
+//!   as the queue moves). Every grant counts against every waiter in the queue when it
+//!   applies: a waiter that took its place after the grant's read makes the grant read
+//!   again. A waiter whose place comes after a turn was granted since its read (what
+//!   refused it is gone, or a holder came) starts with one pass instead of none.
 //!
 //! # TTL: whole seconds, rounded up
 //!
@@ -426,6 +434,56 @@ impl State {
     }
 }
 
+/// A waiter's place to take: its key, mode and etcd lease, the revision of the read that
+/// refused it, the prefix of the name's holder keys, and what refused it.
+struct Place<'a> {
+    key: &'a str,
+    mode: &'a str,
+    lease: i64,
+    read_at: i64,
+    holders: &'a str,
+    blockers: &'a [&'a Entry],
+}
+
+impl Place<'_> {
+    /// Puts the waiter key if it is absent, unconditionally otherwise (a place that
+    /// depended on what refused it could be refused again and again: each release and
+    /// new grant in between invalidated it, and the waiter never got into the queue
+    /// while another owner took turn after turn). Its passes start at 0 if no turn can
+    /// have been granted since the read (every blocker is still there and no holder
+    /// came), else at 1: the turn granted between the read and the place is counted.
+    fn txn(&self) -> Txn {
+        let key = self.key.as_bytes().to_vec();
+        let put = |passes: u32| {
+            TxnOp::put(
+                key.clone(),
+                format!("{} {passes}", self.mode),
+                Some(PutOptions::new().with_lease(self.lease)),
+            )
+        };
+        let mut unchanged = vec![Compare::create_revision(
+            self.holders.as_bytes().to_vec(),
+            CompareOp::Less,
+            self.read_at + 1,
+        )
+        .with_prefix()];
+        for b in self.blockers {
+            unchanged.push(Compare::create_revision(
+                b.key.clone(),
+                CompareOp::Equal,
+                b.revision,
+            ));
+        }
+        let counted = Txn::new()
+            .when(unchanged)
+            .and_then([put(0)])
+            .or_else([put(1)]);
+        Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::txn(counted)])
+    }
+}
+
 fn is_retryable(e: &etcd_client::Error) -> bool {
     use etcd_client::Error as E;
     match e {
@@ -712,6 +770,24 @@ impl EtcdStore {
             .map(|(id, _)| id)
     }
 
+    /// Takes `place` (see [`Place::txn`]). `None`: the key was already there; else
+    /// whether nothing was missed (passes start at 0).
+    async fn take_place(&self, name: &str, place: Place<'_>) -> Result<Option<bool>, LockError> {
+        let txn = place.txn();
+        let resp = self
+            .call(name, "queue", |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        Ok(Some(resp.op_responses().iter().any(
+            |r| matches!(r, etcd_client::TxnOpResponse::Txn(t) if t.succeeded()),
+        )))
+    }
+
     /// Lists the live holders of the keys `kvs` (under `prefix`, the store's prefix plus `/`).
     async fn infos(&self, prefix: &str, kvs: &[KeyValue]) -> Result<Vec<LeaseInfo>, LockError> {
         let mut by_name: HashMap<String, Vec<&KeyValue>> = HashMap::new();
@@ -791,15 +867,37 @@ impl LeaseStore for EtcdStore {
         let mode = mode_text(req.mode);
         let mut made = false;
         let holders = format!("{nprefix}h/");
+        let waiters = format!("{nprefix}w/");
         for _ in 0..64 {
-            let (rev, kvs) = self.range(name, &nprefix).await?;
+            let (rev, kvs) = if req.queue {
+                // A caller that waits gets its etcd lease (a round of consensus) beside
+                // its read, not between the read and the write acting on it: a decision
+                // has little time to go stale, and the waiter is in the queue after two
+                // round trips.
+                let (lease, read) = tokio::try_join!(
+                    self.lease_for(name, owner, secs),
+                    self.range(name, &nprefix)
+                )?;
+                made |= lease.1;
+                read
+            } else {
+                self.range(name, &nprefix).await?
+            };
             let st = State::parse(&nprefix, &kvs);
             if let Some(h) = st.holders.iter().find(|h| h.owner == owner) {
                 // A repeated request: the same lease, renewed.
                 if self.keep_alive(name, h.lease).await? > 0 {
-                    self.table()
-                        .entry((name.to_owned(), owner.to_owned()))
-                        .or_insert((h.lease, secs));
+                    let before = self
+                        .table()
+                        .insert((name.to_owned(), owner.to_owned()), (h.lease, secs));
+                    match before {
+                        Some((id, granted)) if id == h.lease => {
+                            self.table()
+                                .insert((name.to_owned(), owner.to_owned()), (id, granted));
+                        }
+                        Some((id, _)) => self.revoke_later(id),
+                        None => {}
+                    }
                     return Ok(Attempt::Acquired(Lease::new(
                         u64::try_from(h.revision).unwrap_or(0),
                         owner,
@@ -843,6 +941,10 @@ impl LeaseStore for EtcdStore {
                 let mut when = vec![
                     beside.with_prefix(),
                     Compare::create_revision(hkey.as_bytes().to_vec(), CompareOp::Equal, 0),
+                    // No waiter took its place since the read: this grant is a turn it
+                    // waited through, so it is read again and counted.
+                    Compare::create_revision(waiters.as_bytes().to_vec(), CompareOp::Less, rev + 1)
+                        .with_prefix(),
                 ];
                 let mut then = vec![TxnOp::put(
                     hkey.as_bytes().to_vec(),
@@ -869,7 +971,20 @@ impl LeaseStore for EtcdStore {
                         Some(PutOptions::new().with_ignore_lease()),
                     ));
                 }
-                let txn = Txn::new().when(when).and_then(then);
+                let mut txn = Txn::new().when(when).and_then(then);
+                if req.queue && mine.is_none() {
+                    // Refused after all (another owner was faster): in the queue at once,
+                    // in the same round trip, counting the turn that beat us if it did.
+                    let place = Place {
+                        key: &wkey,
+                        mode: &mode,
+                        lease,
+                        read_at: rev,
+                        holders: &holders,
+                        blockers: &[],
+                    };
+                    txn = txn.or_else([TxnOp::txn(place.txn())]);
+                }
                 match self.txn(name, "acquire", txn).await {
                     Ok((true, fence)) => {
                         return Ok(Attempt::Acquired(Lease::new(
@@ -892,29 +1007,24 @@ impl LeaseStore for EtcdStore {
                 let (lease, new) = self.lease_for(name, owner, secs).await?;
                 made |= new;
                 if mine.is_none() {
-                    // Queued only if what refused us is still there (else read again): a
-                    // place taken after a release could miss the turns granted meanwhile.
-                    let mut when = vec![Compare::create_revision(
-                        wkey.as_bytes().to_vec(),
-                        CompareOp::Equal,
-                        0,
-                    )];
                     let blockers: Vec<&Entry> = if fits {
                         due.into_iter().collect()
                     } else {
                         st.holders.iter().take(COUNTED_WAITERS).collect()
                     };
-                    for b in blockers {
-                        when.push(Compare::version(b.key.clone(), CompareOp::Greater, 0));
-                    }
-                    let txn = Txn::new().when(when).and_then([TxnOp::put(
-                        wkey.as_bytes().to_vec(),
-                        format!("{mode} 0"),
-                        Some(PutOptions::new().with_lease(lease)),
-                    )]);
-                    match self.txn(name, "queue", txn).await {
-                        Ok((true, _)) => {}
-                        Ok((false, _)) => continue,
+                    let place = Place {
+                        key: &wkey,
+                        mode: &mode,
+                        lease,
+                        read_at: rev,
+                        holders: &holders,
+                        blockers: &blockers,
+                    };
+                    match self.take_place(name, place).await {
+                        // In the queue with nothing missed: wait for a change.
+                        Ok(Some(true)) => {}
+                        // In the queue, but what refused us is gone: read again.
+                        Ok(Some(false)) | Ok(None) => continue,
                         Err(e) if e.to_string().contains("lease not found") => {
                             self.drop_lease(name, owner);
                             continue;
