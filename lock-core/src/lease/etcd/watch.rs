@@ -9,7 +9,7 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions, EventType, WatchFilterType, WatchOptions};
 
 use super::super::notify::{Hub, Reconnect};
-use super::name_of_key;
+use super::keys::name_of_key;
 
 /// How long making the watch may take before it is tried again.
 const SETUP: Duration = Duration::from_secs(5);
