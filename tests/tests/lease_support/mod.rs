@@ -860,6 +860,17 @@ async fn child_turns(store: &AnyStore, name: &str, ttl: u64) {
     let steps = env_u64("LEASE_STEPS", 40);
     let hold = Duration::from_millis(env_u64("LEASE_HOLD_MS", 2));
     let rest = Duration::from_millis(env_u64("LEASE_BACKOFF_MS", 1000));
+    // Warm before the race (connections, the first acquisition's one-time costs): the
+    // turns measure the store, and a child still starting up while another takes turns
+    // is not waiting yet.
+    let warm = lease::acquire(
+        store,
+        &format!("{name}-warm-{}", std::process::id()),
+        opts(ttl),
+    )
+    .await
+    .expect("warm-up");
+    warm.release().await.expect("warm-up release");
     let mut rx = stdin_lines();
     say("READY");
     while rx.recv().await.is_some_and(|l| l != "GO") {}
