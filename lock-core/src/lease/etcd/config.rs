@@ -126,8 +126,8 @@ impl EtcdStoreBuilder {
 
     /// The shortest etcd lease to ask for, rounded up to whole seconds (default 1 s).
     /// Set it to your cluster's minimum (1.5 election timeouts, rounded up) so that
-    /// [`LeaseStore::effective_ttl`] is exact before the first grant; the store also
-    /// learns it from the server's answers.
+    /// [`LeaseStore::effective_ttl`](crate::lease::LeaseStore::effective_ttl) is exact
+    /// before the first grant; the store also learns it from the server's answers.
     pub fn min_ttl(mut self, ttl: Duration) -> Self {
         self.min_ttl = ttl;
         self

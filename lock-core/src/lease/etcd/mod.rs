@@ -46,7 +46,8 @@
 //! [`LeaseGuard::remaining`](super::LeaseGuard::remaining) still counts from the TTL you
 //! asked for, so a holder stops trusting its lease no later than it would with any other
 //! store, while a holder that died keeps the name until the rounded-up TTL has run out.
-//! [`LeaseStore::effective_ttl`] says what a TTL becomes.
+//! [`LeaseStore::effective_ttl`](super::LeaseStore::effective_ttl) says what a TTL
+//! becomes.
 //!
 //! # Failures
 //!

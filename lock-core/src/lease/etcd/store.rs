@@ -20,7 +20,7 @@ impl LeaseStore for EtcdStore {
     }
 
     /// Rounded up to whole seconds, and to at least the store's minimum (see the
-    /// [module docs](self)).
+    /// [module docs](super)).
     fn effective_ttl(&self, ttl: Duration) -> Duration {
         Duration::from_secs(self.secs_for(ttl).unsigned_abs())
     }
