@@ -199,9 +199,12 @@ impl EtcdStore {
                     ));
                 }
                 let mut txn = Txn::new().when(when).and_then(then);
-                if req.queue && mine.is_none() {
+                if req.queue && mine.is_none() && req.mode != Mode::Shared {
                     // Refused after all (another owner was faster): in the queue at once,
                     // in the same round trip, counting the turn that beat us if it did.
+                    // (Not for shared requests: what beat one is mostly another shared
+                    // holder it fits beside, and a place would only make the grants of
+                    // the name conflict with each other.)
                     let place = Place {
                         key: &wkey,
                         mode: &mode,
