@@ -12,12 +12,13 @@
 //!   writes the holder key in one transaction that only applies if the decision still
 //!   stands: no holder came since the read (for a shared request beside shared holders:
 //!   every holder is still shared), no waiter took its place since the read, and the
-//!   waiters it counts are as read; else it reads again. A caller that waits has its
-//!   etcd lease before it reads, so that the read and the write acting on it go out
+//!   waiters it counts are as read; else it reads again. A caller that waits gets its
+//!   etcd lease beside its read, so that the read and the write acting on it go out
 //!   back to back.
-//! * **Queueing**: a refused request of a caller that waits puts its waiter key, in the
-//!   transaction of the refused grant or in one of its own, unconditionally (only the
-//!   passes it starts with depend on what happened since its read).
+//! * **Queueing**: a refused request of a caller that waits puts its waiter key,
+//!   unconditionally (only the passes it starts with depend on what happened since its
+//!   read): in a transaction of its own, or, for an exclusive or counted request that
+//!   another owner beat to a grant, in that same transaction.
 //! * **Fences** are the revision at which the holder key was created (its
 //!   `create_revision`). etcd revisions are cluster-wide, strictly increasing and
 //!   durable (Raft-replicated, kept across member restarts and leader changes), so
@@ -34,7 +35,10 @@
 //!   as the queue moves). Every grant counts against every waiter in the queue when it
 //!   applies: a waiter that took its place after the grant's read makes the grant read
 //!   again. A waiter whose place comes after a turn was granted since its read (what
-//!   refused it is gone, or a holder came) starts with one pass instead of none.
+//!   refused it is gone, or a holder came) starts with one pass instead of none. Turns
+//!   are counted from a request's read: an owner that has not reached the cluster yet
+//!   (a process the machine schedules late) is not waiting, and if two turns or more
+//!   are granted between its read and its place, only one of them is counted.
 //!
 //! # TTL: whole seconds, rounded up
 //!
