@@ -133,3 +133,4 @@ else
 fi
 
 say "ready: $PG_URL (db $DB), $REDIS_URL"
+"$(dirname "$0")/services-etcd.sh" # etcd (3 members on loopback)

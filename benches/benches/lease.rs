@@ -2,15 +2,18 @@
 //! same store (`SELECT 1` / `PING`), in one group per store.
 //! Case 10: cross-process hand-off of leases (release by one process, acquisition by the
 //! waiting other; three names in rotation, see `lock_core_benches::handoff`), woken by
-//! the store (LISTEN/NOTIFY, pub/sub) and, for reference, polled (notifications off).
+//! the store (LISTEN/NOTIFY, pub/sub, an etcd watch) and, for reference, polled
+//! (notifications off).
 //!
 //! Needs the servers: `scripts/services.sh`, then
 //! `cargo bench -p lock-core-benches --bench lease`. Addresses come from
-//! `LOCK_CORE_POSTGRES_URL` / `LOCK_CORE_REDIS_URL` (loopback defaults).
+//! `LOCK_CORE_POSTGRES_URL` / `LOCK_CORE_REDIS_URL` / `LOCK_CORE_ETCD_URL` (loopback
+//! defaults).
 
 use std::time::Duration;
 
 use criterion::Criterion;
+use lock_core::lease::etcd::EtcdStore;
 use lock_core::lease::postgres::PostgresStore;
 use lock_core::lease::redis::RedisStore;
 use lock_core::lease::{self, LeaseGuard, LeaseOptions, LeaseStore};
@@ -28,6 +31,13 @@ fn pg_url() -> String {
 
 fn redis_url() -> String {
     url("LOCK_CORE_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+fn etcd_url() -> String {
+    url(
+        "LOCK_CORE_ETCD_URL",
+        "etcd://127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793",
+    )
 }
 
 /// A Redis store with its wake-ups hidden: waiters poll (the reference for case 10).
@@ -116,6 +126,12 @@ fn lease_locks(kind: &str, base: &str) -> Box<dyn Locks> {
             held,
             rt,
         }),
+        "etcd" => Box::new(LeaseLocks {
+            store: EtcdStore::new(&etcd_url()).expect("store"),
+            base,
+            held,
+            rt,
+        }),
         _ => panic!("unknown store {kind}"),
     }
 }
@@ -129,7 +145,13 @@ fn handoff_parent(kind: &str, rounds: u64) -> Duration {
 fn handoff(c: &mut Criterion) {
     let mut g = c.benchmark_group("lease_cross_process_handoff");
     g.sample_size(10);
-    for kind in ["postgres", "postgres-polled", "redis", "redis-polled"] {
+    for kind in [
+        "postgres",
+        "postgres-polled",
+        "redis",
+        "redis-polled",
+        "etcd",
+    ] {
         g.bench_function(kind, |b| b.iter_custom(|n| handoff_parent(kind, n)));
     }
     g.finish();

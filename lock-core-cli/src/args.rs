@@ -13,7 +13,7 @@ use crate::help;
 #[command(
     name = "lock-core",
     version,
-    about = "Run a command under a named lock (a file lock, or a lease on PostgreSQL or Redis) \
+    about = "Run a command under a named lock (a file lock, or a lease on PostgreSQL, Redis or etcd) \
              and see who holds what.",
     after_help = help::MAIN,
     propagate_version = true
@@ -97,7 +97,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "store")]
     pub path: Option<PathBuf>,
 
-    /// Hold a lease in this store instead of a file lock: postgres://… or redis://…
+    /// Hold a lease in this store instead of a file lock: postgres://…, redis://… or etcd://…
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 
@@ -127,7 +127,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "store")]
     pub dir: Option<PathBuf>,
 
-    /// List the live leases of this store instead: postgres://… or redis://…
+    /// List the live leases of this store instead: postgres://…, redis://… or etcd://…
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 

@@ -21,7 +21,7 @@
 //!   "waiting for `db` — held by pid 4242 on build-3 for 12 s" (nothing when standard
 //!   error is not a terminal).
 //! * `--shared`, `--permits N`: the lock's shape, as in the library.
-//! * `--store postgres://…|redis://…`: a lease instead of a file lock, with TTL
+//! * `--store postgres://…|redis://…|etcd://…`: a lease instead of a file lock, with TTL
 //!   `--lease` (default 30 s), renewed every third of it while the job runs. CMD also
 //!   gets `LOCK_CORE_FENCE`, the lease's fencing token (decimal). `--lease` and `--grace`
 //!   without `--store` are refused (exit 2). A lease that cannot be given back after the
@@ -147,7 +147,7 @@
 //!              "fence": 17, "expires_in_ms": 24500}]}
 //! ```
 //!
-//! `backend` is `file`, `postgres` or `redis`; `mode` is `exclusive`, `shared` or
+//! `backend` is `file`, `postgres`, `redis` or `etcd`; `mode` is `exclusive`, `shared` or
 //! `permits` (then `permits` is the count, else `null`). A lock held by several
 //! processes (shared, counted) has one entry per holder. `pid`, `host` and
 //! `since_unix_ms` are `null` when unknown (a lease owner that is not lock-core's, a

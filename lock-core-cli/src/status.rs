@@ -62,7 +62,7 @@ pub struct HolderJson {
 pub struct StoreReport {
     /// Always [`SCHEMA`].
     pub schema: u32,
-    /// `"postgres"` or `"redis"`.
+    /// `"postgres"`, `"redis"` or `"etcd"`.
     pub backend: &'static str,
     /// The store: kind, address, database or table (never credentials).
     pub location: String,
@@ -97,6 +97,7 @@ pub async fn status(args: StatusArgs) -> Result<String, Failure> {
         return match store::open(url)? {
             AnyStore::Postgres(s) => leases(s, "postgres", args.json).await,
             AnyStore::Redis(s) => leases(s, "redis", args.json).await,
+            AnyStore::Etcd(s) => leases(s, "etcd", args.json).await,
         };
     }
     let dir = args.dir.map(LockDir::new).unwrap_or_default();

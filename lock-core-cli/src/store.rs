@@ -1,5 +1,6 @@
 //! `--store URL`: which lease store a URL names, and what a lease's owner string says.
 
+use lock_core::lease::etcd::EtcdStore;
 use lock_core::lease::postgres::PostgresStore;
 use lock_core::lease::redis::RedisStore;
 
@@ -11,6 +12,8 @@ pub enum AnyStore {
     Postgres(PostgresStore),
     /// `redis://…`, `rediss://…`, `redis+unix://…` or `unix://…`.
     Redis(RedisStore),
+    /// `etcd://host:port,host:port,…` (`etcds://` is refused: TLS is not supported yet).
+    Etcd(EtcdStore),
 }
 
 /// The store `url` names. An unknown scheme or an invalid URL is a usage error (64);
@@ -26,16 +29,17 @@ pub fn open(url: &str) -> Result<AnyStore, Failure> {
         Some("redis" | "rediss" | "redis+unix" | "unix") => {
             RedisStore::new(url).map(AnyStore::Redis).map_err(invalid)
         }
+        Some("etcd" | "etcds") => EtcdStore::new(url).map(AnyStore::Etcd).map_err(invalid),
         Some(other) => Err(Failure::new(
             exit::USAGE,
             format!(
-                "unknown --store scheme `{}`: use postgres://… or redis://…",
+                "unknown --store scheme `{}`: use postgres://…, redis://… or etcd://…",
                 other.escape_default()
             ),
         )),
         None => Err(Failure::new(
             exit::USAGE,
-            "--store needs a URL: postgres://user@host:port/db or redis://host:port",
+            "--store needs a URL: postgres://user@host:port/db, redis://host:port or etcd://host:port,…",
         )),
     }
 }
@@ -67,6 +71,11 @@ mod tests {
             open("redis://127.0.0.1:6379"),
             Ok(AnyStore::Redis(_))
         ));
+        assert!(matches!(
+            open("etcd://127.0.0.1:2379,127.0.0.1:2380"),
+            Ok(AnyStore::Etcd(_))
+        ));
+        assert_eq!(open("etcds://127.0.0.1:2379").err().unwrap().code, 64);
         let e = open("mysql://secret@h/db").err().unwrap();
         assert_eq!(e.code, 64);
         assert!(e.message.contains("`mysql`") && !e.message.contains("secret"));

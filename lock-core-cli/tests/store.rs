@@ -1,4 +1,4 @@
-//! `--store` on PostgreSQL and Redis: the fencing token reaches CMD and grows, busy
+//! `--store` on PostgreSQL, Redis and etcd: the fencing token reaches CMD and grows, busy
 //! leases exit 75 naming the holder, `status --store --json` lists them, and a lease
 //! deleted behind `run`'s back stops CMD (SIGTERM, then SIGKILL) with exit 76.
 
@@ -7,6 +7,7 @@ mod support;
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
+use lock_core::lease::etcd::{etcd_client, EtcdStore};
 use lock_core::lease::postgres::tokio_postgres;
 use lock_core::lease::redis::{redis, RedisStore};
 use serde_json::Value;
@@ -16,6 +17,34 @@ use support::*;
 enum Kind {
     Postgres,
     Redis,
+    Etcd,
+}
+
+fn etcd_url() -> String {
+    std::env::var("LOCK_CORE_ETCD_URL")
+        .unwrap_or_else(|_| "etcd://127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793".to_owned())
+}
+
+/// The keys under `prefix` in etcd (deleted first if `delete`): how many there were.
+fn etcd_keys(prefix: String, delete: bool) -> usize {
+    block_on(async {
+        let eps = EtcdStore::new(&etcd_url()).unwrap().endpoints().to_vec();
+        let mut c = etcd_client::Client::connect(eps, None)
+            .await
+            .expect("connect to etcd");
+        if delete {
+            let opts = etcd_client::DeleteOptions::new().with_prefix();
+            c.delete(prefix, Some(opts))
+                .await
+                .expect("delete")
+                .deleted() as usize
+        } else {
+            let opts = etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_keys_only();
+            c.get(prefix, Some(opts)).await.expect("read").kvs().len()
+        }
+    })
 }
 
 impl Kind {
@@ -23,6 +52,7 @@ impl Kind {
         match self {
             Kind::Postgres => pg_url(),
             Kind::Redis => redis_url(),
+            Kind::Etcd => etcd_url(),
         }
     }
 
@@ -30,12 +60,17 @@ impl Kind {
         match self {
             Kind::Postgres => "postgres",
             Kind::Redis => "redis",
+            Kind::Etcd => "etcd",
         }
     }
 
     /// How many waiters the store's queue of `name` records (see the stores' layouts:
     /// `waiters` in `lock-core/src/lease/postgres/sql.rs`, `w` in the Redis scripts).
     fn waiters(self, name: &str) -> usize {
+        if let Kind::Etcd = self {
+            let store = EtcdStore::new(&etcd_url()).unwrap();
+            return etcd_keys(format!("{}w/", store.name_prefix(name)), false);
+        }
         let raw: Option<String> = match self {
             Kind::Postgres => block_on(async {
                 let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
@@ -59,12 +94,13 @@ impl Kind {
                 let mut conn = client.get_connection().expect("connect to Redis");
                 redis::cmd("GET").arg(&key).query(&mut conn).unwrap()
             }
+            Kind::Etcd => unreachable!(),
         };
         let Some(raw) = raw else { return 0 };
         let v: Value = serde_json::from_str(&raw).expect("the store's JSON");
         let w = match self {
             Kind::Postgres => v,
-            Kind::Redis => v["w"].clone(),
+            _ => v["w"].clone(),
         };
         match w {
             Value::Array(a) => a.len(),
@@ -97,6 +133,11 @@ impl Kind {
                 let mut conn = client.get_connection().expect("connect to Redis");
                 let n: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).unwrap();
                 assert_eq!(n, 1, "the lease key {key} existed");
+            }
+            Kind::Etcd => {
+                let store = EtcdStore::new(&etcd_url()).unwrap();
+                let n = etcd_keys(format!("{}h/", store.name_prefix(name)), true);
+                assert_eq!(n, 1, "the holder key existed");
             }
         }
     }
@@ -360,4 +401,20 @@ fn postgres_ended_waits_leave_the_queue() {
 #[test]
 fn redis_ended_waits_leave_the_queue() {
     ended_waits_leave_the_queue(Kind::Redis);
+}
+
+#[test]
+fn etcd_fences_and_busy() {
+    fences_grow_and_busy_leases_are_refused(Kind::Etcd);
+}
+
+#[test]
+fn etcd_lease_deleted_behind_runs_back() {
+    deleted_lease_stops_cmd(Kind::Etcd, false);
+    deleted_lease_stops_cmd(Kind::Etcd, true);
+}
+
+#[test]
+fn etcd_ended_waits_leave_the_queue() {
+    ended_waits_leave_the_queue(Kind::Etcd);
 }

@@ -109,6 +109,36 @@ async fn take<S: LeaseStore>(
     }
 }
 
+/// Waits until a lease taken with `ttl` has expired on the store (its
+/// [`effective_ttl`](LeaseStore::effective_ttl) and 150 ms), then takes `name` for
+/// `owner` (10 s TTL), trying again for at most a second more.
+async fn after_expiry<S: LeaseStore>(
+    store: &S,
+    name: &str,
+    owner: &str,
+    ttl: Duration,
+    mode: Mode,
+) -> Lease {
+    let lasts = store.effective_ttl(ttl);
+    assert!(
+        lasts >= ttl,
+        "effective_ttl({ttl:?}) = {lasts:?} is shorter"
+    );
+    tokio::time::sleep(lasts + Duration::from_millis(150)).await;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match try_take(store, name, owner, Duration::from_secs(10), mode).await {
+            Attempt::Acquired(l) => return l,
+            other if Instant::now() >= deadline => panic!(
+                "a lease of {ttl:?} (lasting {lasts:?} on this store) had not expired {:?} \
+                 later: {other:?}",
+                lasts + Duration::from_millis(1150)
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
 fn granted(a: Attempt, what: &str) -> Lease {
     match a {
         Attempt::Acquired(l) => l,
@@ -199,11 +229,7 @@ pub async fn expiry_takeover<S: LeaseStore>(store: &S) {
         &try_take(store, &name, &b, ttl, Mode::Exclusive).await,
         "a live lease",
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let second = granted(
-        try_take(store, &name, &b, Duration::from_secs(10), Mode::Exclusive).await,
-        "an expired lease",
-    );
+    let second = after_expiry(store, &name, &b, ttl, Mode::Exclusive).await;
     assert!(
         second.fence > first.fence,
         "the new holder's fence must be higher"
@@ -436,11 +462,7 @@ pub async fn permits<S: LeaseStore>(store: &S) {
         },
         "a freed permit",
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let e = granted(
-        try_take(store, &name, &owner("e"), ttl, two).await,
-        "an expired permit",
-    );
+    let e = after_expiry(store, &name, &owner("e"), Duration::from_millis(100), two).await;
     assert!(e.fence > short.fence);
     for l in [b, e] {
         assert!(store.release(&name, &l).await.expect("release"));

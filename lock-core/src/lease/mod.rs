@@ -150,6 +150,9 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub mod etcd;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
@@ -164,7 +167,7 @@ pub mod conformance;
 mod acquire;
 mod election;
 mod guard;
-#[cfg(any(feature = "postgres", feature = "redis"))]
+#[cfg(any(feature = "postgres", feature = "redis", feature = "etcd"))]
 mod notify;
 mod options;
 mod set;

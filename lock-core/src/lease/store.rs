@@ -163,7 +163,8 @@ impl LeaseInfo {
 }
 
 /// A store of leases: PostgreSQL (`postgres::PostgresStore`, cargo feature `postgres`),
-/// Redis (`redis::RedisStore`, feature `redis`), or your own.
+/// Redis (`redis::RedisStore`, feature `redis`), etcd (`etcd::EtcdStore`, feature
+/// `etcd`), or your own.
 ///
 /// A store is a cheap handle (clone it freely: clones share connections); the lease
 /// machinery keeps a clone in the background task that renews a lease. The primitives
@@ -245,6 +246,18 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
     /// The TTL used when the caller does not choose one.
     fn default_ttl(&self) -> Duration {
         DEFAULT_TTL
+    }
+
+    /// How long a lease asked for with `ttl` really lasts on this store unless renewed:
+    /// never less than `ttl`. A store whose leases have a coarser grain or a minimum
+    /// rounds up (the etcd store: whole seconds). The default: `ttl` itself.
+    ///
+    /// The guard keeps counting from the TTL asked for
+    /// ([`LeaseGuard::remaining`](super::LeaseGuard::remaining)); this is how long a
+    /// holder that died keeps the name (the conformance suite waits this long for an
+    /// expiry).
+    fn effective_ttl(&self, ttl: Duration) -> Duration {
+        ttl
     }
 
     /// Takes a lease on `req.name` in `req.mode` for `req.owner` with time to live

@@ -14,6 +14,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lock_core::lease::etcd::{etcd_client, EtcdStore};
 use lock_core::lease::postgres::{tokio_postgres, PostgresStore};
 use lock_core::lease::redis::{redis, RedisStore};
 use lock_core::lease::{
@@ -34,6 +35,28 @@ pub fn pg_url() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("LOCK_CORE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The etcd cluster of `scripts/services.sh` (or `LOCK_CORE_ETCD_URL`); a child process
+/// may be pointed at another one with `LEASE_ETCD_URL`.
+pub fn etcd_url() -> String {
+    std::env::var("LEASE_ETCD_URL")
+        .or_else(|_| std::env::var("LOCK_CORE_ETCD_URL"))
+        .unwrap_or_else(|_| "etcd://127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793".to_owned())
+}
+
+/// The etcd endpoints of [`etcd_url`], as `http://` URLs.
+pub fn etcd_endpoints() -> Vec<String> {
+    EtcdStore::new(&etcd_url())
+        .expect("valid etcd URL")
+        .endpoints()
+        .to_vec()
+}
+
+pub async fn etcd_client() -> etcd_client::Client {
+    etcd_client::Client::connect(etcd_endpoints(), None)
+        .await
+        .expect("etcd is reachable (run scripts/services.sh)")
 }
 
 pub fn unix_ms() -> u128 {
@@ -80,6 +103,7 @@ impl Rng {
 pub enum Kind {
     Postgres,
     Redis,
+    Etcd,
 }
 
 impl Kind {
@@ -87,11 +111,13 @@ impl Kind {
         match self {
             Kind::Postgres => "postgres",
             Kind::Redis => "redis",
+            Kind::Etcd => "etcd",
         }
     }
     pub fn parse(s: &str) -> Kind {
         match s {
             "redis" => Kind::Redis,
+            "etcd" => Kind::Etcd,
             _ => Kind::Postgres,
         }
     }
@@ -103,6 +129,7 @@ impl Kind {
 pub enum AnyStore {
     Postgres(PostgresStore),
     Redis(RedisStore),
+    Etcd(EtcdStore),
 }
 
 impl AnyStore {
@@ -123,6 +150,7 @@ impl AnyStore {
                 AnyStore::Postgres(PostgresStore::new(&url).expect("valid PostgreSQL URL"))
             }
             Kind::Redis => AnyStore::Redis(RedisStore::new(&redis_url()).expect("valid Redis URL")),
+            Kind::Etcd => AnyStore::Etcd(EtcdStore::new(&etcd_url()).expect("valid etcd URL")),
         }
     }
 
@@ -130,69 +158,87 @@ impl AnyStore {
         match self {
             AnyStore::Postgres(_) => Kind::Postgres,
             AnyStore::Redis(_) => Kind::Redis,
+            AnyStore::Etcd(_) => Kind::Etcd,
         }
     }
 }
 
 impl LeaseStore for AnyStore {
+    fn effective_ttl(&self, ttl: Duration) -> Duration {
+        match self {
+            AnyStore::Postgres(s) => s.effective_ttl(ttl),
+            AnyStore::Redis(s) => s.effective_ttl(ttl),
+            AnyStore::Etcd(s) => s.effective_ttl(ttl),
+        }
+    }
     fn describe(&self) -> String {
         match self {
             AnyStore::Postgres(s) => s.describe(),
             AnyStore::Redis(s) => s.describe(),
+            AnyStore::Etcd(s) => s.describe(),
         }
     }
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
         match self {
             AnyStore::Postgres(s) => s.try_acquire(req).await,
             AnyStore::Redis(s) => s.try_acquire(req).await,
+            AnyStore::Etcd(s) => s.try_acquire(req).await,
         }
     }
     async fn leave(&self, name: &str, owner: &str) -> Result<(), LockError> {
         match self {
             AnyStore::Postgres(s) => s.leave(name, owner).await,
             AnyStore::Redis(s) => s.leave(name, owner).await,
+            AnyStore::Etcd(s) => s.leave(name, owner).await,
         }
     }
     async fn wait_for_change(&self, name: &str, until: Instant) {
         match self {
             AnyStore::Postgres(s) => s.wait_for_change(name, until).await,
             AnyStore::Redis(s) => s.wait_for_change(name, until).await,
+            AnyStore::Etcd(s) => s.wait_for_change(name, until).await,
         }
     }
     fn wakes_waiters(&self) -> bool {
         match self {
             AnyStore::Postgres(s) => s.wakes_waiters(),
             AnyStore::Redis(s) => s.wakes_waiters(),
+            AnyStore::Etcd(s) => s.wakes_waiters(),
         }
     }
     async fn leases(&self) -> Result<Vec<LeaseInfo>, LockError> {
         match self {
             AnyStore::Postgres(s) => s.leases().await,
             AnyStore::Redis(s) => s.leases().await,
+            AnyStore::Etcd(s) => s.leases().await,
         }
     }
     async fn leases_of(&self, name: &str) -> Result<Vec<LeaseInfo>, LockError> {
         match self {
             AnyStore::Postgres(s) => s.leases_of(name).await,
             AnyStore::Redis(s) => s.leases_of(name).await,
+            AnyStore::Etcd(s) => s.leases_of(name).await,
         }
     }
     async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
         match self {
             AnyStore::Postgres(s) => s.holder(name).await,
             AnyStore::Redis(s) => s.holder(name).await,
+            AnyStore::Etcd(s) => s.holder(name).await,
         }
     }
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
         match self {
             AnyStore::Postgres(s) => s.refresh(name, lease, ttl).await,
             AnyStore::Redis(s) => s.refresh(name, lease, ttl).await,
+            AnyStore::Etcd(s) => s.refresh(name, lease, ttl).await,
         }
     }
     async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
         match self {
             AnyStore::Postgres(s) => s.release(name, lease).await,
             AnyStore::Redis(s) => s.release(name, lease).await,
+            AnyStore::Etcd(s) => s.release(name, lease).await,
         }
     }
 }
@@ -433,6 +479,16 @@ pub async fn queue_len(kind: Kind, name: &str) -> usize {
             })
             .unwrap_or(0)
         }
+        Kind::Etcd => {
+            let store = EtcdStore::new(&etcd_url()).unwrap();
+            let prefix = format!("{}w/", store.name_prefix(name));
+            let mut c = etcd_client().await;
+            c.get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+                .await
+                .expect("etcd read")
+                .kvs()
+                .len()
+        }
     }
 }
 
@@ -468,6 +524,34 @@ pub async fn steal(kind: Kind, name: &str, delete: bool) {
                     .unwrap()
             };
             assert_eq!(n, 1, "the lease key exists");
+        }
+        Kind::Etcd => {
+            // Deletes the holder keys, or revokes their etcd leases (which expires them).
+            let store = EtcdStore::new(&etcd_url()).unwrap();
+            let prefix = format!("{}h/", store.name_prefix(name));
+            let mut c = etcd_client().await;
+            let kvs = c
+                .get(
+                    prefix.clone(),
+                    Some(etcd_client::GetOptions::new().with_prefix()),
+                )
+                .await
+                .expect("etcd read")
+                .kvs()
+                .to_vec();
+            assert!(!kvs.is_empty(), "the holder keys exist");
+            if delete {
+                c.delete(
+                    prefix,
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )
+                .await
+                .expect("etcd delete");
+            } else {
+                for kv in kvs {
+                    c.lease_revoke(kv.lease()).await.expect("etcd revoke");
+                }
+            }
         }
     }
 }
@@ -776,6 +860,17 @@ async fn child_turns(store: &AnyStore, name: &str, ttl: u64) {
     let steps = env_u64("LEASE_STEPS", 40);
     let hold = Duration::from_millis(env_u64("LEASE_HOLD_MS", 2));
     let rest = Duration::from_millis(env_u64("LEASE_BACKOFF_MS", 1000));
+    // Warm before the race (connections, the first acquisition's one-time costs): the
+    // turns measure the store, and a child still starting up while another takes turns
+    // is not waiting yet.
+    let warm = lease::acquire(
+        store,
+        &format!("{name}-warm-{}", std::process::id()),
+        opts(ttl),
+    )
+    .await
+    .expect("warm-up");
+    warm.release().await.expect("warm-up release");
     let mut rx = stdin_lines();
     say("READY");
     while rx.recv().await.is_some_and(|l| l != "GO") {}

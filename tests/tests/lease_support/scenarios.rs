@@ -257,6 +257,7 @@ pub async fn connection_killed(kind: Kind, mode: Mode) {
         let n = match kind {
             Kind::Postgres => Db::connect().await.terminate_app(&app).await,
             Kind::Redis => redis_kill_clients_of(a.pid).await,
+            Kind::Etcd => unreachable!("etcd faults are in lease_etcd.rs"),
         };
         if round == 0 {
             assert!(n >= 1, "found the holder's store connection to kill");
@@ -551,6 +552,13 @@ pub async fn unreachable_store(kind: Kind) {
                 .unwrap();
             lease::acquire(&s, &name, opts(1000)).await.unwrap_err()
         }
+        Kind::Etcd => {
+            let s = lock_core::lease::etcd::EtcdStore::builder("etcd://127.0.0.1:1,127.0.0.1:2")
+                .timeout(Duration::from_millis(500))
+                .build()
+                .unwrap();
+            lease::acquire(&s, &name, opts(1000)).await.unwrap_err()
+        }
     };
     let text = format!("{e} {e:?}");
     assert!(
@@ -566,6 +574,22 @@ static PG_STORE: std::sync::LazyLock<AnyStore> =
     std::sync::LazyLock::new(|| AnyStore::new(Kind::Postgres));
 static REDIS_STORE: std::sync::LazyLock<AnyStore> =
     std::sync::LazyLock::new(|| AnyStore::new(Kind::Redis));
+static ETCD_STORE: std::sync::LazyLock<AnyStore> =
+    std::sync::LazyLock::new(|| AnyStore::new(Kind::Etcd));
+
+#[lock_core::locked(name = "lease-macro/{tag}", store = ETCD_STORE, lease_ms = 1000, timeout_ms = 3000, guard = g)]
+async fn etcd_locked(tag: &str) -> Result<(u64, bool, bool), LockError> {
+    let nested = lease::acquire(&*ETCD_STORE, &format!("lease-macro/{tag}"), opts(1000)).await;
+    let reentry = matches!(
+        nested,
+        Err(LockError::Busy {
+            reentrant: true,
+            ..
+        })
+    );
+    let live = lease_live(Kind::Etcd, &format!("lease-macro/{tag}")).await;
+    Ok((g.check()?, reentry, live))
+}
 
 #[lock_core::locked(name = "lease-macro/{tag}", store = PG_STORE, lease_ms = 1000, timeout_ms = 3000, guard = g)]
 async fn pg_locked(tag: &str) -> Result<(u64, bool, bool), LockError> {
@@ -604,6 +628,7 @@ pub async fn through_the_attribute(kind: Kind) {
         match kind {
             Kind::Postgres => pg_locked(&tag).await,
             Kind::Redis => redis_locked(&tag).await,
+            Kind::Etcd => etcd_locked(&tag).await,
         }
     };
     let (f1, reentry, live) = call().await.expect("first call");

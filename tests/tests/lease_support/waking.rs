@@ -88,15 +88,26 @@ pub async fn turns(kind: Kind, procs: usize) {
         );
     }
 
-    // Runs while every other process still had turns to take.
+    // Runs while every other process still had turns to take, from the first turn by
+    // which every process had reached the store: processes are told GO at once, but one
+    // may still be starting up (scheduled late on a loaded machine) while another takes
+    // its first turns, and a process that has not asked yet is not waiting.
     let mut left: std::collections::HashMap<u32, usize> =
         turns.iter().map(|t| (t.pid, STEPS)).collect();
+    let mut arrived = std::collections::HashSet::new();
     let mut longest = 0;
     let mut run = 0;
     let mut prev = None;
     for t in &turns {
         if left.values().any(|&n| n == 0) {
             break; // someone finished: the rest may run alone
+        }
+        if arrived.len() < procs {
+            arrived.insert(t.pid);
+            if arrived.len() < procs {
+                *left.get_mut(&t.pid).unwrap() -= 1;
+                continue;
+            }
         }
         run = if prev == Some(t.pid) { run + 1 } else { 1 };
         prev = Some(t.pid);
@@ -167,6 +178,7 @@ pub async fn listener_killed_mid_wait(kind: Kind) {
                 .await
         }
         Kind::Redis => redis_kill_pubsub().await,
+        Kind::Etcd => unreachable!("etcd faults are in lease_etcd.rs"),
     };
     assert!(killed >= 1, "found the listening connection to kill");
     tokio::time::sleep(Duration::from_millis(200)).await;
