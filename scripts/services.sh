@@ -132,4 +132,5 @@ else
   wait_for Redis redis_up
 fi
 
+"$(dirname "$0")/services-dynamodb.sh"
 say "ready: $PG_URL (db $DB), $REDIS_URL"

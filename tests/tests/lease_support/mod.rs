@@ -1,6 +1,8 @@
-//! Shared harness of the lease-store fault tests (`lease_postgres.rs`, `lease_redis.rs`).
+//! Shared harness of the lease-store fault tests (`lease_postgres.rs`, `lease_redis.rs`,
+//! `lease_dynamodb.rs`).
 //!
-//! Real servers (`LOCK_CORE_POSTGRES_URL`, `LOCK_CORE_REDIS_URL`, started by
+//! Real servers (`LOCK_CORE_POSTGRES_URL`, `LOCK_CORE_REDIS_URL`,
+//! `LOCK_CORE_DYNAMODB_ENDPOINT` (moto), started by
 //! `scripts/services.sh`) and real child processes: a test re-executes its own binary
 //! with `LEASE_CHILD_ROLE` set, running only the ignored `lease_child` test, which
 //! dispatches to [`child_main`]. Children talk over stdout lines starting with `@@ `.
@@ -14,6 +16,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lock_core::lease::dynamodb::{aws_sdk_dynamodb, DynamoDbStore};
 use lock_core::lease::postgres::{tokio_postgres, PostgresStore};
 use lock_core::lease::redis::{redis, RedisStore};
 use lock_core::lease::{
@@ -34,6 +37,63 @@ pub fn pg_url() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("LOCK_CORE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The DynamoDB-compatible server of the tests (moto, from `scripts/services.sh`): always
+/// an explicit loopback endpoint, never real AWS.
+pub fn dynamo_endpoint() -> String {
+    let e = std::env::var("LOCK_CORE_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:5005".to_owned());
+    assert!(
+        e.starts_with("http://127.0.0.1:") || e.starts_with("http://localhost:"),
+        "LOCK_CORE_DYNAMODB_ENDPOINT must be a loopback http:// endpoint, got {e}"
+    );
+    e
+}
+
+/// The table the DynamoDB tests share.
+pub const DYNAMO_TABLE: &str = "lock_core_test_leases";
+
+/// The environment that points the AWS SDK's standard configuration at `endpoint` with
+/// fake credentials and a fixed region (for child processes and `DynamoDbStore::new`).
+pub fn dynamo_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_CONFIG_FILE", "/nonexistent".to_owned()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_owned()),
+    ]
+}
+
+/// A DynamoDB client for `endpoint`, configured explicitly (fake credentials, fixed
+/// region, short timeouts): it never reads the environment.
+pub fn dynamo_client(endpoint: &str, secret: &str) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", secret, None, None, "tests"))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(500))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(4))
+                .build(),
+        )
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// A DynamoDB store on the tests' server (or `LEASE_DYNAMO_ENDPOINT` in a child).
+pub fn dynamo_store() -> DynamoDbStore {
+    let endpoint = std::env::var("LEASE_DYNAMO_ENDPOINT").unwrap_or_else(|_| dynamo_endpoint());
+    DynamoDbStore::from_client(dynamo_client(&endpoint, "test"), DYNAMO_TABLE)
+        .expect("valid table name")
 }
 
 pub fn unix_ms() -> u128 {
@@ -80,6 +140,7 @@ impl Rng {
 pub enum Kind {
     Postgres,
     Redis,
+    Dynamo,
 }
 
 impl Kind {
@@ -87,11 +148,13 @@ impl Kind {
         match self {
             Kind::Postgres => "postgres",
             Kind::Redis => "redis",
+            Kind::Dynamo => "dynamodb",
         }
     }
     pub fn parse(s: &str) -> Kind {
         match s {
             "redis" => Kind::Redis,
+            "dynamodb" => Kind::Dynamo,
             _ => Kind::Postgres,
         }
     }
@@ -103,6 +166,7 @@ impl Kind {
 pub enum AnyStore {
     Postgres(PostgresStore),
     Redis(RedisStore),
+    Dynamo(DynamoDbStore),
 }
 
 impl AnyStore {
@@ -123,6 +187,7 @@ impl AnyStore {
                 AnyStore::Postgres(PostgresStore::new(&url).expect("valid PostgreSQL URL"))
             }
             Kind::Redis => AnyStore::Redis(RedisStore::new(&redis_url()).expect("valid Redis URL")),
+            Kind::Dynamo => AnyStore::Dynamo(dynamo_store()),
         }
     }
 
@@ -130,6 +195,7 @@ impl AnyStore {
         match self {
             AnyStore::Postgres(_) => Kind::Postgres,
             AnyStore::Redis(_) => Kind::Redis,
+            AnyStore::Dynamo(_) => Kind::Dynamo,
         }
     }
 }
@@ -139,60 +205,70 @@ impl LeaseStore for AnyStore {
         match self {
             AnyStore::Postgres(s) => s.describe(),
             AnyStore::Redis(s) => s.describe(),
+            AnyStore::Dynamo(s) => s.describe(),
         }
     }
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
         match self {
             AnyStore::Postgres(s) => s.try_acquire(req).await,
             AnyStore::Redis(s) => s.try_acquire(req).await,
+            AnyStore::Dynamo(s) => s.try_acquire(req).await,
         }
     }
     async fn leave(&self, name: &str, owner: &str) -> Result<(), LockError> {
         match self {
             AnyStore::Postgres(s) => s.leave(name, owner).await,
             AnyStore::Redis(s) => s.leave(name, owner).await,
+            AnyStore::Dynamo(s) => s.leave(name, owner).await,
         }
     }
     async fn wait_for_change(&self, name: &str, until: Instant) {
         match self {
             AnyStore::Postgres(s) => s.wait_for_change(name, until).await,
             AnyStore::Redis(s) => s.wait_for_change(name, until).await,
+            AnyStore::Dynamo(s) => s.wait_for_change(name, until).await,
         }
     }
     fn wakes_waiters(&self) -> bool {
         match self {
             AnyStore::Postgres(s) => s.wakes_waiters(),
             AnyStore::Redis(s) => s.wakes_waiters(),
+            AnyStore::Dynamo(s) => s.wakes_waiters(),
         }
     }
     async fn leases(&self) -> Result<Vec<LeaseInfo>, LockError> {
         match self {
             AnyStore::Postgres(s) => s.leases().await,
             AnyStore::Redis(s) => s.leases().await,
+            AnyStore::Dynamo(s) => s.leases().await,
         }
     }
     async fn leases_of(&self, name: &str) -> Result<Vec<LeaseInfo>, LockError> {
         match self {
             AnyStore::Postgres(s) => s.leases_of(name).await,
             AnyStore::Redis(s) => s.leases_of(name).await,
+            AnyStore::Dynamo(s) => s.leases_of(name).await,
         }
     }
     async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
         match self {
             AnyStore::Postgres(s) => s.holder(name).await,
             AnyStore::Redis(s) => s.holder(name).await,
+            AnyStore::Dynamo(s) => s.holder(name).await,
         }
     }
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
         match self {
             AnyStore::Postgres(s) => s.refresh(name, lease, ttl).await,
             AnyStore::Redis(s) => s.refresh(name, lease, ttl).await,
+            AnyStore::Dynamo(s) => s.refresh(name, lease, ttl).await,
         }
     }
     async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
         match self {
             AnyStore::Postgres(s) => s.release(name, lease).await,
             AnyStore::Redis(s) => s.release(name, lease).await,
+            AnyStore::Dynamo(s) => s.release(name, lease).await,
         }
     }
 }
@@ -414,6 +490,10 @@ pub async fn queue_len(kind: Kind, name: &str) -> usize {
                 .map(|r| r.get::<_, i32>(0) as usize)
                 .unwrap_or(0)
         }
+        Kind::Dynamo => dynamo_item(name)
+            .await
+            .and_then(|item| item.get("waiters").and_then(|w| w.as_m().ok()).map(|w| w.len()))
+            .unwrap_or(0),
         Kind::Redis => {
             let store = RedisStore::new(&redis_url()).unwrap();
             let mut c = redis_conn().await;
@@ -436,9 +516,56 @@ pub async fn queue_len(kind: Kind, name: &str) -> usize {
     }
 }
 
-/// Ends the lease behind its holder's back: expires it (PostgreSQL) or deletes it (Redis).
+/// The raw item of `name` in the DynamoDB tests' table.
+pub async fn dynamo_item(
+    name: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    dynamo_client(&dynamo_endpoint(), "test")
+        .get_item()
+        .table_name(DYNAMO_TABLE)
+        .key("name", AttributeValue::S(name.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem on moto")
+        .item
+}
+
+/// Ends the lease behind its holder's back: expires it (PostgreSQL, DynamoDB: every
+/// holder's expiry set to 0) or deletes it (Redis: the key; DynamoDB: the holders, not
+/// the item, which keeps the fence counter).
 pub async fn steal(kind: Kind, name: &str, delete: bool) {
     match kind {
+        Kind::Dynamo => {
+            use aws_sdk_dynamodb::types::AttributeValue;
+            let item = dynamo_item(name).await.expect("the lease item exists");
+            let holders: Vec<String> = item
+                .get("holders")
+                .and_then(|h| h.as_m().ok())
+                .map(|h| h.keys().cloned().collect())
+                .unwrap_or_default();
+            assert!(!holders.is_empty(), "the lease has holders");
+            let client = dynamo_client(&dynamo_endpoint(), "test");
+            for (i, owner) in holders.iter().enumerate() {
+                let mut up = client
+                    .update_item()
+                    .table_name(DYNAMO_TABLE)
+                    .key("name", AttributeValue::S(name.to_owned()))
+                    .expression_attribute_names("#h", "holders")
+                    .expression_attribute_names("#o", owner)
+                    .expression_attribute_names("#v", "ver")
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()));
+                up = if delete {
+                    up.update_expression("REMOVE #h.#o ADD #v :one")
+                } else {
+                    up.update_expression("SET #h.#o.#e = :zero ADD #v :one")
+                        .expression_attribute_names("#e", "expires")
+                        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                };
+                up.send().await.unwrap_or_else(|e| panic!("steal holder {i}: {e:?}"));
+            }
+        }
         Kind::Postgres => {
             let db = Db::connect().await;
             let sql = if delete {
@@ -571,6 +698,11 @@ impl ChildProc {
         .env(CHILD_ENV, role)
         .env("LEASE_STORE", kind.as_str())
         .env("LEASE_NAME", name)
+        .envs(if kind == Kind::Dynamo {
+            dynamo_env(&dynamo_endpoint())
+        } else {
+            Vec::new()
+        })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

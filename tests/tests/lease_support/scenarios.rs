@@ -1,4 +1,5 @@
-//! The fault scenarios, run once per store by `lease_postgres.rs` and `lease_redis.rs`.
+//! The fault scenarios, run once per store by `lease_postgres.rs`, `lease_redis.rs` and
+//! `lease_dynamodb.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -257,6 +258,9 @@ pub async fn connection_killed(kind: Kind, mode: Mode) {
         let n = match kind {
             Kind::Postgres => Db::connect().await.terminate_app(&app).await,
             Kind::Redis => redis_kill_clients_of(a.pid).await,
+            // HTTP requests have no session to kill: `lease_dynamodb.rs` restarts a
+            // server of its own instead.
+            Kind::Dynamo => panic!("connection_killed does not apply to DynamoDB"),
         };
         if round == 0 {
             assert!(n >= 1, "found the holder's store connection to kill");
@@ -543,6 +547,11 @@ pub async fn unreachable_store(kind: Kind) {
                 .unwrap();
             lease::acquire(&s, &name, opts(1000)).await.unwrap_err()
         }
+        Kind::Dynamo => {
+            let client = dynamo_client("http://127.0.0.1:1", "s3cr3t-pw");
+            let s = DynamoDbStore::from_client(client, DYNAMO_TABLE).unwrap();
+            lease::acquire(&s, &name, opts(1000)).await.unwrap_err()
+        }
         Kind::Redis => {
             let s = RedisStore::builder("redis://:s3cr3t-pw@127.0.0.1:1")
                 .timeout(Duration::from_millis(500))
@@ -565,6 +574,22 @@ static PG_STORE: std::sync::LazyLock<AnyStore> =
     std::sync::LazyLock::new(|| AnyStore::new(Kind::Postgres));
 static REDIS_STORE: std::sync::LazyLock<AnyStore> =
     std::sync::LazyLock::new(|| AnyStore::new(Kind::Redis));
+static DYNAMO_STORE: std::sync::LazyLock<AnyStore> =
+    std::sync::LazyLock::new(|| AnyStore::new(Kind::Dynamo));
+
+#[lock_core::locked(name = "lease-macro/{tag}", store = DYNAMO_STORE, lease_ms = 1000, timeout_ms = 3000, guard = g)]
+async fn dynamo_locked(tag: &str) -> Result<(u64, bool, bool), LockError> {
+    let nested = lease::acquire(&*DYNAMO_STORE, &format!("lease-macro/{tag}"), opts(1000)).await;
+    let reentry = matches!(
+        nested,
+        Err(LockError::Busy {
+            reentrant: true,
+            ..
+        })
+    );
+    let live = lease_live(Kind::Dynamo, &format!("lease-macro/{tag}")).await;
+    Ok((g.check()?, reentry, live))
+}
 
 #[lock_core::locked(name = "lease-macro/{tag}", store = PG_STORE, lease_ms = 1000, timeout_ms = 3000, guard = g)]
 async fn pg_locked(tag: &str) -> Result<(u64, bool, bool), LockError> {
@@ -603,6 +628,7 @@ pub async fn through_the_attribute(kind: Kind) {
         match kind {
             Kind::Postgres => pg_locked(&tag).await,
             Kind::Redis => redis_locked(&tag).await,
+            Kind::Dynamo => dynamo_locked(&tag).await,
         }
     };
     let (f1, reentry, live) = call().await.expect("first call");

@@ -1,0 +1,785 @@
+//! The DynamoDB lease store: the home of the `dynalock` algorithm.
+//!
+//! One item per name, in a table whose only key is the partition key `name` (a string).
+//! The item holds the name's live holders (each with its own expiry and fence), its queue
+//! of waiters, its kind, the last fence issued (a counter that only ever grows: release
+//! removes a holder, never the item) and a version. Every change is a conditional write:
+//!
+//! * **acquire** reads the item (a strongly consistent `GetItem`), decides in any shape
+//!   (exclusive, shared, one of `N` permits, with the same queue and turn rule as the
+//!   PostgreSQL and Redis stores: while one owner waits, another takes at most three turns
+//!   in a row) and, when something changes, writes it back with `PutItem` on the
+//!   condition that the version is still the one it read (`attribute_not_exists` for a new
+//!   name). A lost race is read and decided again. The fence is the item's counter plus
+//!   one, written in that same conditional write: two grants can never get one fence.
+//! * **refresh** and **release** are one `UpdateItem` each, on the condition that the
+//!   holder's entry still carries this owner and fence and has not expired.
+//! * **leave** (a waiter that gives up) is one `UpdateItem`.
+//!
+//! No path of acquire, refresh or release scans; only [`leases`](LeaseStore::leases)
+//! (the listing, for `lock-core status`) does.
+//!
+//! # Round trips
+//!
+//! An acquisition that is granted at once costs 2 requests (read, conditional write), a
+//! refresh or release 1. DynamoDB has no notifications, so a waiter polls: each attempt
+//! is one read, plus a write when it joins the queue and about every TTL/4 to keep its
+//! place there. Polls back off with jitter from 2 ms up to 50 ms (see
+//! [`LeaseOptions::retry_backoff`](super::LeaseOptions::retry_backoff)), and never
+//! later than just after the holder's lease would run out. See `BENCHMARKS.md` for the
+//! cost of a wait.
+//!
+//! # Clocks
+//!
+//! Expiries are written by the clock of the host that writes them (DynamoDB has no
+//! server time to lend). A lease is safe while the clocks of the hosts sharing a table
+//! agree to within the lease's safety margin ([`LeaseOptions::margin`](super::LeaseOptions::margin),
+//! TTL/10 by default): the holder stops trusting its lease that much before anyone else
+//! may take it over. Keep hosts on NTP (on AWS, the Amazon Time Sync Service).
+//!
+//! # The table
+//!
+//! Made on first use when it is absent (partition key `name` of type string, on-demand
+//! billing), waiting until it is active. A table of another key shape is refused with a
+//! clear error. Items are never deleted, since they keep the fence counters: one small
+//! item per name ever used. Do not put a DynamoDB TTL on the table, and do not delete
+//! items by hand: a deleted item starts its fences from 1 again, so a protected resource
+//! that remembers the highest fence would refuse the new holders until it is reset too.
+//!
+//! # Configuration
+//!
+//! [`DynamoDbStore::new`] takes `dynamodb://TABLE` and loads AWS's standard
+//! configuration on first use: the environment (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...,
+//! `AWS_ENDPOINT_URL` for a local server), the shared config and credentials files
+//! (`AWS_PROFILE`), web identity, ECS and EC2 instance credentials. The SDK is built
+//! without its `sso` and `credentials-process` features (they cost build time); enable
+//! them in your own dependency on `aws-config` if your profiles use them, or build the
+//! client yourself and pass it to [`DynamoDbStore::from_client`]. Both crates are
+//! re-exported ([`aws_config`], [`aws_sdk_dynamodb`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lock_core::LockError> {
+//! use lock_core::lease::{self, LeaseOptions, dynamodb::DynamoDbStore};
+//!
+//! let store = DynamoDbStore::new("dynamodb://app-locks")?;
+//! let guard = lease::acquire(&store, "nightly-report", LeaseOptions::new()).await?;
+//! // ... work, passing guard.fence() along with every write ...
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use ::aws_config;
+pub use ::aws_sdk_dynamodb;
+
+use ::aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use ::aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
+};
+use ::aws_sdk_dynamodb::Client;
+use tokio::sync::OnceCell;
+
+use super::{util, Attempt, Lease, LeaseInfo, LeaseStore, Request, DEFAULT_TTL};
+use crate::mode::Kind;
+use crate::LockError;
+
+mod state;
+
+use state::{mode_of, Decision, Holder, State, Waiter};
+
+/// How many times one acquire reads and writes again after losing a race.
+const RACES: u32 = 16;
+
+/// How long to wait for a table being made to become active.
+const TABLE_WAIT: Duration = Duration::from_secs(60);
+
+/// Attribute names (always through `#` placeholders: `name` is a reserved word).
+const K_NAME: &str = "name";
+const K_FENCE: &str = "fence";
+const K_KIND: &str = "kind";
+const K_TICKET: &str = "ticket";
+const K_VER: &str = "ver";
+const K_HOLDERS: &str = "holders";
+const K_WAITERS: &str = "waiters";
+const K_MODE: &str = "mode";
+const K_EXPIRES: &str = "expires";
+const K_PASSES: &str = "passes";
+
+/// A lease store in one DynamoDB table. Cheap to clone (clones share the client and
+/// its connections).
+///
+/// See the [module docs](self) for the layout, the cost in requests and the clocks.
+#[derive(Clone)]
+pub struct DynamoDbStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    table: String,
+    describe: String,
+    client: OnceCell<Client>,
+    /// Set once the table is known to exist with the right key.
+    ready: OnceCell<()>,
+    default_ttl: Duration,
+}
+
+fn config_error(message: String) -> LockError {
+    LockError::Store {
+        name: String::new(),
+        store: "dynamodb".to_owned(),
+        message,
+    }
+}
+
+/// Checks a DynamoDB table name: 3 to 255 of `A-Z a-z 0-9 _ - .`.
+fn check_table(table: &str) -> Result<(), LockError> {
+    let ok = (3..=255).contains(&table.len())
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(config_error(format!(
+            "invalid DynamoDB table name {:?}: use 3 to 255 ASCII letters, digits or `_ - .`",
+            table.escape_default().to_string()
+        )))
+    }
+}
+
+impl DynamoDbStore {
+    /// A store in the table that `url` names (`dynamodb://TABLE`), with AWS's standard
+    /// configuration (environment, profiles, `AWS_ENDPOINT_URL`), loaded on first use.
+    /// The table is made on first use if it does not exist.
+    ///
+    /// ```
+    /// use lock_core::lease::dynamodb::DynamoDbStore;
+    ///
+    /// let store = DynamoDbStore::new("dynamodb://app-locks")?;
+    /// assert_eq!(store.table(), "app-locks");
+    /// assert!(DynamoDbStore::new("dynamodb://").is_err());
+    /// assert!(DynamoDbStore::new("redis://127.0.0.1").is_err());
+    /// # Ok::<(), lock_core::LockError>(())
+    /// ```
+    pub fn new(url: &str) -> Result<Self, LockError> {
+        let rest = url
+            .split_once("://")
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("dynamodb"))
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| config_error("a DynamoDB store URL is `dynamodb://TABLE`".into()))?;
+        let table = rest.strip_suffix('/').unwrap_or(rest);
+        check_table(table)?;
+        Ok(Self::with_cell(table, OnceCell::new()))
+    }
+
+    /// A store in `table`, using `client` as it is configured (region, credentials,
+    /// endpoint, retries, timeouts). The table is made on first use if it does not exist.
+    ///
+    /// ```
+    /// use lock_core::lease::dynamodb::{aws_sdk_dynamodb, DynamoDbStore};
+    /// use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    ///
+    /// // A local DynamoDB-compatible server, with fake credentials.
+    /// let config = aws_sdk_dynamodb::Config::builder()
+    ///     .behavior_version(BehaviorVersion::latest())
+    ///     .endpoint_url("http://127.0.0.1:5005")
+    ///     .region(Region::new("us-east-1"))
+    ///     .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+    ///     .build();
+    /// let client = aws_sdk_dynamodb::Client::from_conf(config);
+    /// let store = DynamoDbStore::from_client(client, "app-locks")?;
+    /// assert_eq!(store.table(), "app-locks");
+    /// # Ok::<(), lock_core::LockError>(())
+    /// ```
+    pub fn from_client(client: Client, table: &str) -> Result<Self, LockError> {
+        check_table(table)?;
+        Ok(Self::with_cell(table, OnceCell::from(client)))
+    }
+
+    fn with_cell(table: &str, client: OnceCell<Client>) -> Self {
+        DynamoDbStore {
+            inner: Arc::new(Inner {
+                table: table.to_owned(),
+                describe: format!("dynamodb://{table}"),
+                client,
+                ready: OnceCell::new(),
+                default_ttl: DEFAULT_TTL,
+            }),
+        }
+    }
+
+    /// The same store with another TTL for leases whose caller chooses none (default
+    /// 10 s). Call it before cloning: clones made earlier keep the old one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lock_core::lease::{dynamodb::DynamoDbStore, LeaseStore};
+    ///
+    /// let store = DynamoDbStore::new("dynamodb://app-locks")?.with_default_ttl(Duration::from_secs(30));
+    /// assert_eq!(store.default_ttl(), Duration::from_secs(30));
+    /// # Ok::<(), lock_core::LockError>(())
+    /// ```
+    pub fn with_default_ttl(self, ttl: Duration) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            table: shared.table.clone(),
+            describe: shared.describe.clone(),
+            client: shared
+                .client
+                .get()
+                .cloned()
+                .map(OnceCell::from)
+                .unwrap_or_default(),
+            ready: OnceCell::new(),
+            default_ttl: shared.default_ttl,
+        });
+        DynamoDbStore {
+            inner: Arc::new(Inner {
+                default_ttl: ttl,
+                ..inner
+            }),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.inner.table
+    }
+
+    /// The client, made from AWS's standard configuration on first use (for stores from
+    /// [`new`](Self::new)).
+    pub async fn client(&self) -> &Client {
+        self.inner
+            .client
+            .get_or_init(|| async {
+                let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(3))
+                            .operation_attempt_timeout(Duration::from_secs(5))
+                            .operation_timeout(Duration::from_secs(15))
+                            .build(),
+                    )
+                    .load()
+                    .await;
+                Client::new(&config)
+            })
+            .await
+    }
+
+    /// The client, once the table is known to exist with the right key (made if absent).
+    async fn ready(&self, name: &str) -> Result<&Client, LockError> {
+        let client = self.client().await;
+        self.inner
+            .ready
+            .get_or_try_init(|| self.ensure_table(client, name))
+            .await?;
+        Ok(client)
+    }
+
+    /// Makes the table if it does not exist; checks its key if it does; waits until it
+    /// is active.
+    async fn ensure_table(&self, client: &Client, name: &str) -> Result<(), LockError> {
+        let table = &self.inner.table;
+        let deadline = tokio::time::Instant::now() + TABLE_WAIT;
+        let mut created = false;
+        loop {
+            match client.describe_table().table_name(table).send().await {
+                Ok(out) => {
+                    let Some(t) = out.table() else {
+                        return Err(self.message(name, "describe table: no description"));
+                    };
+                    self.check_shape(t, name)?;
+                    if t.table_status() == Some(&TableStatus::Active) {
+                        return Ok(());
+                    }
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception())
+                        && !created =>
+                {
+                    let made = client
+                        .create_table()
+                        .table_name(table)
+                        .key_schema(
+                            KeySchemaElement::builder()
+                                .attribute_name(K_NAME)
+                                .key_type(KeyType::Hash)
+                                .build()
+                                .map_err(|e| self.message(name, &format!("create table: {e}")))?,
+                        )
+                        .attribute_definitions(
+                            AttributeDefinition::builder()
+                                .attribute_name(K_NAME)
+                                .attribute_type(ScalarAttributeType::S)
+                                .build()
+                                .map_err(|e| self.message(name, &format!("create table: {e}")))?,
+                        )
+                        .billing_mode(BillingMode::PayPerRequest)
+                        .send()
+                        .await;
+                    match made {
+                        Ok(_) => {}
+                        // Someone else made it meanwhile: check it like any other.
+                        Err(e)
+                            if e.as_service_error()
+                                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+                        Err(e) => return Err(self.error(name, "create table", &e)),
+                    }
+                    created = true;
+                    continue;
+                }
+                Err(e) => return Err(self.error(name, "describe table", &e)),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.message(
+                    name,
+                    &format!("table `{table}` did not become active within {TABLE_WAIT:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn check_shape(
+        &self,
+        t: &::aws_sdk_dynamodb::types::TableDescription,
+        name: &str,
+    ) -> Result<(), LockError> {
+        let keys = t.key_schema();
+        let key_ok = keys.len() == 1
+            && keys[0].attribute_name() == K_NAME
+            && keys[0].key_type() == &KeyType::Hash;
+        let type_ok = t
+            .attribute_definitions()
+            .iter()
+            .any(|a| a.attribute_name() == K_NAME && a.attribute_type() == &ScalarAttributeType::S);
+        if key_ok && type_ok {
+            return Ok(());
+        }
+        let shape: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
+            .collect();
+        Err(self.message(
+            name,
+            &format!(
+                "table `{}` exists with another key schema [{}]: lock-core needs a table whose \
+                 only key is the partition key `name` of type string; choose another table",
+                self.inner.table,
+                shape.join(", ")
+            ),
+        ))
+    }
+
+    fn error<E, R>(&self, name: &str, what: &str, e: &SdkError<E, R>) -> LockError
+    where
+        E: std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        self.message(name, &format!("{what}: {}", DisplayErrorContext(e)))
+    }
+
+    fn message(&self, name: &str, message: &str) -> LockError {
+        LockError::Store {
+            name: name.to_owned(),
+            store: self.inner.describe.clone(),
+            message: message.to_owned(),
+        }
+    }
+
+    fn key(name: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([(K_NAME.to_owned(), AttributeValue::S(name.to_owned()))])
+    }
+
+    /// Reads the item of `name` (strongly consistent).
+    async fn read(&self, client: &Client, name: &str) -> Result<State, LockError> {
+        let out = client
+            .get_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(Self::key(name)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(name, "read", &e))?;
+        Ok(out.item().map(decode).unwrap_or_default())
+    }
+
+    /// Writes `st` as the item of `name` if its version is still `st.ver`. `Ok(false)`:
+    /// someone else wrote first.
+    async fn write(&self, client: &Client, name: &str, st: &State) -> Result<bool, LockError> {
+        let mut put = client
+            .put_item()
+            .table_name(&self.inner.table)
+            .set_item(Some(encode(name, st)))
+            .expression_attribute_names("#k", K_NAME);
+        put = match st.ver {
+            None => put.condition_expression("attribute_not_exists(#k)"),
+            Some(v) => put
+                .condition_expression("attribute_exists(#k) AND #v = :v")
+                .expression_attribute_names("#v", K_VER)
+                .expression_attribute_values(":v", num(v)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.error(name, "write", &e)),
+        }
+    }
+
+    /// An update of the holder entry of `lease` if it is still live with that fence.
+    async fn update_holder(
+        &self,
+        name: &str,
+        lease: &Lease,
+        what: &str,
+        expression: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, LockError> {
+        let client = self.ready(name).await?;
+        let now = now_ms();
+        let mut up = client
+            .update_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(Self::key(name)))
+            .update_expression(expression)
+            .condition_expression("#h.#o.#f = :f AND #h.#o.#e > :now")
+            .expression_attribute_names("#h", K_HOLDERS)
+            .expression_attribute_names("#o", &lease.owner)
+            .expression_attribute_names("#f", K_FENCE)
+            .expression_attribute_names("#e", K_EXPIRES)
+            .expression_attribute_names("#v", K_VER)
+            .expression_attribute_values(":f", num(lease.fence))
+            .expression_attribute_values(":now", num(now))
+            .expression_attribute_values(":one", num(1));
+        if let Some(ttl) = ttl {
+            up = up.expression_attribute_values(":exp", num(now + ttl_ms(ttl)));
+        }
+        match up.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.error(name, what, &e)),
+        }
+    }
+
+    fn infos(name: &str, st: &State, now: i64) -> Vec<LeaseInfo> {
+        let mut out: Vec<LeaseInfo> = st
+            .live(now)
+            .map(|h| {
+                LeaseInfo::new(
+                    name,
+                    h.owner.clone(),
+                    h.fence,
+                    mode_of(h.mode, st.kind),
+                    Duration::from_millis(u64::try_from(h.expires - now).unwrap_or(0)),
+                )
+            })
+            .collect();
+        out.sort_by_key(|l| l.fence);
+        out
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4).max(1)
+}
+
+fn num(n: impl fmt::Display) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+fn get_num<T: std::str::FromStr + Default>(m: &HashMap<String, AttributeValue>, k: &str) -> T {
+    m.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default()
+}
+
+fn get_mode(m: &HashMap<String, AttributeValue>) -> char {
+    m.get(K_MODE)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|s| s.chars().next())
+        .unwrap_or('x')
+}
+
+fn get_map<'m>(
+    m: &'m HashMap<String, AttributeValue>,
+    k: &str,
+) -> impl Iterator<Item = (&'m String, &'m HashMap<String, AttributeValue>)> {
+    m.get(k)
+        .and_then(|v| v.as_m().ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|(o, v)| v.as_m().ok().map(|e| (o, e)))
+}
+
+/// The state in an item.
+fn decode(item: &HashMap<String, AttributeValue>) -> State {
+    let mut st = State {
+        ver: Some(get_num(item, K_VER)),
+        fence: get_num(item, K_FENCE),
+        kind: get_num(item, K_KIND),
+        ticket: get_num::<u64>(item, K_TICKET).max(1),
+        holders: get_map(item, K_HOLDERS)
+            .map(|(o, e)| Holder {
+                owner: o.clone(),
+                fence: get_num(e, K_FENCE),
+                mode: get_mode(e),
+                expires: get_num(e, K_EXPIRES),
+            })
+            .collect(),
+        waiters: get_map(item, K_WAITERS)
+            .map(|(o, e)| Waiter {
+                owner: o.clone(),
+                ticket: get_num(e, K_TICKET),
+                mode: get_mode(e),
+                passes: get_num(e, K_PASSES),
+                expires: get_num(e, K_EXPIRES),
+            })
+            .collect(),
+    };
+    st.holders.sort_by_key(|h| h.fence);
+    st.waiters.sort_by_key(|w| w.ticket);
+    st
+}
+
+/// The item of a state, with its version bumped.
+fn encode(name: &str, st: &State) -> HashMap<String, AttributeValue> {
+    let holders = st
+        .holders
+        .iter()
+        .map(|h| {
+            let e = HashMap::from([
+                (K_FENCE.to_owned(), num(h.fence)),
+                (K_MODE.to_owned(), AttributeValue::S(h.mode.to_string())),
+                (K_EXPIRES.to_owned(), num(h.expires)),
+            ]);
+            (h.owner.clone(), AttributeValue::M(e))
+        })
+        .collect();
+    let waiters = st
+        .waiters
+        .iter()
+        .map(|w| {
+            let e = HashMap::from([
+                (K_TICKET.to_owned(), num(w.ticket)),
+                (K_MODE.to_owned(), AttributeValue::S(w.mode.to_string())),
+                (K_PASSES.to_owned(), num(w.passes)),
+                (K_EXPIRES.to_owned(), num(w.expires)),
+            ]);
+            (w.owner.clone(), AttributeValue::M(e))
+        })
+        .collect();
+    HashMap::from([
+        (K_NAME.to_owned(), AttributeValue::S(name.to_owned())),
+        (K_VER.to_owned(), num(st.ver.map_or(1, |v| v + 1))),
+        (K_FENCE.to_owned(), num(st.fence)),
+        (K_KIND.to_owned(), num(st.kind)),
+        (K_TICKET.to_owned(), num(st.ticket.max(1))),
+        (K_HOLDERS.to_owned(), AttributeValue::M(holders)),
+        (K_WAITERS.to_owned(), AttributeValue::M(waiters)),
+    ])
+}
+
+fn kind_of(kind: u32) -> Kind {
+    if kind > 0 {
+        Kind::Counted(kind)
+    } else {
+        Kind::ReadWrite
+    }
+}
+
+impl fmt::Debug for DynamoDbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DynamoDbStore")
+            .field(&self.inner.describe)
+            .finish()
+    }
+}
+
+impl LeaseStore for DynamoDbStore {
+    fn describe(&self) -> String {
+        self.inner.describe.clone()
+    }
+
+    fn default_ttl(&self) -> Duration {
+        self.inner.default_ttl
+    }
+
+    async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
+        let name = req.name;
+        let client = self.ready(name).await?;
+        for race in 0..RACES {
+            let mut st = self.read(client, name).await?;
+            let (decision, write) =
+                st.acquire(req.owner, ttl_ms(req.ttl), req.mode, req.queue, now_ms());
+            if write && !self.write(client, name, &st).await? {
+                // Lost a race with another writer: read and decide again, after a short
+                // jittered pause once it happens repeatedly.
+                if race >= 2 {
+                    let ms = 1 + util::random_u64() % (1 << race.min(5));
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                continue;
+            }
+            return Ok(match decision {
+                Decision::Acquired(fence) => Attempt::Acquired(Lease::new(fence, req.owner)),
+                Decision::Held { holder, retry_ms } => Attempt::held_until(
+                    holder,
+                    retry_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+                ),
+                Decision::Mismatch(kind) => Attempt::Mismatch {
+                    kind: kind_of(kind),
+                },
+            });
+        }
+        // Heavy contention: report it as held; the caller backs off and asks again.
+        Ok(Attempt::held(None))
+    }
+
+    async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
+        self.update_holder(
+            name,
+            lease,
+            "refresh",
+            "SET #h.#o.#e = :exp ADD #v :one",
+            Some(ttl),
+        )
+        .await
+    }
+
+    async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
+        self.update_holder(name, lease, "release", "REMOVE #h.#o ADD #v :one", None)
+            .await
+    }
+
+    async fn leave(&self, name: &str, owner: &str) -> Result<(), LockError> {
+        let client = self.ready(name).await?;
+        let out = client
+            .update_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(Self::key(name)))
+            .update_expression("REMOVE #w.#o ADD #v :one")
+            .condition_expression("attribute_exists(#w.#o)")
+            .expression_attribute_names("#w", K_WAITERS)
+            .expression_attribute_names("#o", owner)
+            .expression_attribute_names("#v", K_VER)
+            .expression_attribute_values(":one", num(1))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error(name, "leave", &e)),
+        }
+    }
+
+    async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
+        let client = self.ready(name).await?;
+        let st = self.read(client, name).await?;
+        Ok(st.main_holder(now_ms()).map(|h| h.owner.clone()))
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseInfo>, LockError> {
+        let client = self.ready("").await?;
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = client
+                .scan()
+                .table_name(&self.inner.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.error("", "list", &e))?;
+            let now = now_ms();
+            for item in page.items() {
+                let Some(name) = item.get(K_NAME).and_then(|v| v.as_s().ok()) else {
+                    continue;
+                };
+                out.extend(Self::infos(name, &decode(item), now));
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.fence.cmp(&b.fence)));
+        Ok(out)
+    }
+
+    async fn leases_of(&self, name: &str) -> Result<Vec<LeaseInfo>, LockError> {
+        let client = self.ready(name).await?;
+        let st = self.read(client, name).await?;
+        Ok(Self::infos(name, &st, now_ms()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip() {
+        let st = State {
+            ver: Some(4),
+            fence: 9,
+            kind: 2,
+            ticket: 3,
+            holders: vec![Holder {
+                owner: "h/1/ab/1".into(),
+                fence: 9,
+                mode: 'p',
+                expires: 1234,
+            }],
+            waiters: vec![Waiter {
+                owner: "h/1/ab/2".into(),
+                ticket: 2,
+                mode: 'p',
+                passes: 1,
+                expires: 5678,
+            }],
+        };
+        let item = encode("jobs", &st);
+        let back = decode(&item);
+        assert_eq!(back.ver, Some(5), "the version is bumped");
+        assert_eq!(State { ver: Some(4), ..back }, st);
+    }
+
+    #[test]
+    fn urls_and_tables() {
+        assert_eq!(DynamoDbStore::new("dynamodb://locks").unwrap().table(), "locks");
+        assert_eq!(DynamoDbStore::new("DynamoDB://a.b-c_d/").unwrap().table(), "a.b-c_d");
+        for bad in ["dynamodb://ab", "dynamodb://a/b", "locks", "postgres://x/y", "dynamodb://a b c"] {
+            assert!(DynamoDbStore::new(bad).is_err(), "{bad}");
+        }
+    }
+}
