@@ -3,6 +3,9 @@
 # PyPI, a DynamoDB-compatible server) on loopback, in a virtualenv of its own under
 # target/. Called by scripts/services.sh; also fine on its own.
 #
+# moto_server runs through scripts/moto_serial.py, which serves one write at a time:
+# moto's threads can otherwise let two conditional writes of one item both pass.
+#
 # Idempotent: a server that already answers on the port is left alone, and nothing this
 # script did not start is ever stopped. Loopback only. The tests take the endpoint from
 # LOCK_CORE_DYNAMODB_ENDPOINT (default http://127.0.0.1:5005) and set fake credentials
@@ -71,8 +74,8 @@ if dynamo_up; then
 fi
 tcp_open 127.0.0.1 "$PORT" && die "something that is not DynamoDB listens on 127.0.0.1:$PORT"
 ensure_venv
-say "starting moto_server on 127.0.0.1:$PORT"
-setsid nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"target/moto-$PORT.log" 2>&1 </dev/null &
+say "starting moto_server (one write at a time) on 127.0.0.1:$PORT"
+setsid nohup "$VENV/bin/python" scripts/moto_serial.py -H 127.0.0.1 -p "$PORT" >"target/moto-$PORT.log" 2>&1 </dev/null &
 for _ in $(seq 1 60); do
   if dynamo_up; then say "ready: $ENDPOINT (moto)"; exit 0; fi
   sleep 0.5

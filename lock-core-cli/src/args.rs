@@ -63,7 +63,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "store")]
     pub path: Option<PathBuf>,
 
-    /// Hold a lease in this store instead of a file lock: postgres://… or redis://…
+    /// Hold a lease in this store instead of a file lock: postgres://…, redis://… or
+    /// dynamodb://TABLE (with the `dynamodb` feature)
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 
@@ -93,7 +94,8 @@ pub struct StatusArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "store")]
     pub dir: Option<PathBuf>,
 
-    /// List the live leases of this store instead: postgres://… or redis://…
+    /// List the live leases of this store instead: postgres://…, redis://… or
+    /// dynamodb://TABLE
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 

@@ -1,5 +1,7 @@
 //! `--store URL`: which lease store a URL names, and what a lease's owner string says.
 
+#[cfg(feature = "dynamodb")]
+use lock_core::lease::dynamodb::DynamoDbStore;
 use lock_core::lease::postgres::PostgresStore;
 use lock_core::lease::redis::RedisStore;
 
@@ -11,6 +13,9 @@ pub enum AnyStore {
     Postgres(PostgresStore),
     /// `redis://…`, `rediss://…`, `redis+unix://…` or `unix://…`.
     Redis(RedisStore),
+    /// `dynamodb://TABLE` (built with the `dynamodb` feature).
+    #[cfg(feature = "dynamodb")]
+    Dynamo(DynamoDbStore),
 }
 
 /// The store `url` names. An unknown scheme or an invalid URL is a usage error (64);
@@ -26,16 +31,26 @@ pub fn open(url: &str) -> Result<AnyStore, Failure> {
         Some("redis" | "rediss" | "redis+unix" | "unix") => {
             RedisStore::new(url).map(AnyStore::Redis).map_err(invalid)
         }
+        #[cfg(feature = "dynamodb")]
+        Some("dynamodb") => DynamoDbStore::new(url)
+            .map(AnyStore::Dynamo)
+            .map_err(invalid),
+        #[cfg(not(feature = "dynamodb"))]
+        Some("dynamodb") => Err(Failure::new(
+            exit::USAGE,
+            "this lock-core was built without DynamoDB support: \
+             install lock-core-cli with `--features dynamodb`",
+        )),
         Some(other) => Err(Failure::new(
             exit::USAGE,
             format!(
-                "unknown --store scheme `{}`: use postgres://… or redis://…",
+                "unknown --store scheme `{}`: use postgres://…, redis://… or dynamodb://TABLE",
                 other.escape_default()
             ),
         )),
         None => Err(Failure::new(
             exit::USAGE,
-            "--store needs a URL: postgres://user@host:port/db or redis://host:port",
+            "--store needs a URL: postgres://user@host:port/db, redis://host:port or dynamodb://TABLE",
         )),
     }
 }
@@ -71,6 +86,18 @@ mod tests {
         assert_eq!(e.code, 64);
         assert!(e.message.contains("`mysql`") && !e.message.contains("secret"));
         assert_eq!(open("nonsense").err().unwrap().code, 64);
+        #[cfg(feature = "dynamodb")]
+        assert!(matches!(
+            open("dynamodb://app-locks"),
+            Ok(AnyStore::Dynamo(_))
+        ));
+        #[cfg(not(feature = "dynamodb"))]
+        assert!(open("dynamodb://app-locks")
+            .err()
+            .unwrap()
+            .message
+            .contains("--features dynamodb"));
+        assert_eq!(open("dynamodb://x").err().unwrap().code, 64);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `--store` on PostgreSQL and Redis: the fencing token reaches CMD and grows, busy
+//! `--store` on PostgreSQL, Redis and DynamoDB (with the `dynamodb` feature, against
+//! moto): the fencing token reaches CMD and grows, busy
 //! leases exit 75 naming the holder, `status --store --json` lists them, and a lease
 //! deleted behind `run`'s back stops CMD (SIGTERM, then SIGKILL) with exit 76.
 
@@ -16,6 +17,49 @@ use support::*;
 enum Kind {
     Postgres,
     Redis,
+    #[cfg(feature = "dynamodb")]
+    Dynamo,
+}
+
+#[cfg(feature = "dynamodb")]
+const DYNAMO_TABLE: &str = "lock_core_cli_test";
+
+/// A DynamoDB client for the test server, with fake credentials.
+#[cfg(feature = "dynamodb")]
+fn dynamo_client() -> lock_core::lease::dynamodb::aws_sdk_dynamodb::Client {
+    use lock_core::lease::dynamodb::aws_sdk_dynamodb as ddb;
+    let config = ddb::Config::builder()
+        .behavior_version(ddb::config::BehaviorVersion::latest())
+        .endpoint_url(dynamo_endpoint())
+        .region(ddb::config::Region::new("us-east-1"))
+        .credentials_provider(ddb::config::Credentials::new(
+            "test", "test", None, None, "t",
+        ))
+        .build();
+    ddb::Client::from_conf(config)
+}
+
+#[cfg(feature = "dynamodb")]
+fn dynamo_item(
+    name: &str,
+) -> Option<
+    std::collections::HashMap<
+        String,
+        lock_core::lease::dynamodb::aws_sdk_dynamodb::types::AttributeValue,
+    >,
+> {
+    use lock_core::lease::dynamodb::aws_sdk_dynamodb::types::AttributeValue;
+    block_on(async {
+        dynamo_client()
+            .get_item()
+            .table_name(DYNAMO_TABLE)
+            .key("name", AttributeValue::S(name.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+    })
 }
 
 impl Kind {
@@ -23,6 +67,8 @@ impl Kind {
         match self {
             Kind::Postgres => pg_url(),
             Kind::Redis => redis_url(),
+            #[cfg(feature = "dynamodb")]
+            Kind::Dynamo => format!("dynamodb://{DYNAMO_TABLE}"),
         }
     }
 
@@ -30,6 +76,8 @@ impl Kind {
         match self {
             Kind::Postgres => "postgres",
             Kind::Redis => "redis",
+            #[cfg(feature = "dynamodb")]
+            Kind::Dynamo => "dynamodb",
         }
     }
 
@@ -59,12 +107,22 @@ impl Kind {
                 let mut conn = client.get_connection().expect("connect to Redis");
                 redis::cmd("GET").arg(&key).query(&mut conn).unwrap()
             }
+            #[cfg(feature = "dynamodb")]
+            Kind::Dynamo => {
+                return dynamo_item(name)
+                    .and_then(|i| {
+                        i.get("waiters")
+                            .and_then(|w| w.as_m().ok())
+                            .map(|w| w.len())
+                    })
+                    .unwrap_or(0)
+            }
         };
         let Some(raw) = raw else { return 0 };
         let v: Value = serde_json::from_str(&raw).expect("the store's JSON");
         let w = match self {
-            Kind::Postgres => v,
             Kind::Redis => v["w"].clone(),
+            _ => v,
         };
         match w {
             Value::Array(a) => a.len(),
@@ -97,6 +155,34 @@ impl Kind {
                 let mut conn = client.get_connection().expect("connect to Redis");
                 let n: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).unwrap();
                 assert_eq!(n, 1, "the lease key {key} existed");
+            }
+            // The holders go; the item (and its fence counter) stays.
+            #[cfg(feature = "dynamodb")]
+            Kind::Dynamo => {
+                use lock_core::lease::dynamodb::aws_sdk_dynamodb::types::AttributeValue;
+                let item = dynamo_item(name).expect("the lease item exists");
+                let holders = item
+                    .get("holders")
+                    .and_then(|h| h.as_m().ok())
+                    .map_or(0, |h| h.len());
+                assert_eq!(holders, 1, "one holder");
+                block_on(async {
+                    dynamo_client()
+                        .update_item()
+                        .table_name(DYNAMO_TABLE)
+                        .key("name", AttributeValue::S(name.to_owned()))
+                        .update_expression("SET #h = :empty ADD #v :one")
+                        .expression_attribute_names("#h", "holders")
+                        .expression_attribute_names("#v", "ver")
+                        .expression_attribute_values(
+                            ":empty",
+                            AttributeValue::M(Default::default()),
+                        )
+                        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                        .send()
+                        .await
+                        .expect("UpdateItem")
+                });
             }
         }
     }
@@ -234,6 +320,12 @@ fn redis_fences_and_busy() {
     fences_grow_and_busy_leases_are_refused(Kind::Redis);
 }
 
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_fences_and_busy() {
+    fences_grow_and_busy_leases_are_refused(Kind::Dynamo);
+}
+
 /// Renewal runs every TTL/3: with `--lease 1s` the loss is seen within ~333 ms.
 const RENEWAL: Duration = Duration::from_millis(334);
 const GRACE: Duration = Duration::from_millis(500);
@@ -291,6 +383,13 @@ fn deleted_lease_stops_cmd(kind: Kind, cmd_ignores_term: bool) {
 fn postgres_lease_deleted_behind_runs_back() {
     deleted_lease_stops_cmd(Kind::Postgres, false);
     deleted_lease_stops_cmd(Kind::Postgres, true);
+}
+
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_lease_deleted_behind_runs_back() {
+    deleted_lease_stops_cmd(Kind::Dynamo, false);
+    deleted_lease_stops_cmd(Kind::Dynamo, true);
 }
 
 #[test]
@@ -353,4 +452,10 @@ fn postgres_ended_waits_leave_the_queue() {
 #[test]
 fn redis_ended_waits_leave_the_queue() {
     ended_waits_leave_the_queue(Kind::Redis);
+}
+
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_ended_waits_leave_the_queue() {
+    ended_waits_leave_the_queue(Kind::Dynamo);
 }

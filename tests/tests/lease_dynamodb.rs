@@ -125,3 +125,42 @@ async fn election_one_leader_and_takeover_after_sigkill() {
 async fn attribute_in_every_shape() {
     scenarios::attribute_shapes(KIND).await;
 }
+
+/// The turn rule step by step on the store's primitives: a queued waiter passed over
+/// twice is due, and the next request of another owner is refused in its favour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_rule_on_the_primitives() {
+    use lock_core::lease::{Attempt, LeaseStore, Request};
+    use std::time::Duration;
+    let store = lease_support::dynamo_store();
+    let name = lease_support::unique("turn-rule");
+    let ttl = Duration::from_secs(10);
+    let ask = |owner: &'static str| {
+        let (store, name) = (store.clone(), name.clone());
+        async move {
+            store
+                .try_acquire(&Request::exclusive(&name, owner, ttl).queued(true))
+                .await
+                .expect("try_acquire")
+        }
+    };
+    let mut held = match ask("a/1/x/1").await {
+        Attempt::Acquired(l) => l,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(ask("b/2/x/1").await, Attempt::Held { .. }));
+    for (i, owner) in ["a/1/x/2", "a/1/x/3"].into_iter().enumerate() {
+        assert!(store.release(&name, &held).await.unwrap());
+        held = match ask(owner).await {
+            Attempt::Acquired(l) => l,
+            other => panic!("turn {i}: {other:?}"),
+        };
+    }
+    assert!(store.release(&name, &held).await.unwrap());
+    match ask("a/1/x/4").await {
+        Attempt::Held { holder, .. } => assert_eq!(holder.as_deref(), Some("b/2/x/1")),
+        other => panic!("the due waiter must go first: {other:?}"),
+    }
+    assert!(matches!(ask("b/2/x/1").await, Attempt::Acquired(_)));
+    eprintln!("{:?}", lease_support::dynamo_item(&name).await);
+}

@@ -71,8 +71,8 @@ pub fn dynamo_env(endpoint: &str) -> Vec<(&'static str, String)> {
 /// A DynamoDB client for `endpoint`, configured explicitly (fake credentials, fixed
 /// region, short timeouts): it never reads the environment.
 pub fn dynamo_client(endpoint: &str, secret: &str) -> aws_sdk_dynamodb::Client {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -492,7 +492,11 @@ pub async fn queue_len(kind: Kind, name: &str) -> usize {
         }
         Kind::Dynamo => dynamo_item(name)
             .await
-            .and_then(|item| item.get("waiters").and_then(|w| w.as_m().ok()).map(|w| w.len()))
+            .and_then(|item| {
+                item.get("waiters")
+                    .and_then(|w| w.as_m().ok())
+                    .map(|w| w.len())
+            })
             .unwrap_or(0),
         Kind::Redis => {
             let store = RedisStore::new(&redis_url()).unwrap();
@@ -563,7 +567,9 @@ pub async fn steal(kind: Kind, name: &str, delete: bool) {
                         .expression_attribute_names("#e", "expires")
                         .expression_attribute_values(":zero", AttributeValue::N("0".into()))
                 };
-                up.send().await.unwrap_or_else(|e| panic!("steal holder {i}: {e:?}"));
+                up.send()
+                    .await
+                    .unwrap_or_else(|e| panic!("steal holder {i}: {e:?}"));
             }
         }
         Kind::Postgres => {
@@ -909,6 +915,9 @@ async fn child_turns(store: &AnyStore, name: &str, ttl: u64) {
     let hold = Duration::from_millis(env_u64("LEASE_HOLD_MS", 2));
     let rest = Duration::from_millis(env_u64("LEASE_BACKOFF_MS", 1000));
     let mut rx = stdin_lines();
+    // Connected (and, for DynamoDB, the client configured and the table checked) before
+    // the race starts, so that no process takes turns while another still sets up.
+    let _ = store.holder(name).await;
     say("READY");
     while rx.recv().await.is_some_and(|l| l != "GO") {}
     for _ in 0..steps {

@@ -106,6 +106,14 @@ pub async fn turns(kind: Kind, procs: usize) {
         longest = longest.max(run);
         *left.get_mut(&t.pid).unwrap() -= 1;
     }
+    if std::env::var("TURNS_DEBUG").is_ok() {
+        for t in &turns {
+            eprintln!(
+                "TURN pid {} fence {} at {} out {}",
+                t.pid, t.fence, t.acquired_us, t.releasing_us
+            );
+        }
+    }
     assert!(
         longest <= 3,
         "a process took {longest} turns in a row while {} others waited",

@@ -90,7 +90,7 @@ use crate::LockError;
 
 mod state;
 
-use state::{mode_of, Decision, Holder, State, Waiter};
+use state::{mode_of, Decision, Holder, State, Waiter, Write};
 
 /// How many times one acquire reads and writes again after losing a race.
 const RACES: u32 = 16;
@@ -437,6 +437,76 @@ impl DynamoDbStore {
         }
     }
 
+    /// Adds `w` to the queue of `name` (unless the owner is in it already), whatever else
+    /// changed since the item was read. `Ok(false)`: the item is gone.
+    async fn join(&self, client: &Client, name: &str, w: &Waiter) -> Result<bool, LockError> {
+        let entry = HashMap::from([
+            (K_TICKET.to_owned(), num(w.ticket)),
+            (K_MODE.to_owned(), AttributeValue::S(w.mode.to_string())),
+            (K_PASSES.to_owned(), num(w.passes)),
+            (K_EXPIRES.to_owned(), num(w.expires)),
+        ]);
+        let out = client
+            .update_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(Self::key(name)))
+            .update_expression("SET #w.#o = if_not_exists(#w.#o, :entry) ADD #t :one, #v :one")
+            .condition_expression("attribute_exists(#w)")
+            .expression_attribute_names("#w", K_WAITERS)
+            .expression_attribute_names("#o", &w.owner)
+            .expression_attribute_names("#t", K_TICKET)
+            .expression_attribute_names("#v", K_VER)
+            .expression_attribute_values(":entry", AttributeValue::M(entry))
+            .expression_attribute_values(":one", num(1))
+            .send()
+            .await;
+        self.conditional(name, "join the queue", out)
+    }
+
+    /// Renews the owner's place in the queue of `name`. `Ok(false)`: it is gone.
+    async fn renew_place(
+        &self,
+        client: &Client,
+        name: &str,
+        owner: &str,
+        expires: i64,
+    ) -> Result<bool, LockError> {
+        let out = client
+            .update_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(Self::key(name)))
+            .update_expression("SET #w.#o.#e = :exp ADD #v :one")
+            .condition_expression("attribute_exists(#w.#o)")
+            .expression_attribute_names("#w", K_WAITERS)
+            .expression_attribute_names("#o", owner)
+            .expression_attribute_names("#e", K_EXPIRES)
+            .expression_attribute_names("#v", K_VER)
+            .expression_attribute_values(":exp", num(expires))
+            .expression_attribute_values(":one", num(1))
+            .send()
+            .await;
+        self.conditional(name, "renew the place in the queue", out)
+    }
+
+    /// The outcome of a conditional update: `Ok(false)` if its condition failed.
+    fn conditional<T, R: fmt::Debug>(
+        &self,
+        name: &str,
+        what: &str,
+        out: Result<T, SdkError<::aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+    ) -> Result<bool, LockError> {
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.error(name, what, &e)),
+        }
+    }
+
     /// An update of the holder entry of `lease` if it is still live with that fence.
     async fn update_holder(
         &self,
@@ -465,16 +535,8 @@ impl DynamoDbStore {
         if let Some(ttl) = ttl {
             up = up.expression_attribute_values(":exp", num(now + ttl_ms(ttl)));
         }
-        match up.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.error(name, what, &e)),
-        }
+        let out = up.send().await;
+        self.conditional(name, what, out)
     }
 
     fn infos(name: &str, st: &State, now: i64) -> Vec<LeaseInfo> {
@@ -503,7 +565,9 @@ fn now_ms() -> i64 {
 }
 
 fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4).max(1)
+    i64::try_from(ttl.as_millis())
+        .unwrap_or(i64::MAX / 4)
+        .max(1)
 }
 
 fn num(n: impl fmt::Display) -> AttributeValue {
@@ -561,7 +625,8 @@ fn decode(item: &HashMap<String, AttributeValue>) -> State {
             .collect(),
     };
     st.holders.sort_by_key(|h| h.fence);
-    st.waiters.sort_by_key(|w| w.ticket);
+    st.waiters
+        .sort_by(|a, b| (a.ticket, &a.owner).cmp(&(b.ticket, &b.owner)));
     st
 }
 
@@ -635,7 +700,13 @@ impl LeaseStore for DynamoDbStore {
             let mut st = self.read(client, name).await?;
             let (decision, write) =
                 st.acquire(req.owner, ttl_ms(req.ttl), req.mode, req.queue, now_ms());
-            if write && !self.write(client, name, &st).await? {
+            let written = match write {
+                Write::Nothing => true,
+                Write::Item => self.write(client, name, &st).await?,
+                Write::Join(w) => self.join(client, name, &w).await?,
+                Write::Renew(expires) => self.renew_place(client, name, req.owner, expires).await?,
+            };
+            if !written {
                 // Lost a race with another writer: read and decide again, after a short
                 // jittered pause once it happens repeatedly.
                 if race >= 2 {
@@ -689,16 +760,7 @@ impl LeaseStore for DynamoDbStore {
             .expression_attribute_values(":one", num(1))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.error(name, "leave", &e)),
-        }
+        self.conditional(name, "leave", out).map(drop)
     }
 
     async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
@@ -771,14 +833,32 @@ mod tests {
         let item = encode("jobs", &st);
         let back = decode(&item);
         assert_eq!(back.ver, Some(5), "the version is bumped");
-        assert_eq!(State { ver: Some(4), ..back }, st);
+        assert_eq!(
+            State {
+                ver: Some(4),
+                ..back
+            },
+            st
+        );
     }
 
     #[test]
     fn urls_and_tables() {
-        assert_eq!(DynamoDbStore::new("dynamodb://locks").unwrap().table(), "locks");
-        assert_eq!(DynamoDbStore::new("DynamoDB://a.b-c_d/").unwrap().table(), "a.b-c_d");
-        for bad in ["dynamodb://ab", "dynamodb://a/b", "locks", "postgres://x/y", "dynamodb://a b c"] {
+        assert_eq!(
+            DynamoDbStore::new("dynamodb://locks").unwrap().table(),
+            "locks"
+        );
+        assert_eq!(
+            DynamoDbStore::new("DynamoDB://a.b-c_d/").unwrap().table(),
+            "a.b-c_d"
+        );
+        for bad in [
+            "dynamodb://ab",
+            "dynamodb://a/b",
+            "locks",
+            "postgres://x/y",
+            "dynamodb://a b c",
+        ] {
             assert!(DynamoDbStore::new(bad).is_err(), "{bad}");
         }
     }

@@ -42,6 +42,19 @@ pub(super) struct State {
     pub(super) waiters: Vec<Waiter>,
 }
 
+/// What `acquire` must write for its decision to hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Write {
+    /// Nothing.
+    Nothing,
+    /// The whole (changed) state, if the item is still at the version read.
+    Item,
+    /// Only this new entry in the queue (whatever else changed meanwhile).
+    Join(Waiter),
+    /// Only the expiry of the owner's entry in the queue.
+    Renew(i64),
+}
+
 /// What `acquire` decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Decision {
@@ -81,12 +94,16 @@ impl State {
 
     /// The holder to name in errors: an exclusive one first, else the oldest.
     pub(super) fn main_holder(&self, now: i64) -> Option<&Holder> {
-        self.live(now)
-            .min_by_key(|h| (h.mode != 'x', h.fence))
+        self.live(now).min_by_key(|h| (h.mode != 'x', h.fence))
     }
 
     /// Decides a request of `owner` for `ttl_ms` in `mode`, changing the state as the
-    /// store must write it. Returns the decision and whether the state must be written.
+    /// store must write it. Returns the decision and what must be written for it.
+    ///
+    /// A grant rewrites the whole item on the condition that nothing changed since it
+    /// was read. A place in the queue is written on its own, whatever changed meanwhile:
+    /// a waiter must not lose its place to a holder that releases and takes the name
+    /// again between the waiter's read and write (it would never get its turn).
     pub(super) fn acquire(
         &mut self,
         owner: &str,
@@ -94,30 +111,33 @@ impl State {
         mode: Mode,
         queue: bool,
         now: i64,
-    ) -> (Decision, bool) {
+    ) -> (Decision, Write) {
         let (letter, permits) = mode_letter(mode);
         let want = if letter == 'p' { permits } else { 0 };
         let before = (self.holders.len(), self.waiters.len());
         self.holders.retain(|h| h.expires > now);
         self.waiters.retain(|w| w.expires > now);
-        self.waiters.sort_by_key(|w| w.ticket);
-        let pruned = before != (self.holders.len(), self.waiters.len());
+        self.waiters
+            .sort_by(|a, b| (a.ticket, &a.owner).cmp(&(b.ticket, &b.owner)));
+        let _pruned = before != (self.holders.len(), self.waiters.len());
 
         // A repeat of a request that was granted (its answer lost): the same lease again.
         if let Some(mine) = self.holders.iter_mut().find(|h| h.owner == owner) {
             mine.expires = now + ttl_ms;
-            return (Decision::Acquired(mine.fence), true);
+            return (Decision::Acquired(mine.fence), Write::Item);
         }
-        let my_ticket = self
+        // Places in the queue are ordered by (ticket, owner): two waiters that joined at
+        // once may share a ticket.
+        let my_place = self
             .waiters
             .iter()
             .find(|w| w.owner == owner)
-            .map(|w| w.ticket);
+            .map(|w| (w.ticket, w.owner.clone()));
         let others = self.waiters.iter().filter(|w| w.owner != owner).count();
         if self.holders.is_empty() && others == 0 {
             self.kind = want;
         } else if self.kind != want {
-            return (Decision::Mismatch(self.kind), false);
+            return (Decision::Mismatch(self.kind), Write::Nothing);
         }
         let fits = match letter {
             'x' => self.holders.is_empty(),
@@ -131,7 +151,9 @@ impl State {
             .find(|w| {
                 w.owner != owner
                     && w.passes >= 2
-                    && my_ticket.is_none_or(|t| w.ticket < t)
+                    && my_place
+                        .as_ref()
+                        .is_none_or(|(t, o)| (w.ticket, &w.owner) < (*t, o))
                     && !(w.mode == 's' && letter == 's')
             })
             .map(|w| w.owner.clone());
@@ -147,33 +169,33 @@ impl State {
             for w in &mut self.waiters {
                 w.passes += 1;
             }
-            return (Decision::Acquired(self.fence), true);
+            return (Decision::Acquired(self.fence), Write::Item);
         }
-        let mut write = false;
+        // Pruning alone is not worth a write: the next grant prunes too.
+        let mut write = Write::Nothing;
         if queue {
             match self.waiters.iter_mut().find(|w| w.owner == owner) {
                 None => {
-                    self.waiters.push(Waiter {
+                    let w = Waiter {
                         owner: owner.to_owned(),
                         ticket: self.ticket,
                         mode: letter,
                         passes: 0,
                         expires: now + ttl_ms,
-                    });
+                    };
+                    self.waiters.push(w.clone());
                     self.ticket += 1;
-                    write = true;
+                    write = Write::Join(w);
                 }
                 // Waiters poll at least every TTL/2: renewing the place once less than
                 // 3/4 of the TTL is left keeps it without a write per poll.
                 Some(w) if w.expires - now < ttl_ms * 3 / 4 => {
                     w.expires = now + ttl_ms;
-                    write = true;
+                    write = Write::Renew(w.expires);
                 }
                 Some(_) => {}
             }
         }
-        // Pruning alone is not worth a write: the next write prunes too.
-        let _ = pruned;
         let decision = if fits {
             Decision::Held {
                 holder: due,
@@ -225,10 +247,7 @@ mod tests {
             acq(&mut s, "c", Mode::Exclusive, 0),
             Decision::Held { .. }
         ));
-        assert_eq!(
-            acq(&mut s, "d", Mode::Permits(2), 0),
-            Decision::Mismatch(0)
-        );
+        assert_eq!(acq(&mut s, "d", Mode::Permits(2), 0), Decision::Mismatch(0));
         let mut p = State::default();
         assert_eq!(acq(&mut p, "a", Mode::Permits(2), 0), Decision::Acquired(1));
         assert_eq!(acq(&mut p, "b", Mode::Permits(2), 0), Decision::Acquired(2));
@@ -236,17 +255,17 @@ mod tests {
             acq(&mut p, "c", Mode::Permits(2), 0),
             Decision::Held { .. }
         ));
-        assert_eq!(
-            acq(&mut p, "d", Mode::Permits(3), 0),
-            Decision::Mismatch(2)
-        );
+        assert_eq!(acq(&mut p, "d", Mode::Permits(3), 0), Decision::Mismatch(2));
     }
 
     #[test]
     fn a_waiter_passed_over_twice_is_due() {
         let mut s = State::default();
         assert_eq!(acq(&mut s, "a1", Mode::Exclusive, 0), Decision::Acquired(1));
-        assert!(matches!(acq(&mut s, "w", Mode::Exclusive, 1), Decision::Held { .. }));
+        assert!(matches!(
+            acq(&mut s, "w", Mode::Exclusive, 1),
+            Decision::Held { .. }
+        ));
         // `a` takes turns while `w` waits (but `w` never happens to ask at the right time).
         s.holders.clear();
         assert_eq!(acq(&mut s, "a2", Mode::Exclusive, 2), Decision::Acquired(2));
@@ -269,13 +288,31 @@ mod tests {
     fn queue_places_are_renewed_sparingly_and_expire() {
         let mut s = State::default();
         assert_eq!(acq(&mut s, "a", Mode::Exclusive, 0), Decision::Acquired(1));
-        assert!(s.acquire("w", TTL, Mode::Exclusive, true, 1).1, "joins the queue");
-        assert!(!s.acquire("w", TTL, Mode::Exclusive, true, 100).1, "no write");
-        assert!(s.acquire("w", TTL, Mode::Exclusive, true, 400).1, "renewed");
-        assert!(!s.acquire("x", TTL, Mode::Exclusive, false, 500).1, "not queued");
+        assert!(
+            matches!(
+                s.acquire("w", TTL, Mode::Exclusive, true, 1).1,
+                Write::Join(_)
+            ),
+            "joins the queue"
+        );
+        assert_eq!(
+            s.acquire("w", TTL, Mode::Exclusive, true, 100).1,
+            Write::Nothing
+        );
+        assert_eq!(
+            s.acquire("w", TTL, Mode::Exclusive, true, 400).1,
+            Write::Renew(1400)
+        );
+        assert_eq!(
+            s.acquire("x", TTL, Mode::Exclusive, false, 500).1,
+            Write::Nothing
+        );
         // `a` renews (as refresh does); the dead waiter drops out of the queue.
         s.holders[0].expires = 10_000;
-        assert!(s.acquire("y", TTL, Mode::Exclusive, true, 2000).1);
+        assert!(matches!(
+            s.acquire("y", TTL, Mode::Exclusive, true, 2000).1,
+            Write::Join(_)
+        ));
         assert_eq!(s.waiters.len(), 1);
         assert_eq!(s.waiters[0].owner, "y");
     }
