@@ -164,3 +164,152 @@ async fn turn_rule_on_the_primitives() {
     assert!(matches!(ask("b/2/x/1").await, Attempt::Acquired(_)));
     eprintln!("{:?}", lease_support::dynamo_item(&name).await);
 }
+
+/// A moto server of this test's own, on a free loopback port (so that stopping and
+/// killing it never disturbs the shared one). Killed when dropped.
+struct OwnMoto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnMoto {
+    fn start(port: Option<u16>) -> OwnMoto {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = root.join("target/moto-venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/services.sh first",
+            python.display()
+        );
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free loopback port")
+                .port()
+        });
+        let child = std::process::Command::new(python)
+            .arg(root.join("scripts/moto_serial.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = OwnMoto { child, port };
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < end,
+                "moto did not start on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let r = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(r, 0, "kill(moto, {sig})");
+    }
+
+    fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for OwnMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The store's server fails mid-run, in both ways a server can:
+///
+/// 1. It hangs (SIGSTOP) with its data intact: requests fail as `Store` errors within
+///    the client's timeouts, the holder's lease is reported lost once it may have
+///    expired, and after SIGCONT leases work again with fences that never went back.
+/// 2. It dies and restarts without its data (moto keeps everything in memory, as a
+///    DynamoDB that lost its table would): requests fail as `Store` errors while it is
+///    down; afterwards the table is made again and leases work, but the fence counters
+///    start again from 1 (as the module docs say): a protected resource that kept the
+///    highest fence refuses those holders until it is reset too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_restarted_mid_run() {
+    use lease_support::{dynamo_client, take, unique};
+    use lock_core::lease::dynamodb::DynamoDbStore;
+    use lock_core::LockError;
+    use std::time::{Duration, Instant};
+
+    let sec = Duration::from_secs(1);
+    let moto = OwnMoto::start(None);
+    let store = DynamoDbStore::from_client(dynamo_client(&moto.endpoint(), "test"), "restart")
+        .expect("store");
+    let any = lease_support::AnyStore::Dynamo(store.clone());
+    let name = unique("restart");
+
+    // Some history: fences 1.., then a holder with a 1.5 s lease.
+    let mut last = 0;
+    for _ in 0..3 {
+        let g = take(&any, &name, 1000, sec).await.expect("acquire");
+        assert!(g.fence() > last);
+        last = g.fence();
+        g.release().await.expect("release");
+    }
+    let held = take(&any, &name, 1500, sec).await.expect("acquire");
+    assert!(held.fence() > last);
+    last = held.fence();
+
+    // 1. A hang, data intact.
+    moto.signal(libc::SIGSTOP);
+    let t0 = Instant::now();
+    let e = take(&any, &unique("during-hang"), 1000, 10 * sec)
+        .await
+        .expect_err("no lease from a hung server");
+    assert!(matches!(e, LockError::Store { .. }), "{e}");
+    assert!(t0.elapsed() < 10 * sec, "the error took {:?}", t0.elapsed());
+    let lost = tokio::time::timeout(5 * sec, held.lost())
+        .await
+        .expect("the holder is told within its TTL and the client's timeouts");
+    assert!(matches!(lost, LockError::Lost { .. }), "{lost}");
+    assert!(held.remaining().is_none());
+    moto.signal(libc::SIGCONT);
+    let released = held.release().await;
+    assert!(matches!(released, Err(LockError::NotHeld { .. })), "{released:?}");
+    let g = take(&any, &name, 1000, 10 * sec)
+        .await
+        .expect("leases work again after the hang");
+    assert!(
+        g.fence() > last,
+        "fences never go back while the data survives: {} after {last}",
+        g.fence()
+    );
+    g.release().await.expect("release");
+
+    // 2. Death and a restart without the data.
+    let port = moto.kill();
+    let t0 = Instant::now();
+    let e = take(&any, &name, 1000, 10 * sec)
+        .await
+        .expect_err("no lease from a dead server");
+    assert!(matches!(e, LockError::Store { .. }), "{e}");
+    assert!(t0.elapsed() < 10 * sec, "the error took {:?}", t0.elapsed());
+    let moto = OwnMoto::start(Some(port));
+    let g = take(&any, &name, 1000, 10 * sec)
+        .await
+        .expect("leases work again after the restart (the table is made again)");
+    eprintln!(
+        "after a restart without data the fence starts again: {} (was {last})",
+        g.fence()
+    );
+    assert_eq!(g.fence(), 1, "moto lost its data: the counter starts again");
+    g.release().await.expect("release");
+    drop(moto);
+}

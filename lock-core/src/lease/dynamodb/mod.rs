@@ -70,13 +70,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use ::aws_config;
 pub use ::aws_sdk_dynamodb;
 
-use ::aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use ::aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use ::aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TableStatus,
@@ -123,8 +124,9 @@ struct Inner {
     table: String,
     describe: String,
     client: OnceCell<Client>,
-    /// Set once the table is known to exist with the right key.
-    ready: OnceCell<()>,
+    /// Set once the table is known to exist with the right key; cleared when a request
+    /// finds it gone (it is then made again).
+    ready: AtomicBool,
     default_ttl: Duration,
 }
 
@@ -207,7 +209,7 @@ impl DynamoDbStore {
                 table: table.to_owned(),
                 describe: format!("dynamodb://{table}"),
                 client,
-                ready: OnceCell::new(),
+                ready: AtomicBool::new(false),
                 default_ttl: DEFAULT_TTL,
             }),
         }
@@ -234,7 +236,7 @@ impl DynamoDbStore {
                 .cloned()
                 .map(OnceCell::from)
                 .unwrap_or_default(),
-            ready: OnceCell::new(),
+            ready: AtomicBool::new(false),
             default_ttl: shared.default_ttl,
         });
         DynamoDbStore {
@@ -274,11 +276,24 @@ impl DynamoDbStore {
     /// The client, once the table is known to exist with the right key (made if absent).
     async fn ready(&self, name: &str) -> Result<&Client, LockError> {
         let client = self.client().await;
-        self.inner
-            .ready
-            .get_or_try_init(|| self.ensure_table(client, name))
-            .await?;
+        if !self.inner.ready.load(Ordering::Acquire) {
+            // Several tasks may check at once: creation races are handled.
+            self.ensure_table(client, name).await?;
+            self.inner.ready.store(true, Ordering::Release);
+        }
         Ok(client)
+    }
+
+    /// Whether `e` says the table does not exist (deleted, or a server that lost its
+    /// data); the next request makes it again.
+    fn table_gone<E: ProvideErrorMetadata, R>(&self, e: &SdkError<E, R>) -> bool {
+        let gone = e
+            .as_service_error()
+            .is_some_and(|s| s.code() == Some("ResourceNotFoundException"));
+        if gone {
+            self.inner.ready.store(false, Ordering::Release);
+        }
+        gone
     }
 
     /// Makes the table if it does not exist; checks its key if it does; waits until it
@@ -399,15 +414,26 @@ impl DynamoDbStore {
 
     /// Reads the item of `name` (strongly consistent).
     async fn read(&self, client: &Client, name: &str) -> Result<State, LockError> {
-        let out = client
-            .get_item()
-            .table_name(&self.inner.table)
-            .set_key(Some(Self::key(name)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error(name, "read", &e))?;
-        Ok(out.item().map(decode).unwrap_or_default())
+        let mut again = true;
+        loop {
+            let out = client
+                .get_item()
+                .table_name(&self.inner.table)
+                .set_key(Some(Self::key(name)))
+                .consistent_read(true)
+                .send()
+                .await;
+            match out {
+                Ok(out) => return Ok(out.item().map(decode).unwrap_or_default()),
+                // The table went away (a local server restarted without its data): make
+                // it again, once.
+                Err(e) if self.table_gone(&e) && again => {
+                    again = false;
+                    self.ready(name).await?;
+                }
+                Err(e) => return Err(self.error(name, "read", &e)),
+            }
+        }
     }
 
     /// Writes `st` as the item of `name` if its version is still `st.ver`. `Ok(false)`:
@@ -433,6 +459,7 @@ impl DynamoDbStore {
             {
                 Ok(false)
             }
+            Err(e) if self.table_gone(&e) => Ok(false),
             Err(e) => Err(self.error(name, "write", &e)),
         }
     }
@@ -488,7 +515,8 @@ impl DynamoDbStore {
         self.conditional(name, "renew the place in the queue", out)
     }
 
-    /// The outcome of a conditional update: `Ok(false)` if its condition failed.
+    /// The outcome of a conditional update: `Ok(false)` if its condition failed (or the
+    /// table is gone, and with it whatever the update was about).
     fn conditional<T, R: fmt::Debug>(
         &self,
         name: &str,
@@ -503,6 +531,7 @@ impl DynamoDbStore {
             {
                 Ok(false)
             }
+            Err(e) if self.table_gone(&e) => Ok(false),
             Err(e) => Err(self.error(name, what, &e)),
         }
     }
