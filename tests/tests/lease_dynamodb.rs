@@ -68,7 +68,107 @@ const KIND: Kind = Kind::Dynamo;
 #[test]
 #[ignore = "child-process entry point of the lease tests"]
 fn lease_child() {
+    if std::env::var(lease_support::CHILD_ENV).as_deref() == Ok("sets") {
+        sets_child();
+        return;
+    }
     child_main();
+}
+
+/// The name sets the `sets` children take, overlapping every way.
+fn sets_of(base: &str) -> Vec<Vec<String>> {
+    let n = |s: &str| format!("{base}/{s}");
+    vec![
+        vec![n("a"), n("b")],
+        vec![n("b"), n("c")],
+        vec![n("c"), n("a")],
+        vec![n("a"), n("b"), n("c")],
+    ]
+}
+
+/// Child role `sets`: `LEASE_STEPS` times, takes one of the overlapping name sets with
+/// `acquire_many` (in `LEASE_MODE`), counts itself in on every name of the set (a
+/// PostgreSQL counter row per name), and out again; says the highest count it saw.
+fn sets_child() {
+    use lease_support::{dynamo_store, opts, Db, Rng};
+    use std::io::Write;
+    use std::time::Duration;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let base = std::env::var("LEASE_NAME").expect("LEASE_NAME");
+        let steps: u64 = std::env::var("LEASE_STEPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        let store = dynamo_store();
+        let db = Db::connect().await;
+        let sets = sets_of(&base);
+        let mut rng = Rng::seeded();
+        let mut max = 0;
+        for _ in 0..steps {
+            let set = &sets[rng.below(sets.len() as u64) as usize];
+            let held = lock_core::lease::acquire_many(
+                &store,
+                set,
+                opts(10_000).timeout(Duration::from_secs(60)),
+            )
+            .await
+            .expect("acquire_many");
+            for name in set {
+                max = max.max(db.count_in(name, 1).await);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            for name in set {
+                db.count_in(name, -1).await;
+            }
+            held.release().await.expect("release");
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "@@ DONE max={max}");
+        let _ = out.flush();
+    });
+}
+
+/// Several names across processes, all or nothing (one `TransactWriteItems` per set):
+/// three processes take overlapping sets; never more holders of a name than its shape
+/// allows, and every counter is back to zero at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_names_across_processes() {
+    use lease_support::{mode_arg, unique, ChildProc, Db};
+    use lock_core::Mode;
+    use std::time::Duration;
+    let db = Db::connect().await;
+    db.setup().await;
+    for (mode, limit) in [(Mode::Exclusive, 1), (Mode::Permits(2), 2)] {
+        let base = unique("sets");
+        let mut children: Vec<ChildProc> = (0..3)
+            .map(|_| {
+                ChildProc::spawn(
+                    "sets",
+                    KIND,
+                    &base,
+                    &[("LEASE_STEPS", "20".into()), ("LEASE_MODE", mode_arg(mode))],
+                )
+            })
+            .collect();
+        for c in &mut children {
+            let done = c.expect("DONE", Duration::from_secs(120));
+            let max: i64 = done.trim_start_matches("DONE max=").parse().unwrap();
+            assert!(max <= limit, "{mode:?}: {max} holders of one name at once");
+        }
+        for c in children {
+            c.wait_ok(Duration::from_secs(10));
+        }
+        for set in sets_of(&base) {
+            for name in set {
+                assert_eq!(db.count_in(&name, 0).await, 0, "{name} counted out");
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,15 +343,16 @@ impl Drop for OwnMoto {
 ///    highest fence refuses those holders until it is reset too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_restarted_mid_run() {
-    use lease_support::{dynamo_client, take, unique};
+    use lease_support::{dynamo_client_with, take, unique};
     use lock_core::lease::dynamodb::DynamoDbStore;
     use lock_core::LockError;
     use std::time::{Duration, Instant};
 
     let sec = Duration::from_secs(1);
     let moto = OwnMoto::start(None);
-    let store = DynamoDbStore::from_client(dynamo_client(&moto.endpoint(), "test"), "restart")
-        .expect("store");
+    // Short timeouts: a hung server is seen within a few seconds.
+    let client = dynamo_client_with(&moto.endpoint(), "test", 2 * sec, 4 * sec);
+    let store = DynamoDbStore::from_client(client, "restart").expect("store");
     let any = lease_support::AnyStore::Dynamo(store.clone());
     let name = unique("restart");
 
@@ -282,7 +383,10 @@ async fn moto_restarted_mid_run() {
     assert!(held.remaining().is_none());
     moto.signal(libc::SIGCONT);
     let released = held.release().await;
-    assert!(matches!(released, Err(LockError::NotHeld { .. })), "{released:?}");
+    assert!(
+        matches!(released, Err(LockError::NotHeld { .. })),
+        "{released:?}"
+    );
     let g = take(&any, &name, 1000, 10 * sec)
         .await
         .expect("leases work again after the hang");

@@ -163,7 +163,8 @@ impl LeaseInfo {
 }
 
 /// A store of leases: PostgreSQL (`postgres::PostgresStore`, cargo feature `postgres`),
-/// Redis (`redis::RedisStore`, feature `redis`), or your own.
+/// Redis (`redis::RedisStore`, feature `redis`), DynamoDB (`dynamodb::DynamoDbStore`,
+/// feature `dynamodb`), or your own.
 ///
 /// A store is a cheap handle (clone it freely: clones share connections); the lease
 /// machinery keeps a clone in the background task that renews a lease. The primitives
@@ -245,6 +246,25 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
     /// The TTL used when the caller does not choose one.
     fn default_ttl(&self) -> Duration {
         DEFAULT_TTL
+    }
+
+    /// Takes leases on several names at once in one atomic step of the store, all or
+    /// nothing, if the store can (a transaction); `None` (the default) if it cannot, and
+    /// the names are then asked one by one with [`try_acquire`](Self::try_acquire), the
+    /// ones granted given back when one is refused.
+    ///
+    /// `reqs` are sorted by name, one owner, mode and TTL for all. The answer is either
+    /// every lease, in the order of `reqs`, or the index of the first request that has
+    /// to wait and its [`Attempt`] (`Held` or `Mismatch`), with nothing granted; a store
+    /// with a queue records that request (if `queue` is set) as `try_acquire` would.
+    /// A repeated request (its answer was lost) must be answered with the same leases.
+    fn try_acquire_all(
+        &self,
+        reqs: &[Request<'_>],
+    ) -> impl Future<Output = Option<Result<Result<Vec<Lease>, (usize, Attempt)>, LockError>>> + Send
+    {
+        let _ = reqs;
+        std::future::ready(None)
     }
 
     /// Takes a lease on `req.name` in `req.mode` for `req.owner` with time to live

@@ -69,8 +69,25 @@ pub fn dynamo_env(endpoint: &str) -> Vec<(&'static str, String)> {
 }
 
 /// A DynamoDB client for `endpoint`, configured explicitly (fake credentials, fixed
-/// region, short timeouts): it never reads the environment.
+/// region): it never reads the environment. Its timeouts leave room for moto on a
+/// loaded machine (one Python process serving every test).
 pub fn dynamo_client(endpoint: &str, secret: &str) -> aws_sdk_dynamodb::Client {
+    dynamo_client_with(
+        endpoint,
+        secret,
+        Duration::from_secs(5),
+        Duration::from_secs(12),
+    )
+}
+
+/// [`dynamo_client`] with the given timeouts of one attempt and of a whole operation
+/// (retries included).
+pub fn dynamo_client_with(
+    endpoint: &str,
+    secret: &str,
+    attempt: Duration,
+    operation: Duration,
+) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_dynamodb::Config::builder()
@@ -81,8 +98,8 @@ pub fn dynamo_client(endpoint: &str, secret: &str) -> aws_sdk_dynamodb::Client {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_millis(500))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(4))
+                .operation_attempt_timeout(attempt)
+                .operation_timeout(operation)
                 .build(),
         )
         .build();
@@ -213,6 +230,16 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.try_acquire(req).await,
             AnyStore::Redis(s) => s.try_acquire(req).await,
             AnyStore::Dynamo(s) => s.try_acquire(req).await,
+        }
+    }
+    async fn try_acquire_all(
+        &self,
+        reqs: &[Request<'_>],
+    ) -> Option<Result<Result<Vec<Lease>, (usize, Attempt)>, LockError>> {
+        match self {
+            AnyStore::Postgres(s) => s.try_acquire_all(reqs).await,
+            AnyStore::Redis(s) => s.try_acquire_all(reqs).await,
+            AnyStore::Dynamo(s) => s.try_acquire_all(reqs).await,
         }
     }
     async fn leave(&self, name: &str, owner: &str) -> Result<(), LockError> {

@@ -106,16 +106,13 @@ pub async fn turns(kind: Kind, procs: usize) {
         longest = longest.max(run);
         *left.get_mut(&t.pid).unwrap() -= 1;
     }
-    if std::env::var("TURNS_DEBUG").is_ok() {
-        for t in &turns {
-            eprintln!(
-                "TURN pid {} fence {} at {} out {}",
-                t.pid, t.fence, t.acquired_us, t.releasing_us
-            );
-        }
-    }
+    // The rule holds from a waiter's first refused (or lost) request on. A store that
+    // decides in the client (DynamoDB: a read, then a conditional write) only learns of
+    // a waiter when that request lands: a request that finds the name free but is
+    // delayed (a loaded machine) can see one more turn go by first.
+    let allowed = if polls { 4 } else { 3 };
     assert!(
-        longest <= 3,
+        longest <= allowed,
         "a process took {longest} turns in a row while {} others waited",
         procs - 1
     );

@@ -5,10 +5,13 @@
 //! (0 for a reader/writer name, `N` for a counted one), `ticket` (the next waiter's
 //! ticket), `ver` (bumped by every write: the condition of the next read-modify-write),
 //! `holders` (a map owner -> `{fence, mode, expires}`) and `waiters` (a map owner ->
-//! `{ticket, mode, passes, expires}`). Expiries are milliseconds since the Unix epoch by
+//! `{ticket, mode, since, expires}`). Expiries are milliseconds since the Unix epoch by
 //! the writer's clock. Mode letters: `x` exclusive, `s` shared, `p` a permit. The turn
 //! rule is the PostgreSQL and Redis stores' one: a waiter passed over twice is *due*, and
-//! nobody behind it is granted the name first.
+//! nobody behind it is granted the name first. A waiter's `since` is the fence counter
+//! when it was refused: every grant takes a fence, so the grants that passed it over are
+//! `fence - since`, counted from its refusal even if its place was written a little later
+//! (its read and its write are two requests).
 
 use crate::mode::Mode;
 
@@ -27,7 +30,8 @@ pub(super) struct Waiter {
     pub(super) owner: String,
     pub(super) ticket: u64,
     pub(super) mode: char,
-    pub(super) passes: u32,
+    /// The name's fence counter when this waiter was refused.
+    pub(super) since: u64,
     pub(super) expires: i64,
 }
 
@@ -150,7 +154,7 @@ impl State {
             .iter()
             .find(|w| {
                 w.owner != owner
-                    && w.passes >= 2
+                    && self.fence.saturating_sub(w.since) >= 2
                     && my_place
                         .as_ref()
                         .is_none_or(|(t, o)| (w.ticket, &w.owner) < (*t, o))
@@ -166,9 +170,6 @@ impl State {
                 expires: now + ttl_ms,
             });
             self.waiters.retain(|w| w.owner != owner);
-            for w in &mut self.waiters {
-                w.passes += 1;
-            }
             return (Decision::Acquired(self.fence), Write::Item);
         }
         // Pruning alone is not worth a write: the next grant prunes too.
@@ -180,7 +181,7 @@ impl State {
                         owner: owner.to_owned(),
                         ticket: self.ticket,
                         mode: letter,
-                        passes: 0,
+                        since: self.fence,
                         expires: now + ttl_ms,
                     };
                     self.waiters.push(w.clone());
