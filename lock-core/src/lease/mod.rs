@@ -182,7 +182,7 @@ pub use election::{Election, Leader, Leadership};
 pub use guard::LeaseGuard;
 pub use options::LeaseOptions;
 pub use set::LeaseSet;
-pub use store::{Attempt, Lease, LeaseInfo, LeaseStore, Request};
+pub use store::{Attempt, AttemptAll, Lease, LeaseInfo, LeaseStore, Request};
 pub use util::owner_id;
 
 /// The shortest TTL a lease may have: **10 ms**. A literal `lease_ms` below it is a

@@ -127,6 +127,18 @@ impl Attempt {
     }
 }
 
+/// The answer of one [`LeaseStore::try_acquire_all`] call: every lease, in the order of
+/// the requests, or the index of the first request that has to wait and its [`Attempt`]
+/// (nothing granted).
+///
+/// ```
+/// use lock_core::lease::{Attempt, AttemptAll, Lease};
+/// let both: AttemptAll = Ok(vec![Lease::new(3, "me"), Lease::new(9, "me")]);
+/// let second_busy: AttemptAll = Err((1, Attempt::held(None)));
+/// assert!(both.is_ok() && second_busy.is_err());
+/// ```
+pub type AttemptAll = Result<Vec<Lease>, (usize, Attempt)>;
+
 /// One live lease, as [`LeaseStore::leases`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -261,8 +273,7 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
     fn try_acquire_all(
         &self,
         reqs: &[Request<'_>],
-    ) -> impl Future<Output = Option<Result<Result<Vec<Lease>, (usize, Attempt)>, LockError>>> + Send
-    {
+    ) -> impl Future<Output = Option<Result<AttemptAll, LockError>>> + Send {
         let _ = reqs;
         std::future::ready(None)
     }

@@ -20,7 +20,7 @@ use lock_core::lease::dynamodb::{aws_sdk_dynamodb, DynamoDbStore};
 use lock_core::lease::postgres::{tokio_postgres, PostgresStore};
 use lock_core::lease::redis::{redis, RedisStore};
 use lock_core::lease::{
-    self, Attempt, Lease, LeaseGuard, LeaseInfo, LeaseOptions, LeaseStore, Request,
+    self, Attempt, AttemptAll, Lease, LeaseGuard, LeaseInfo, LeaseOptions, LeaseStore, Request,
 };
 use lock_core::LockError;
 use lock_core::Mode;
@@ -232,10 +232,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Dynamo(s) => s.try_acquire(req).await,
         }
     }
-    async fn try_acquire_all(
-        &self,
-        reqs: &[Request<'_>],
-    ) -> Option<Result<Result<Vec<Lease>, (usize, Attempt)>, LockError>> {
+    async fn try_acquire_all(&self, reqs: &[Request<'_>]) -> Option<Result<AttemptAll, LockError>> {
         match self {
             AnyStore::Postgres(s) => s.try_acquire_all(reqs).await,
             AnyStore::Redis(s) => s.try_acquire_all(reqs).await,

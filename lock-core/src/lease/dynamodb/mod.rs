@@ -45,7 +45,7 @@
 //!
 //! Expiries are written by the clock of the host that writes them (DynamoDB has no
 //! server time to lend). A lease is safe while the clocks of the hosts sharing a table
-//! agree to within the lease's safety margin ([`LeaseOptions::margin`](super::LeaseOptions::margin),
+//! agree to within the lease's safety margin ([`LeaseOptions::safety_margin`](super::LeaseOptions::safety_margin),
 //! TTL/10 by default): the holder stops trusting its lease that much before anyone else
 //! may take it over. Keep hosts on NTP (on AWS, the Amazon Time Sync Service).
 //!
@@ -97,7 +97,7 @@ use ::aws_sdk_dynamodb::types::{
 use ::aws_sdk_dynamodb::Client;
 use tokio::sync::OnceCell;
 
-use super::{util, Attempt, Lease, LeaseInfo, LeaseStore, Request, DEFAULT_TTL};
+use super::{util, Attempt, AttemptAll, Lease, LeaseInfo, LeaseStore, Request, DEFAULT_TTL};
 use crate::mode::Kind;
 use crate::LockError;
 
@@ -601,10 +601,7 @@ impl DynamoDbStore {
     /// if every name can be granted, all are written at once, each on the condition that
     /// it did not change since it was read. Otherwise nothing is granted, and the first
     /// refused request takes (or keeps) its place in that name's queue.
-    async fn acquire_all(
-        &self,
-        reqs: &[Request<'_>],
-    ) -> Result<Result<Vec<Lease>, (usize, Attempt)>, LockError> {
+    async fn acquire_all(&self, reqs: &[Request<'_>]) -> Result<AttemptAll, LockError> {
         let first = reqs[0].name;
         let client = self.ready(first).await?;
         'race: for race in 0..RACES {
@@ -891,10 +888,7 @@ impl LeaseStore for DynamoDbStore {
         Ok(Attempt::held(None))
     }
 
-    async fn try_acquire_all(
-        &self,
-        reqs: &[Request<'_>],
-    ) -> Option<Result<Result<Vec<Lease>, (usize, Attempt)>, LockError>> {
+    async fn try_acquire_all(&self, reqs: &[Request<'_>]) -> Option<Result<AttemptAll, LockError>> {
         // One transaction holds at most 100 items.
         if reqs.is_empty() || reqs.len() > 100 {
             return None;
