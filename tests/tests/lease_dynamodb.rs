@@ -143,6 +143,12 @@ async fn several_names_across_processes() {
     use std::time::Duration;
     let db = Db::connect().await;
     db.setup().await;
+    // A table of its own: moto copies the whole table for every transaction.
+    let table = format!(
+        "lock_core_sets_{}_{}",
+        std::process::id(),
+        lease_support::unix_ms() % 1_000_000_000_000
+    );
     for (mode, limit) in [(Mode::Exclusive, 1), (Mode::Permits(2), 2)] {
         let base = unique("sets");
         let mut children: Vec<ChildProc> = (0..3)
@@ -151,7 +157,11 @@ async fn several_names_across_processes() {
                     "sets",
                     KIND,
                     &base,
-                    &[("LEASE_STEPS", "20".into()), ("LEASE_MODE", mode_arg(mode))],
+                    &[
+                        ("LEASE_STEPS", "20".into()),
+                        ("LEASE_MODE", mode_arg(mode)),
+                        ("LEASE_DYNAMO_TABLE", table.clone()),
+                    ],
                 )
             })
             .collect();
@@ -416,4 +426,93 @@ async fn moto_restarted_mid_run() {
     assert_eq!(g.fence(), 1, "moto lost its data: the counter starts again");
     g.release().await.expect("release");
     drop(moto);
+}
+
+/// The table is made on first use (partition key `name`, on-demand billing); a table of
+/// another key shape is refused with an error that says so, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_made_on_first_use_and_wrong_shape_refused() {
+    use lease_support::{dynamo_client, dynamo_endpoint, opts, unique};
+    use lock_core::lease::dynamodb::aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    use lock_core::lease::dynamodb::DynamoDbStore;
+    use lock_core::LockError;
+
+    let client = dynamo_client(&dynamo_endpoint(), "test");
+    let suffix = lease_support::unix_ms() % 1_000_000_000;
+
+    // Absent: made with the right shape.
+    let fresh = format!("fresh_{}_{suffix}", std::process::id());
+    let store = DynamoDbStore::from_client(client.clone(), &fresh).unwrap();
+    let g = lock_core::lease::acquire(&store, &unique("fresh"), opts(1000))
+        .await
+        .expect("acquire on a table made on first use");
+    g.release().await.unwrap();
+    let t = client
+        .describe_table()
+        .table_name(&fresh)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let keys = t.key_schema();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].attribute_name(), "name");
+    assert_eq!(keys[0].key_type(), &KeyType::Hash);
+    assert_eq!(
+        t.billing_mode_summary().and_then(|b| b.billing_mode()),
+        Some(&BillingMode::PayPerRequest)
+    );
+
+    // Another shape: a clear error.
+    let wrong = format!("wrong_{}_{suffix}", std::process::id());
+    client
+        .create_table()
+        .table_name(&wrong)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("at")
+                .key_type(KeyType::Range)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("at")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create the wrong table");
+    let store = DynamoDbStore::from_client(client.clone(), &wrong).unwrap();
+    let e = lock_core::lease::acquire(&store, &unique("wrong"), opts(1000))
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, LockError::Store { .. }), "{text}");
+    assert!(
+        text.contains("another key schema") && text.contains(&wrong),
+        "{text}"
+    );
+    let n = client.scan().table_name(&wrong).send().await.unwrap().count;
+    assert_eq!(n, 0, "nothing written to a foreign table");
 }

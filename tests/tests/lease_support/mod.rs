@@ -51,8 +51,22 @@ pub fn dynamo_endpoint() -> String {
     e
 }
 
-/// The table the DynamoDB tests share.
-pub const DYNAMO_TABLE: &str = "lock_core_test_leases";
+/// The table of this run of a DynamoDB test binary (its children get its name in
+/// `LEASE_DYNAMO_TABLE`): a new one per run, so that it stays small. (moto copies a whole
+/// table for every `TransactWriteItems`, to roll it back: on a table of a few hundred
+/// items that already takes a quarter of a second, with every other request waiting.)
+pub fn dynamo_table() -> &'static str {
+    static TABLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("LEASE_DYNAMO_TABLE").unwrap_or_else(|_| {
+            format!(
+                "lock_core_test_{}_{}",
+                std::process::id(),
+                unix_ms() % 1_000_000_000_000
+            )
+        })
+    });
+    &TABLE
+}
 
 /// The environment that points the AWS SDK's standard configuration at `endpoint` with
 /// fake credentials and a fixed region (for child processes and `DynamoDbStore::new`).
@@ -109,7 +123,7 @@ pub fn dynamo_client_with(
 /// A DynamoDB store on the tests' server (or `LEASE_DYNAMO_ENDPOINT` in a child).
 pub fn dynamo_store() -> DynamoDbStore {
     let endpoint = std::env::var("LEASE_DYNAMO_ENDPOINT").unwrap_or_else(|_| dynamo_endpoint());
-    DynamoDbStore::from_client(dynamo_client(&endpoint, "test"), DYNAMO_TABLE)
+    DynamoDbStore::from_client(dynamo_client(&endpoint, "test"), dynamo_table())
         .expect("valid table name")
 }
 
@@ -298,9 +312,15 @@ impl LeaseStore for AnyStore {
 }
 
 pub fn opts(ttl_ms: u64) -> LeaseOptions {
+    // DynamoDB waiters poll: the store's own back-off (up to 50 ms) spares moto.
+    let rest = if std::env::var("LEASE_STORE").as_deref() == Ok("dynamodb") {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(20)
+    };
     LeaseOptions::new()
         .ttl(Duration::from_millis(ttl_ms))
-        .retry_backoff(Duration::from_millis(1), Duration::from_millis(20))
+        .retry_backoff(Duration::from_millis(1), rest)
         .mode(env_mode())
 }
 
@@ -551,7 +571,7 @@ pub async fn dynamo_item(
     use aws_sdk_dynamodb::types::AttributeValue;
     dynamo_client(&dynamo_endpoint(), "test")
         .get_item()
-        .table_name(DYNAMO_TABLE)
+        .table_name(dynamo_table())
         .key("name", AttributeValue::S(name.to_owned()))
         .consistent_read(true)
         .send()
@@ -578,7 +598,7 @@ pub async fn steal(kind: Kind, name: &str, delete: bool) {
             for (i, owner) in holders.iter().enumerate() {
                 let mut up = client
                     .update_item()
-                    .table_name(DYNAMO_TABLE)
+                    .table_name(dynamo_table())
                     .key("name", AttributeValue::S(name.to_owned()))
                     .expression_attribute_names("#h", "holders")
                     .expression_attribute_names("#o", owner)
@@ -729,7 +749,9 @@ impl ChildProc {
         .env("LEASE_STORE", kind.as_str())
         .env("LEASE_NAME", name)
         .envs(if kind == Kind::Dynamo {
-            dynamo_env(&dynamo_endpoint())
+            let mut env = dynamo_env(&dynamo_endpoint());
+            env.push(("LEASE_DYNAMO_TABLE", dynamo_table().to_owned()));
+            env
         } else {
             Vec::new()
         })
