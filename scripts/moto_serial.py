@@ -8,6 +8,7 @@ that, so this runs moto_server (same arguments: -H HOST -p PORT) with every writ
 served under one lock. Reads stay concurrent: a store decides on what it read and
 writes on the condition that the item did not change meanwhile.
 """
+import io
 import sys
 import threading
 
@@ -33,6 +34,17 @@ def _run_serial(host, port, app, **kwargs):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.endswith(_WRITES):
             return app(environ, start_response)
+        # The body is read before the lock is taken: a client that stalls (or is
+        # cancelled) half-way through sending a request holds up only its own thread.
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        if len(body) < length:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"incomplete request body"]
+        environ["wsgi.input"] = io.BytesIO(body)
         with _lock:
             # The whole response is made under the lock.
             return list(app(environ, start_response))

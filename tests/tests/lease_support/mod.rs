@@ -89,8 +89,8 @@ pub fn dynamo_client(endpoint: &str, secret: &str) -> aws_sdk_dynamodb::Client {
     dynamo_client_with(
         endpoint,
         secret,
-        Duration::from_secs(5),
-        Duration::from_secs(12),
+        Duration::from_secs(10),
+        Duration::from_secs(30),
     )
 }
 
@@ -111,7 +111,7 @@ pub fn dynamo_client_with(
         .credentials_provider(Credentials::new("test", secret, None, None, "tests"))
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_millis(500))
+                .connect_timeout(attempt.min(Duration::from_secs(3)))
                 .operation_attempt_timeout(attempt)
                 .operation_timeout(operation)
                 .build(),

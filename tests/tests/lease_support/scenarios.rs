@@ -434,7 +434,7 @@ pub async fn random_cancellations(kind: Kind, mode: Mode) {
     // The clean-up of a thousand cancellations goes through the store: moto (one
     // Python process) takes longer to serve it.
     let settle = if kind == Kind::Dynamo {
-        20 * SEC
+        60 * SEC
     } else {
         5 * SEC
     };

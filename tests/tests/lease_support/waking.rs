@@ -224,7 +224,13 @@ pub async fn dead_waiter_leaves_queue(kind: Kind) {
         &[("LEASE_TTL_MS", WAITER_TTL.to_string())],
     );
     w.expect("WAITING", 20 * SEC);
-    tokio::time::sleep(Duration::from_millis(300)).await; // it is in the queue now
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In the queue now (a slow machine may need longer than the pause above).
+    let end = Instant::now() + 10 * SEC;
+    while queue_len(kind, &name).await == 0 {
+        assert!(Instant::now() < end, "the waiter never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     w.signal(libc::SIGSTOP);
     // Passed over twice, the stopped waiter is due.
     drop(g);

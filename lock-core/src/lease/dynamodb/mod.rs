@@ -8,16 +8,20 @@
 //! * **acquire** reads the item (a strongly consistent `GetItem`), decides in any shape
 //!   (exclusive, shared, one of `N` permits, with the same queue and turn rule as the
 //!   PostgreSQL and Redis stores: while one owner waits, another takes at most three turns
-//!   in a row) and, when something changes, writes it back with `PutItem` on the
-//!   condition that the version is still the one it read (`attribute_not_exists` for a new
-//!   name). A lost race is read and decided again. The fence is the item's counter plus
-//!   one, written in that same conditional write: two grants can never get one fence.
+//!   in a row) and writes a grant with one `UpdateItem` (the holder's entry, the fence
+//!   counter plus one, the kind; expired entries removed) on the condition that the fence
+//!   counter is still the one it read (`PutItem` with `attribute_not_exists` for a new
+//!   name). Every grant takes a fence, so the condition fails exactly when another grant
+//!   came in between; releases, renewals and places in the queue never invalidate a
+//!   grant. A lost race is read and decided again. Two grants can never get one fence.
+//!   Within one process, acquires of one name take turns (so that many shared holders or
+//!   a storm of cancelled waits do not keep invalidating each other's writes).
 //!   A refused request takes its place in the queue with an `UpdateItem` of its own entry
 //!   (so that a holder releasing and asking again cannot keep it out), remembering the
 //!   fence counter it saw: the grants that passed it over are counted from there.
 //! * **several names** ([`acquire_many`](super::acquire_many), `name = [..]`) are read
-//!   and, when every one can be granted, written in one `TransactWriteItems`, each on
-//!   the condition that it did not change: all or nothing, in one step.
+//!   and, when every one can be granted, written in one `TransactWriteItems` of such
+//!   updates, each on its own fence condition: all or nothing, in one step.
 //! * **refresh** and **release** are one `UpdateItem` each, on the condition that the
 //!   holder's entry still carries this owner and fence and has not expired.
 //! * **leave** (a waiter that gives up) is one `UpdateItem`.
@@ -83,7 +87,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use ::aws_config;
@@ -92,7 +96,7 @@ pub use ::aws_sdk_dynamodb;
 use ::aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use ::aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TableStatus, TransactWriteItem,
+    ScalarAttributeType, TableStatus, TransactWriteItem, Update,
 };
 use ::aws_sdk_dynamodb::Client;
 use tokio::sync::OnceCell;
@@ -139,6 +143,8 @@ struct Inner {
     /// Set once the table is known to exist with the right key; cleared when a request
     /// finds it gone (it is then made again).
     ready: AtomicBool,
+    /// One acquire at a time per name in this process (see [`DynamoDbStore::gate`]).
+    gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     default_ttl: Duration,
 }
 
@@ -222,6 +228,7 @@ impl DynamoDbStore {
                 describe: format!("dynamodb://{table}"),
                 client,
                 ready: AtomicBool::new(false),
+                gates: Mutex::default(),
                 default_ttl: DEFAULT_TTL,
             }),
         }
@@ -249,6 +256,7 @@ impl DynamoDbStore {
                 .map(OnceCell::from)
                 .unwrap_or_default(),
             ready: AtomicBool::new(false),
+            gates: Mutex::default(),
             default_ttl: shared.default_ttl,
         });
         DynamoDbStore {
@@ -294,6 +302,24 @@ impl DynamoDbStore {
             self.inner.ready.store(true, Ordering::Release);
         }
         Ok(client)
+    }
+
+    /// Waits until no other acquire of this process asks for `name`, and holds the others
+    /// off until the returned guard drops. An acquire is a read and a conditional write:
+    /// requests of one process racing for one name (many shared holders, or the clean-up
+    /// of a storm of cancelled waits) would mostly invalidate each other's writes and
+    /// retry; one at a time, each takes two requests.
+    async fn gate(&self, name: &str) -> Gate<'_> {
+        let gate = {
+            let mut gates = self.inner.gates.lock().unwrap_or_else(|e| e.into_inner());
+            gates.entry(name.to_owned()).or_default().clone()
+        };
+        let held = gate.clone().lock_owned().await;
+        Gate {
+            store: self,
+            name: name.to_owned(),
+            held: Some(held),
+        }
     }
 
     /// Whether `e` says the table does not exist (deleted, or a server that lost its
@@ -448,29 +474,53 @@ impl DynamoDbStore {
         }
     }
 
-    /// Writes `st` as the item of `name` if its version is still `st.ver`. `Ok(false)`:
-    /// someone else wrote first.
-    async fn write(&self, client: &Client, name: &str, st: &State) -> Result<bool, LockError> {
-        let mut put = client
-            .put_item()
-            .table_name(&self.inner.table)
-            .set_item(Some(encode(name, st)))
-            .expression_attribute_names("#k", K_NAME);
-        put = match st.ver {
-            None => put.condition_expression("attribute_not_exists(#k)"),
-            Some(v) => put
-                .condition_expression("attribute_exists(#k) AND #v = :v")
-                .expression_attribute_names("#v", K_VER)
-                .expression_attribute_values(":v", num(v)),
+    /// Writes the grant (or the renewal of a repeated grant) that `acquire` decided on
+    /// `before`, giving `st`, if no other grant came in between. `Ok(false)`: one did.
+    ///
+    /// A new name is one conditional `PutItem` (`attribute_not_exists`). Otherwise it is
+    /// one `UpdateItem` that sets the owner's holder entry, the fence counter and the
+    /// kind, and removes the owner's place in the queue and the expired entries, on the
+    /// condition that the fence counter is still the one read: every grant takes a fence,
+    /// so no other holder came in since; releases, renewals and places in the queue only
+    /// make a grant decided on `before` more valid, and need not conflict with it.
+    async fn write(
+        &self,
+        client: &Client,
+        name: &str,
+        owner: &str,
+        before: &State,
+        st: &State,
+    ) -> Result<bool, LockError> {
+        let out = if before.ver.is_none() {
+            client
+                .put_item()
+                .table_name(&self.inner.table)
+                .set_item(Some(encode(name, st)))
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", K_NAME)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| e.map_service_error(::aws_sdk_dynamodb::Error::from))
+        } else {
+            let g = GrantUpdate::new(owner, before, st)
+                .ok_or_else(|| self.message(name, "internal error: a grant without a holder"))?;
+            client
+                .update_item()
+                .table_name(&self.inner.table)
+                .set_key(Some(Self::key(name)))
+                .update_expression(g.expression)
+                .condition_expression(g.condition)
+                .set_expression_attribute_names(Some(g.names))
+                .set_expression_attribute_values(Some(g.values))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| e.map_service_error(::aws_sdk_dynamodb::Error::from))
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+        match out {
+            Ok(()) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failed) => Ok(false),
             Err(e) if self.table_gone(&e) => Ok(false),
             Err(e) => Err(self.error(name, "write", &e)),
         }
@@ -580,18 +630,20 @@ impl DynamoDbStore {
         self.conditional(name, what, out)
     }
 
-    /// Writes what `acquire` decided for `name`. `Ok(false)`: another writer came first.
+    /// Writes what `acquire` decided for `name` on `before`, giving `st`. `Ok(false)`:
+    /// another writer came first.
     async fn apply(
         &self,
         client: &Client,
         name: &str,
         owner: &str,
+        before: &State,
         st: &State,
         write: Write,
     ) -> Result<bool, LockError> {
         match write {
             Write::Nothing => Ok(true),
-            Write::Item => self.write(client, name, st).await,
+            Write::Item => self.write(client, name, owner, before, st).await,
             Write::Join(w) => self.join(client, name, &w).await,
             Write::Renew(expires) => self.renew_place(client, name, owner, expires).await,
         }
@@ -604,11 +656,17 @@ impl DynamoDbStore {
     async fn acquire_all(&self, reqs: &[Request<'_>]) -> Result<AttemptAll, LockError> {
         let first = reqs[0].name;
         let client = self.ready(first).await?;
+        // In the order of the names (sorted): two sets cannot wait for each other.
+        let mut gates = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            gates.push(self.gate(r.name).await);
+        }
         'race: for race in 0..RACES {
             let mut states = Vec::with_capacity(reqs.len());
             for r in reqs {
                 states.push(self.read(client, r.name).await?);
             }
+            let befores = states.clone();
             let now = now_ms();
             let mut leases = Vec::with_capacity(reqs.len());
             for (at, (r, st)) in reqs.iter().zip(states.iter_mut()).enumerate() {
@@ -616,7 +674,10 @@ impl DynamoDbStore {
                 match decision {
                     Decision::Acquired(fence) => leases.push(Lease::new(fence, r.owner)),
                     refused => {
-                        if !self.apply(client, r.name, r.owner, st, write).await? {
+                        if !self
+                            .apply(client, r.name, r.owner, &befores[at], st, write)
+                            .await?
+                        {
                             lost_race(race).await;
                             continue 'race;
                         }
@@ -625,25 +686,30 @@ impl DynamoDbStore {
                 }
             }
             let mut items = Vec::with_capacity(reqs.len());
-            for (r, st) in reqs.iter().zip(&states) {
-                let (condition, values) = match st.ver {
-                    None => ("attribute_not_exists(#k)", None),
-                    Some(v) => ("attribute_exists(#k) AND #v = :v", Some(num(v))),
+            for ((r, before), st) in reqs.iter().zip(&befores).zip(&states) {
+                let built = if before.ver.is_none() {
+                    Put::builder()
+                        .table_name(&self.inner.table)
+                        .set_item(Some(encode(r.name, st)))
+                        .condition_expression("attribute_not_exists(#k)")
+                        .expression_attribute_names("#k", K_NAME)
+                        .build()
+                        .map(|put| TransactWriteItem::builder().put(put).build())
+                } else {
+                    let g = GrantUpdate::new(r.owner, before, st).ok_or_else(|| {
+                        self.message(r.name, "internal error: a grant without a holder")
+                    })?;
+                    Update::builder()
+                        .table_name(&self.inner.table)
+                        .set_key(Some(Self::key(r.name)))
+                        .update_expression(g.expression)
+                        .condition_expression(g.condition)
+                        .set_expression_attribute_names(Some(g.names))
+                        .set_expression_attribute_values(Some(g.values))
+                        .build()
+                        .map(|up| TransactWriteItem::builder().update(up).build())
                 };
-                let mut put = Put::builder()
-                    .table_name(&self.inner.table)
-                    .set_item(Some(encode(r.name, st)))
-                    .condition_expression(condition)
-                    .expression_attribute_names("#k", K_NAME);
-                if let Some(v) = values {
-                    put = put
-                        .expression_attribute_names("#v", K_VER)
-                        .expression_attribute_values(":v", v);
-                }
-                let put = put
-                    .build()
-                    .map_err(|e| self.message(r.name, &format!("transaction: {e}")))?;
-                items.push(TransactWriteItem::builder().put(put).build());
+                items.push(built.map_err(|e| self.message(r.name, &format!("transaction: {e}")))?);
             }
             let out = client
                 .transact_write_items()
@@ -684,6 +750,115 @@ impl DynamoDbStore {
         out.sort_by_key(|l| l.fence);
         out
     }
+}
+
+/// An acquire's turn at a name in this process; forgets the name's gate when nobody else
+/// waits for it.
+struct Gate<'s> {
+    store: &'s DynamoDbStore,
+    name: String,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        let mut gates = self
+            .store
+            .inner
+            .gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Only the map holds it: nobody waits, and nobody can start waiting meanwhile
+        // (that needs the map's lock).
+        if gates
+            .get(&self.name)
+            .is_some_and(|g| Arc::strong_count(g) == 1)
+        {
+            gates.remove(&self.name);
+        }
+    }
+}
+
+/// The `UpdateItem` of a grant on an existing item (see [`DynamoDbStore::write`]).
+struct GrantUpdate {
+    expression: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl GrantUpdate {
+    /// The grant to `owner` that turned `before` into `st`; `None` if `st` has no
+    /// holder entry of `owner`.
+    fn new(owner: &str, before: &State, st: &State) -> Option<GrantUpdate> {
+        let mine = st.holders.iter().find(|h| h.owner == owner)?;
+        let mut names = HashMap::from([
+            ("#h".to_owned(), K_HOLDERS.to_owned()),
+            ("#f".to_owned(), K_FENCE.to_owned()),
+            ("#kd".to_owned(), K_KIND.to_owned()),
+            ("#v".to_owned(), K_VER.to_owned()),
+            ("#me".to_owned(), owner.to_owned()),
+        ]);
+        let entry = HashMap::from([
+            (K_FENCE.to_owned(), num(mine.fence)),
+            (K_MODE.to_owned(), AttributeValue::S(mine.mode.to_string())),
+            (K_EXPIRES.to_owned(), num(mine.expires)),
+        ]);
+        let values = HashMap::from([
+            (":entry".to_owned(), AttributeValue::M(entry)),
+            (":fence".to_owned(), num(st.fence)),
+            (":read".to_owned(), num(before.fence)),
+            (":kind".to_owned(), num(st.kind)),
+            (":one".to_owned(), num(1)),
+        ]);
+        // What the grant removes: the owner's place in the queue and the entries that
+        // had expired (holders cannot come back to life: a refresh needs a live entry).
+        let mut remove = Vec::new();
+        let gone_holders = before
+            .holders
+            .iter()
+            .filter(|b| b.owner != owner && !st.holders.iter().any(|h| h.owner == b.owner));
+        for (i, h) in gone_holders.enumerate() {
+            names.insert(format!("#x{i}"), h.owner.clone());
+            remove.push(format!("#h.#x{i}"));
+        }
+        let gone_waiters = before
+            .waiters
+            .iter()
+            .filter(|b| b.owner != owner && !st.waiters.iter().any(|w| w.owner == b.owner));
+        for (i, w) in gone_waiters.enumerate() {
+            names.insert(format!("#y{i}"), w.owner.clone());
+            remove.push(format!("#w.#y{i}"));
+        }
+        if before.waiters.iter().any(|w| w.owner == owner) {
+            remove.push("#w.#me".to_owned());
+        }
+        // Names must all be used: `#w` only when something leaves the queue.
+        if remove.iter().any(|r| r.starts_with("#w.")) {
+            names.insert("#w".to_owned(), K_WAITERS.to_owned());
+        }
+        let mut expression = "SET #h.#me = :entry, #f = :fence, #kd = :kind".to_owned();
+        if !remove.is_empty() {
+            expression.push_str(" REMOVE ");
+            expression.push_str(&remove.join(", "));
+        }
+        expression.push_str(" ADD #v :one");
+        Some(GrantUpdate {
+            expression,
+            condition: "#f = :read".to_owned(),
+            names,
+            values,
+        })
+    }
+}
+
+/// Whether a write was refused by its condition.
+fn is_condition_failed(e: &::aws_sdk_dynamodb::Error) -> bool {
+    matches!(
+        e,
+        ::aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)
+    )
 }
 
 /// After a lost race: read and decide again, after a short jittered pause once it
@@ -848,9 +1023,11 @@ impl LeaseStore for DynamoDbStore {
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
         let name = req.name;
         let client = self.ready(name).await?;
+        let _gate = self.gate(name).await;
         let mut first_seen = None;
         for race in 0..RACES {
             let mut st = self.read(client, name).await?;
+            let before = st.clone();
             let seen = *first_seen.get_or_insert(st.fence);
             let (decision, mut write) =
                 st.acquire(req.owner, ttl_ms(req.ttl), req.mode, req.queue, now_ms());
@@ -860,7 +1037,10 @@ impl LeaseStore for DynamoDbStore {
                 w.since = w.since.min(seen);
             }
             let grant = write == Write::Item;
-            if !self.apply(client, name, req.owner, &st, write).await? {
+            if !self
+                .apply(client, name, req.owner, &before, &st, write)
+                .await?
+            {
                 if grant && req.queue && matches!(decision, Decision::Acquired(_)) {
                     // Lost the name to another request between our read and our write:
                     // stand in the queue now, so that the grants that pass us over from
