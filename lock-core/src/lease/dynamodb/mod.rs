@@ -3,7 +3,8 @@
 //! One item per name, in a table whose only key is the partition key `name` (a string).
 //! The item holds the name's live holders (each with its own expiry and fence), its queue
 //! of waiters, its kind, the last fence issued (a counter that only ever grows: release
-//! removes a holder, never the item) and a version. Every change is a conditional write:
+//! removes a holder, never the item) and a change counter. Every change is a conditional
+//! write:
 //!
 //! * **acquire** reads the item (a strongly consistent `GetItem`), decides in any shape
 //!   (exclusive, shared, one of `N` permits, with the same queue and turn rule as the

@@ -3,7 +3,8 @@
 //!
 //! One item per name: `fence` (the last fence issued; only ever incremented), `kind`
 //! (0 for a reader/writer name, `N` for a counted one), `ticket` (the next waiter's
-//! ticket), `ver` (bumped by every write: the condition of the next read-modify-write),
+//! ticket), `ver` (a counter of changes, for people reading the table; no write depends
+//! on it: grants are conditioned on `fence`),
 //! `holders` (a map owner -> `{fence, mode, expires}`) and `waiters` (a map owner ->
 //! `{ticket, mode, since, expires}`). Expiries are milliseconds since the Unix epoch by
 //! the writer's clock. Mode letters: `x` exclusive, `s` shared, `p` a permit. The turn
