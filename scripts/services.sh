@@ -132,5 +132,6 @@ else
   wait_for Redis redis_up
 fi
 
+"$(dirname "$0")/services-dynamodb.sh"
 say "ready: $PG_URL (db $DB), $REDIS_URL"
 "$(dirname "$0")/services-etcd.sh" # etcd (3 members on loopback)

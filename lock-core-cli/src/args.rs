@@ -97,7 +97,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "store")]
     pub path: Option<PathBuf>,
 
-    /// Hold a lease in this store instead of a file lock: postgres://…, redis://… or etcd://…
+    /// Hold a lease in this store instead of a file lock: postgres://…, redis://…, etcd://…
+    /// or dynamodb://TABLE (with the `dynamodb` feature)
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 
@@ -127,7 +128,8 @@ pub struct StatusArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "store")]
     pub dir: Option<PathBuf>,
 
-    /// List the live leases of this store instead: postgres://…, redis://… or etcd://…
+    /// List the live leases of this store instead: postgres://…, redis://…, etcd://… or
+    /// dynamodb://TABLE
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 

@@ -102,6 +102,8 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         Place::Store(AnyStore::Postgres(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,
         Place::Store(AnyStore::Redis(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,
         Place::Store(AnyStore::Etcd(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,
+        #[cfg(feature = "dynamodb")]
+        Place::Store(AnyStore::Dynamo(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,
         Place::Dir(d) => run_file(&plan, Target::Dir(d), &mut signals).await,
         Place::Path(p) => run_file(&plan, Target::Path(p), &mut signals).await,
     }

@@ -98,6 +98,8 @@ pub async fn status(args: StatusArgs) -> Result<String, Failure> {
             AnyStore::Postgres(s) => leases(s, "postgres", args.json).await,
             AnyStore::Redis(s) => leases(s, "redis", args.json).await,
             AnyStore::Etcd(s) => leases(s, "etcd", args.json).await,
+            #[cfg(feature = "dynamodb")]
+            AnyStore::Dynamo(s) => leases(s, "dynamodb", args.json).await,
         };
     }
     let dir = args.dir.map(LockDir::new).unwrap_or_default();

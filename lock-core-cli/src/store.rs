@@ -1,6 +1,8 @@
 //! `--store URL`: which lease store a URL names, and what a lease's owner string says.
 
 use lock_core::lease::etcd::EtcdStore;
+#[cfg(feature = "dynamodb")]
+use lock_core::lease::dynamodb::DynamoDbStore;
 use lock_core::lease::postgres::PostgresStore;
 use lock_core::lease::redis::RedisStore;
 
@@ -14,6 +16,9 @@ pub enum AnyStore {
     Redis(RedisStore),
     /// `etcd://host:port,host:port,…` (`etcds://` is refused: TLS is not supported yet).
     Etcd(EtcdStore),
+    /// `dynamodb://TABLE` (built with the `dynamodb` feature).
+    #[cfg(feature = "dynamodb")]
+    Dynamo(DynamoDbStore),
 }
 
 /// The store `url` names. An unknown scheme or an invalid URL is a usage error (64);
@@ -30,16 +35,26 @@ pub fn open(url: &str) -> Result<AnyStore, Failure> {
             RedisStore::new(url).map(AnyStore::Redis).map_err(invalid)
         }
         Some("etcd" | "etcds") => EtcdStore::new(url).map(AnyStore::Etcd).map_err(invalid),
+        #[cfg(feature = "dynamodb")]
+        Some("dynamodb") => DynamoDbStore::new(url)
+            .map(AnyStore::Dynamo)
+            .map_err(invalid),
+        #[cfg(not(feature = "dynamodb"))]
+        Some("dynamodb") => Err(Failure::new(
+            exit::USAGE,
+            "this lock-core was built without DynamoDB support: \
+             install lock-core-cli with `--features dynamodb`",
+        )),
         Some(other) => Err(Failure::new(
             exit::USAGE,
             format!(
-                "unknown --store scheme `{}`: use postgres://…, redis://… or etcd://…",
+                "unknown --store scheme `{}`: use postgres://…, redis://…, etcd://… or dynamodb://TABLE",
                 other.escape_default()
             ),
         )),
         None => Err(Failure::new(
             exit::USAGE,
-            "--store needs a URL: postgres://user@host:port/db, redis://host:port or etcd://host:port,…",
+            "--store needs a URL: postgres://user@host:port/db, redis://host:port, etcd://host:port,… or dynamodb://TABLE",
         )),
     }
 }
@@ -80,6 +95,18 @@ mod tests {
         assert_eq!(e.code, 64);
         assert!(e.message.contains("`mysql`") && !e.message.contains("secret"));
         assert_eq!(open("nonsense").err().unwrap().code, 64);
+        #[cfg(feature = "dynamodb")]
+        assert!(matches!(
+            open("dynamodb://app-locks"),
+            Ok(AnyStore::Dynamo(_))
+        ));
+        #[cfg(not(feature = "dynamodb"))]
+        assert!(open("dynamodb://app-locks")
+            .err()
+            .unwrap()
+            .message
+            .contains("--features dynamodb"));
+        assert_eq!(open("dynamodb://x").err().unwrap().code, 64);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `--store` on PostgreSQL, Redis and etcd: the fencing token reaches CMD and grows, busy
+//! `--store` on PostgreSQL, Redis, etcd and DynamoDB (with the `dynamodb` feature, against
+//! moto): the fencing token reaches CMD and grows, busy
 //! leases exit 75 naming the holder, `status --store --json` lists them, and a lease
 //! deleted behind `run`'s back stops CMD (SIGTERM, then SIGKILL) with exit 76.
 
@@ -18,6 +19,8 @@ enum Kind {
     Postgres,
     Redis,
     Etcd,
+    #[cfg(feature = "dynamodb")]
+    Dynamo,
 }
 
 fn etcd_url() -> String {
@@ -47,12 +50,55 @@ fn etcd_keys(prefix: String, delete: bool) -> usize {
     })
 }
 
+#[cfg(feature = "dynamodb")]
+const DYNAMO_TABLE: &str = "lock_core_cli_test";
+
+/// A DynamoDB client for the test server, with fake credentials.
+#[cfg(feature = "dynamodb")]
+fn dynamo_client() -> lock_core::lease::dynamodb::aws_sdk_dynamodb::Client {
+    use lock_core::lease::dynamodb::aws_sdk_dynamodb as ddb;
+    let config = ddb::Config::builder()
+        .behavior_version(ddb::config::BehaviorVersion::latest())
+        .endpoint_url(dynamo_endpoint())
+        .region(ddb::config::Region::new("us-east-1"))
+        .credentials_provider(ddb::config::Credentials::new(
+            "test", "test", None, None, "t",
+        ))
+        .build();
+    ddb::Client::from_conf(config)
+}
+
+#[cfg(feature = "dynamodb")]
+fn dynamo_item(
+    name: &str,
+) -> Option<
+    std::collections::HashMap<
+        String,
+        lock_core::lease::dynamodb::aws_sdk_dynamodb::types::AttributeValue,
+    >,
+> {
+    use lock_core::lease::dynamodb::aws_sdk_dynamodb::types::AttributeValue;
+    block_on(async {
+        dynamo_client()
+            .get_item()
+            .table_name(DYNAMO_TABLE)
+            .key("name", AttributeValue::S(name.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+    })
+}
+
 impl Kind {
     fn url(self) -> String {
         match self {
             Kind::Postgres => pg_url(),
             Kind::Redis => redis_url(),
             Kind::Etcd => etcd_url(),
+            #[cfg(feature = "dynamodb")]
+            Kind::Dynamo => format!("dynamodb://{DYNAMO_TABLE}"),
         }
     }
 
@@ -61,6 +107,8 @@ impl Kind {
             Kind::Postgres => "postgres",
             Kind::Redis => "redis",
             Kind::Etcd => "etcd",
+            #[cfg(feature = "dynamodb")]
+            Kind::Dynamo => "dynamodb",
         }
     }
 
@@ -95,12 +143,22 @@ impl Kind {
                 redis::cmd("GET").arg(&key).query(&mut conn).unwrap()
             }
             Kind::Etcd => unreachable!(),
+            #[cfg(feature = "dynamodb")]
+            Kind::Dynamo => {
+                return dynamo_item(name)
+                    .and_then(|i| {
+                        i.get("waiters")
+                            .and_then(|w| w.as_m().ok())
+                            .map(|w| w.len())
+                    })
+                    .unwrap_or(0)
+            }
         };
         let Some(raw) = raw else { return 0 };
         let v: Value = serde_json::from_str(&raw).expect("the store's JSON");
         let w = match self {
-            Kind::Postgres => v,
-            _ => v["w"].clone(),
+            Kind::Redis => v["w"].clone(),
+            _ => v,
         };
         match w {
             Value::Array(a) => a.len(),
@@ -138,6 +196,34 @@ impl Kind {
                 let store = EtcdStore::new(&etcd_url()).unwrap();
                 let n = etcd_keys(format!("{}h/", store.name_prefix(name)), true);
                 assert_eq!(n, 1, "the holder key existed");
+            }
+            // The holders go; the item (and its fence counter) stays.
+            #[cfg(feature = "dynamodb")]
+            Kind::Dynamo => {
+                use lock_core::lease::dynamodb::aws_sdk_dynamodb::types::AttributeValue;
+                let item = dynamo_item(name).expect("the lease item exists");
+                let holders = item
+                    .get("holders")
+                    .and_then(|h| h.as_m().ok())
+                    .map_or(0, |h| h.len());
+                assert_eq!(holders, 1, "one holder");
+                block_on(async {
+                    dynamo_client()
+                        .update_item()
+                        .table_name(DYNAMO_TABLE)
+                        .key("name", AttributeValue::S(name.to_owned()))
+                        .update_expression("SET #h = :empty ADD #v :one")
+                        .expression_attribute_names("#h", "holders")
+                        .expression_attribute_names("#v", "ver")
+                        .expression_attribute_values(
+                            ":empty",
+                            AttributeValue::M(Default::default()),
+                        )
+                        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                        .send()
+                        .await
+                        .expect("UpdateItem")
+                });
             }
         }
     }
@@ -275,6 +361,12 @@ fn redis_fences_and_busy() {
     fences_grow_and_busy_leases_are_refused(Kind::Redis);
 }
 
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_fences_and_busy() {
+    fences_grow_and_busy_leases_are_refused(Kind::Dynamo);
+}
+
 /// Renewal runs every TTL/3: with `--lease 1s` the loss is seen within ~333 ms.
 const RENEWAL: Duration = Duration::from_millis(334);
 const GRACE: Duration = Duration::from_millis(500);
@@ -339,6 +431,13 @@ fn deleted_lease_stops_cmd(kind: Kind, cmd_ignores_term: bool) {
 fn postgres_lease_deleted_behind_runs_back() {
     deleted_lease_stops_cmd(Kind::Postgres, false);
     deleted_lease_stops_cmd(Kind::Postgres, true);
+}
+
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_lease_deleted_behind_runs_back() {
+    deleted_lease_stops_cmd(Kind::Dynamo, false);
+    deleted_lease_stops_cmd(Kind::Dynamo, true);
 }
 
 #[test]
@@ -417,4 +516,10 @@ fn etcd_lease_deleted_behind_runs_back() {
 #[test]
 fn etcd_ended_waits_leave_the_queue() {
     ended_waits_leave_the_queue(Kind::Etcd);
+}
+
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_ended_waits_leave_the_queue() {
+    ended_waits_leave_the_queue(Kind::Dynamo);
 }

@@ -23,6 +23,17 @@ pub fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// The DynamoDB-compatible test server (moto from `scripts/services.sh`): loopback only.
+pub fn dynamo_endpoint() -> String {
+    let e = std::env::var("LOCK_CORE_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:5005".to_owned());
+    assert!(
+        e.starts_with("http://127.0.0.1:") || e.starts_with("http://localhost:"),
+        "LOCK_CORE_DYNAMODB_ENDPOINT must be a loopback http:// endpoint, got {e}"
+    );
+    e
+}
+
 pub fn redis_url() -> String {
     std::env::var("LOCK_CORE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
@@ -117,7 +128,15 @@ where
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"))
         // Never the machine's default lock directory: the test's own, unless overridden.
-        .env("LOCK_CORE_DIR", dir.locks());
+        .env("LOCK_CORE_DIR", dir.locks())
+        // `--store dynamodb://…` talks to the test server with fake credentials, never AWS.
+        .env("AWS_ENDPOINT_URL", dynamo_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
     for (k, v) in env {
         cmd.env(k, v);
     }

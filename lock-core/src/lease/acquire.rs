@@ -371,6 +371,35 @@ async fn run<S: LeaseStore>(
 
 /// One round: every name in order; on a refusal, the leases of this round go back.
 async fn round<S: LeaseStore>(store: S, plan: Arc<Plan>, queue: bool) -> Result<Round, LockError> {
+    if plan.names.len() > 1 {
+        // A store with transactions takes the whole set in one step.
+        let reqs: Vec<Request<'_>> = plan
+            .names
+            .iter()
+            .map(|name| {
+                Request::exclusive(name, &plan.owner, plan.ttl)
+                    .with_mode(plan.mode)
+                    .queued(queue)
+            })
+            .collect();
+        let sent = Instant::now();
+        if let Some(answer) = store.try_acquire_all(&reqs).await {
+            return Ok(match answer? {
+                Ok(leases) => Round::All(leases.into_iter().map(|l| (l, sent)).collect()),
+                Err((at, Attempt::Mismatch { kind })) => Round::Mismatch { at, kind },
+                Err((at, Attempt::Held { holder, retry_in })) => Round::Held {
+                    at,
+                    holder,
+                    retry_in,
+                },
+                Err((at, Attempt::Acquired(_))) => Round::Held {
+                    at,
+                    holder: None,
+                    retry_in: None,
+                },
+            });
+        }
+    }
     let mut got: Vec<(Lease, Instant)> = Vec::with_capacity(plan.names.len());
     for (at, name) in plan.names.iter().enumerate() {
         let req = Request::exclusive(name, &plan.owner, plan.ttl)

@@ -1,8 +1,8 @@
 //! Leases: locks that hold across machines, kept in a shared store.
 //!
 //! An in-process or file lock excludes nothing once a service runs on several hosts.
-//! A *lease* is a lock kept in a store that every host can reach (PostgreSQL, Redis, or
-//! your own [`LeaseStore`]). It differs from a local lock in three ways you must design
+//! A *lease* is a lock kept in a store that every host can reach (PostgreSQL, Redis,
+//! DynamoDB, or your own [`LeaseStore`]). It differs from a local lock in three ways you must design
 //! for:
 //!
 //! * **It expires.** A lease has a time to live (TTL). While the [`LeaseGuard`] lives,
@@ -120,7 +120,9 @@
 //! lost notification costs latency, never correctness. Both stores keep a queue per
 //! name: while another owner waits, one owner takes at most three turns in a row (a
 //! waiter passed over twice is *due*, and nobody else is granted the name before it).
-//! A waiter that dies leaves the queue when its entry's TTL runs out.
+//! A waiter that dies leaves the queue when its entry's TTL runs out. The DynamoDB store
+//! keeps the same queue but has no notifications: its waiters poll (see its module docs
+//! for what that costs).
 //!
 //! # Leader election
 //!
@@ -153,6 +155,9 @@ use std::time::Duration;
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub mod etcd;
+#[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
+pub mod dynamodb;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
@@ -180,7 +185,7 @@ pub use election::{Election, Leader, Leadership};
 pub use guard::LeaseGuard;
 pub use options::LeaseOptions;
 pub use set::LeaseSet;
-pub use store::{Attempt, Lease, LeaseInfo, LeaseStore, Request};
+pub use store::{Attempt, AttemptAll, Lease, LeaseInfo, LeaseStore, Request};
 pub use util::owner_id;
 
 /// The shortest TTL a lease may have: **10 ms**. A literal `lease_ms` below it is a

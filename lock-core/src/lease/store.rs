@@ -127,6 +127,18 @@ impl Attempt {
     }
 }
 
+/// The answer of one [`LeaseStore::try_acquire_all`] call: every lease, in the order of
+/// the requests, or the index of the first request that has to wait and its [`Attempt`]
+/// (nothing granted).
+///
+/// ```
+/// use lock_core::lease::{Attempt, AttemptAll, Lease};
+/// let both: AttemptAll = Ok(vec![Lease::new(3, "me"), Lease::new(9, "me")]);
+/// let second_busy: AttemptAll = Err((1, Attempt::held(None)));
+/// assert!(both.is_ok() && second_busy.is_err());
+/// ```
+pub type AttemptAll = Result<Vec<Lease>, (usize, Attempt)>;
+
 /// One live lease, as [`LeaseStore::leases`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -164,7 +176,7 @@ impl LeaseInfo {
 
 /// A store of leases: PostgreSQL (`postgres::PostgresStore`, cargo feature `postgres`),
 /// Redis (`redis::RedisStore`, feature `redis`), etcd (`etcd::EtcdStore`, feature
-/// `etcd`), or your own.
+/// `etcd`), DynamoDB (`dynamodb::DynamoDbStore`, feature `dynamodb`), or your own.
 ///
 /// A store is a cheap handle (clone it freely: clones share connections); the lease
 /// machinery keeps a clone in the background task that renews a lease. The primitives
@@ -258,6 +270,24 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
     /// expiry).
     fn effective_ttl(&self, ttl: Duration) -> Duration {
         ttl
+    }
+
+    /// Takes leases on several names at once in one atomic step of the store, all or
+    /// nothing, if the store can (a transaction); `None` (the default) if it cannot, and
+    /// the names are then asked one by one with [`try_acquire`](Self::try_acquire), the
+    /// ones granted given back when one is refused.
+    ///
+    /// `reqs` are sorted by name, one owner, mode and TTL for all. The answer is either
+    /// every lease, in the order of `reqs`, or the index of the first request that has
+    /// to wait and its [`Attempt`] (`Held` or `Mismatch`), with nothing granted; a store
+    /// with a queue records that request (if `queue` is set) as `try_acquire` would.
+    /// A repeated request (its answer was lost) must be answered with the same leases.
+    fn try_acquire_all(
+        &self,
+        reqs: &[Request<'_>],
+    ) -> impl Future<Output = Option<Result<AttemptAll, LockError>>> + Send {
+        let _ = reqs;
+        std::future::ready(None)
     }
 
     /// Takes a lease on `req.name` in `req.mode` for `req.owner` with time to live

@@ -1,6 +1,8 @@
-//! Shared harness of the lease-store fault tests (`lease_postgres.rs`, `lease_redis.rs`).
+//! Shared harness of the lease-store fault tests (`lease_postgres.rs`, `lease_redis.rs`,
+//! `lease_dynamodb.rs`).
 //!
-//! Real servers (`LOCK_CORE_POSTGRES_URL`, `LOCK_CORE_REDIS_URL`, started by
+//! Real servers (`LOCK_CORE_POSTGRES_URL`, `LOCK_CORE_REDIS_URL`,
+//! `LOCK_CORE_DYNAMODB_ENDPOINT` (moto), started by
 //! `scripts/services.sh`) and real child processes: a test re-executes its own binary
 //! with `LEASE_CHILD_ROLE` set, running only the ignored `lease_child` test, which
 //! dispatches to [`child_main`]. Children talk over stdout lines starting with `@@ `.
@@ -15,10 +17,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lock_core::lease::etcd::{etcd_client, EtcdStore};
+use lock_core::lease::dynamodb::{aws_sdk_dynamodb, DynamoDbStore};
 use lock_core::lease::postgres::{tokio_postgres, PostgresStore};
 use lock_core::lease::redis::{redis, RedisStore};
 use lock_core::lease::{
-    self, Attempt, Lease, LeaseGuard, LeaseInfo, LeaseOptions, LeaseStore, Request,
+    self, Attempt, AttemptAll, Lease, LeaseGuard, LeaseInfo, LeaseOptions, LeaseStore, Request,
 };
 use lock_core::LockError;
 use lock_core::Mode;
@@ -57,6 +60,94 @@ pub async fn etcd_client() -> etcd_client::Client {
     etcd_client::Client::connect(etcd_endpoints(), None)
         .await
         .expect("etcd is reachable (run scripts/services.sh)")
+}
+
+/// The DynamoDB-compatible server of the tests (moto, from `scripts/services.sh`): always
+/// an explicit loopback endpoint, never real AWS.
+pub fn dynamo_endpoint() -> String {
+    let e = std::env::var("LOCK_CORE_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:5005".to_owned());
+    assert!(
+        e.starts_with("http://127.0.0.1:") || e.starts_with("http://localhost:"),
+        "LOCK_CORE_DYNAMODB_ENDPOINT must be a loopback http:// endpoint, got {e}"
+    );
+    e
+}
+
+/// The table of this run of a DynamoDB test binary (its children get its name in
+/// `LEASE_DYNAMO_TABLE`): a new one per run, so that it stays small. (moto copies a whole
+/// table for every `TransactWriteItems`, to roll it back: on a table of a few hundred
+/// items that already takes a quarter of a second, with every other request waiting.)
+pub fn dynamo_table() -> &'static str {
+    static TABLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("LEASE_DYNAMO_TABLE").unwrap_or_else(|_| {
+            format!(
+                "lock_core_test_{}_{}",
+                std::process::id(),
+                unix_ms() % 1_000_000_000_000
+            )
+        })
+    });
+    &TABLE
+}
+
+/// The environment that points the AWS SDK's standard configuration at `endpoint` with
+/// fake credentials and a fixed region (for child processes and `DynamoDbStore::new`).
+pub fn dynamo_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_CONFIG_FILE", "/nonexistent".to_owned()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_owned()),
+    ]
+}
+
+/// A DynamoDB client for `endpoint`, configured explicitly (fake credentials, fixed
+/// region): it never reads the environment. Its timeouts leave room for moto on a
+/// loaded machine (one Python process serving every test).
+pub fn dynamo_client(endpoint: &str, secret: &str) -> aws_sdk_dynamodb::Client {
+    dynamo_client_with(
+        endpoint,
+        secret,
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+    )
+}
+
+/// [`dynamo_client`] with the given timeouts of one attempt and of a whole operation
+/// (retries included).
+pub fn dynamo_client_with(
+    endpoint: &str,
+    secret: &str,
+    attempt: Duration,
+    operation: Duration,
+) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", secret, None, None, "tests"))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(attempt.min(Duration::from_secs(3)))
+                .operation_attempt_timeout(attempt)
+                .operation_timeout(operation)
+                .build(),
+        )
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// A DynamoDB store on the tests' server (or `LEASE_DYNAMO_ENDPOINT` in a child).
+pub fn dynamo_store() -> DynamoDbStore {
+    let endpoint = std::env::var("LEASE_DYNAMO_ENDPOINT").unwrap_or_else(|_| dynamo_endpoint());
+    DynamoDbStore::from_client(dynamo_client(&endpoint, "test"), dynamo_table())
+        .expect("valid table name")
 }
 
 pub fn unix_ms() -> u128 {
@@ -104,6 +195,7 @@ pub enum Kind {
     Postgres,
     Redis,
     Etcd,
+    Dynamo,
 }
 
 impl Kind {
@@ -112,12 +204,14 @@ impl Kind {
             Kind::Postgres => "postgres",
             Kind::Redis => "redis",
             Kind::Etcd => "etcd",
+            Kind::Dynamo => "dynamodb",
         }
     }
     pub fn parse(s: &str) -> Kind {
         match s {
             "redis" => Kind::Redis,
             "etcd" => Kind::Etcd,
+            "dynamodb" => Kind::Dynamo,
             _ => Kind::Postgres,
         }
     }
@@ -130,6 +224,7 @@ pub enum AnyStore {
     Postgres(PostgresStore),
     Redis(RedisStore),
     Etcd(EtcdStore),
+    Dynamo(DynamoDbStore),
 }
 
 impl AnyStore {
@@ -151,6 +246,7 @@ impl AnyStore {
             }
             Kind::Redis => AnyStore::Redis(RedisStore::new(&redis_url()).expect("valid Redis URL")),
             Kind::Etcd => AnyStore::Etcd(EtcdStore::new(&etcd_url()).expect("valid etcd URL")),
+            Kind::Dynamo => AnyStore::Dynamo(dynamo_store()),
         }
     }
 
@@ -159,6 +255,7 @@ impl AnyStore {
             AnyStore::Postgres(_) => Kind::Postgres,
             AnyStore::Redis(_) => Kind::Redis,
             AnyStore::Etcd(_) => Kind::Etcd,
+            AnyStore::Dynamo(_) => Kind::Dynamo,
         }
     }
 }
@@ -169,6 +266,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.effective_ttl(ttl),
             AnyStore::Redis(s) => s.effective_ttl(ttl),
             AnyStore::Etcd(s) => s.effective_ttl(ttl),
+            AnyStore::Dynamo(s) => s.effective_ttl(ttl),
         }
     }
     fn describe(&self) -> String {
@@ -176,6 +274,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.describe(),
             AnyStore::Redis(s) => s.describe(),
             AnyStore::Etcd(s) => s.describe(),
+            AnyStore::Dynamo(s) => s.describe(),
         }
     }
     async fn try_acquire(&self, req: &Request<'_>) -> Result<Attempt, LockError> {
@@ -183,6 +282,15 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.try_acquire(req).await,
             AnyStore::Redis(s) => s.try_acquire(req).await,
             AnyStore::Etcd(s) => s.try_acquire(req).await,
+            AnyStore::Dynamo(s) => s.try_acquire(req).await,
+        }
+    }
+    async fn try_acquire_all(&self, reqs: &[Request<'_>]) -> Option<Result<AttemptAll, LockError>> {
+        match self {
+            AnyStore::Postgres(s) => s.try_acquire_all(reqs).await,
+            AnyStore::Redis(s) => s.try_acquire_all(reqs).await,
+            AnyStore::Etcd(s) => s.try_acquire_all(reqs).await,
+            AnyStore::Dynamo(s) => s.try_acquire_all(reqs).await,
         }
     }
     async fn leave(&self, name: &str, owner: &str) -> Result<(), LockError> {
@@ -190,6 +298,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.leave(name, owner).await,
             AnyStore::Redis(s) => s.leave(name, owner).await,
             AnyStore::Etcd(s) => s.leave(name, owner).await,
+            AnyStore::Dynamo(s) => s.leave(name, owner).await,
         }
     }
     async fn wait_for_change(&self, name: &str, until: Instant) {
@@ -197,6 +306,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.wait_for_change(name, until).await,
             AnyStore::Redis(s) => s.wait_for_change(name, until).await,
             AnyStore::Etcd(s) => s.wait_for_change(name, until).await,
+            AnyStore::Dynamo(s) => s.wait_for_change(name, until).await,
         }
     }
     fn wakes_waiters(&self) -> bool {
@@ -204,6 +314,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.wakes_waiters(),
             AnyStore::Redis(s) => s.wakes_waiters(),
             AnyStore::Etcd(s) => s.wakes_waiters(),
+            AnyStore::Dynamo(s) => s.wakes_waiters(),
         }
     }
     async fn leases(&self) -> Result<Vec<LeaseInfo>, LockError> {
@@ -211,6 +322,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.leases().await,
             AnyStore::Redis(s) => s.leases().await,
             AnyStore::Etcd(s) => s.leases().await,
+            AnyStore::Dynamo(s) => s.leases().await,
         }
     }
     async fn leases_of(&self, name: &str) -> Result<Vec<LeaseInfo>, LockError> {
@@ -218,6 +330,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.leases_of(name).await,
             AnyStore::Redis(s) => s.leases_of(name).await,
             AnyStore::Etcd(s) => s.leases_of(name).await,
+            AnyStore::Dynamo(s) => s.leases_of(name).await,
         }
     }
     async fn holder(&self, name: &str) -> Result<Option<String>, LockError> {
@@ -225,6 +338,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.holder(name).await,
             AnyStore::Redis(s) => s.holder(name).await,
             AnyStore::Etcd(s) => s.holder(name).await,
+            AnyStore::Dynamo(s) => s.holder(name).await,
         }
     }
     async fn refresh(&self, name: &str, lease: &Lease, ttl: Duration) -> Result<bool, LockError> {
@@ -232,6 +346,7 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.refresh(name, lease, ttl).await,
             AnyStore::Redis(s) => s.refresh(name, lease, ttl).await,
             AnyStore::Etcd(s) => s.refresh(name, lease, ttl).await,
+            AnyStore::Dynamo(s) => s.refresh(name, lease, ttl).await,
         }
     }
     async fn release(&self, name: &str, lease: &Lease) -> Result<bool, LockError> {
@@ -239,14 +354,21 @@ impl LeaseStore for AnyStore {
             AnyStore::Postgres(s) => s.release(name, lease).await,
             AnyStore::Redis(s) => s.release(name, lease).await,
             AnyStore::Etcd(s) => s.release(name, lease).await,
+            AnyStore::Dynamo(s) => s.release(name, lease).await,
         }
     }
 }
 
 pub fn opts(ttl_ms: u64) -> LeaseOptions {
+    // DynamoDB waiters poll: the store's own back-off (up to 50 ms) spares moto.
+    let rest = if std::env::var("LEASE_STORE").as_deref() == Ok("dynamodb") {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(20)
+    };
     LeaseOptions::new()
         .ttl(Duration::from_millis(ttl_ms))
-        .retry_backoff(Duration::from_millis(1), Duration::from_millis(20))
+        .retry_backoff(Duration::from_millis(1), rest)
         .mode(env_mode())
 }
 
@@ -460,6 +582,14 @@ pub async fn queue_len(kind: Kind, name: &str) -> usize {
                 .map(|r| r.get::<_, i32>(0) as usize)
                 .unwrap_or(0)
         }
+        Kind::Dynamo => dynamo_item(name)
+            .await
+            .and_then(|item| {
+                item.get("waiters")
+                    .and_then(|w| w.as_m().ok())
+                    .map(|w| w.len())
+            })
+            .unwrap_or(0),
         Kind::Redis => {
             let store = RedisStore::new(&redis_url()).unwrap();
             let mut c = redis_conn().await;
@@ -492,9 +622,58 @@ pub async fn queue_len(kind: Kind, name: &str) -> usize {
     }
 }
 
-/// Ends the lease behind its holder's back: expires it (PostgreSQL) or deletes it (Redis).
+/// The raw item of `name` in the DynamoDB tests' table.
+pub async fn dynamo_item(
+    name: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    dynamo_client(&dynamo_endpoint(), "test")
+        .get_item()
+        .table_name(dynamo_table())
+        .key("name", AttributeValue::S(name.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem on moto")
+        .item
+}
+
+/// Ends the lease behind its holder's back: expires it (PostgreSQL, DynamoDB: every
+/// holder's expiry set to 0) or deletes it (Redis: the key; DynamoDB: the holders, not
+/// the item, which keeps the fence counter).
 pub async fn steal(kind: Kind, name: &str, delete: bool) {
     match kind {
+        Kind::Dynamo => {
+            use aws_sdk_dynamodb::types::AttributeValue;
+            let item = dynamo_item(name).await.expect("the lease item exists");
+            let holders: Vec<String> = item
+                .get("holders")
+                .and_then(|h| h.as_m().ok())
+                .map(|h| h.keys().cloned().collect())
+                .unwrap_or_default();
+            assert!(!holders.is_empty(), "the lease has holders");
+            let client = dynamo_client(&dynamo_endpoint(), "test");
+            for (i, owner) in holders.iter().enumerate() {
+                let mut up = client
+                    .update_item()
+                    .table_name(dynamo_table())
+                    .key("name", AttributeValue::S(name.to_owned()))
+                    .expression_attribute_names("#h", "holders")
+                    .expression_attribute_names("#o", owner)
+                    .expression_attribute_names("#v", "ver")
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()));
+                up = if delete {
+                    up.update_expression("REMOVE #h.#o ADD #v :one")
+                } else {
+                    up.update_expression("SET #h.#o.#e = :zero ADD #v :one")
+                        .expression_attribute_names("#e", "expires")
+                        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                };
+                up.send()
+                    .await
+                    .unwrap_or_else(|e| panic!("steal holder {i}: {e:?}"));
+            }
+        }
         Kind::Postgres => {
             let db = Db::connect().await;
             let sql = if delete {
@@ -655,6 +834,13 @@ impl ChildProc {
         .env(CHILD_ENV, role)
         .env("LEASE_STORE", kind.as_str())
         .env("LEASE_NAME", name)
+        .envs(if kind == Kind::Dynamo {
+            let mut env = dynamo_env(&dynamo_endpoint());
+            env.push(("LEASE_DYNAMO_TABLE", dynamo_table().to_owned()));
+            env
+        } else {
+            Vec::new()
+        })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -872,6 +1058,9 @@ async fn child_turns(store: &AnyStore, name: &str, ttl: u64) {
     .expect("warm-up");
     warm.release().await.expect("warm-up release");
     let mut rx = stdin_lines();
+    // Connected (and, for DynamoDB, the client configured and the table checked) before
+    // the race starts, so that no process takes turns while another still sets up.
+    let _ = store.holder(name).await;
     say("READY");
     while rx.recv().await.is_some_and(|l| l != "GO") {}
     for _ in 0..steps {
