@@ -1,8 +1,8 @@
 //! `--store URL`: which lease store a URL names, and what a lease's owner string says.
 
-use lock_core::lease::etcd::EtcdStore;
 #[cfg(feature = "dynamodb")]
 use lock_core::lease::dynamodb::DynamoDbStore;
+use lock_core::lease::etcd::EtcdStore;
 use lock_core::lease::postgres::PostgresStore;
 use lock_core::lease::redis::RedisStore;
 

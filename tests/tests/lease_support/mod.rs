@@ -16,8 +16,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lock_core::lease::etcd::{etcd_client, EtcdStore};
 use lock_core::lease::dynamodb::{aws_sdk_dynamodb, DynamoDbStore};
+use lock_core::lease::etcd::{etcd_client, EtcdStore};
 use lock_core::lease::postgres::{tokio_postgres, PostgresStore};
 use lock_core::lease::redis::{redis, RedisStore};
 use lock_core::lease::{

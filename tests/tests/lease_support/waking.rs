@@ -122,7 +122,11 @@ pub async fn turns(kind: Kind, procs: usize) {
     // learns of a waiter when that request lands: a request that finds the name free but
     // is delayed (a loaded machine) can see one more turn go by first. (The stores' own
     // tests check the rule of three exactly, on their primitives.)
-    let allowed = if matches!(kind, Kind::Dynamo | Kind::Etcd) { 4 } else { 3 };
+    let allowed = if matches!(kind, Kind::Dynamo | Kind::Etcd) {
+        4
+    } else {
+        3
+    };
     assert!(
         longest <= allowed,
         "a process took {longest} turns in a row while {} others waited",
