@@ -68,12 +68,14 @@ ensure_venv() {
 }
 
 write_env
+# The tests also start moto servers of their own from the virtualenv (a restart test):
+# it must exist even when a server already answers.
+ensure_venv
 if dynamo_up; then
   say "DynamoDB (moto) answers on $ENDPOINT"
   exit 0
 fi
 tcp_open 127.0.0.1 "$PORT" && die "something that is not DynamoDB listens on 127.0.0.1:$PORT"
-ensure_venv
 say "starting moto_server (one write at a time) on 127.0.0.1:$PORT"
 setsid nohup "$VENV/bin/python" scripts/moto_serial.py -H 127.0.0.1 -p "$PORT" >"target/moto-$PORT.log" 2>&1 </dev/null &
 for _ in $(seq 1 60); do
