@@ -21,7 +21,8 @@
 //!   "waiting for `db` — held by pid 4242 on build-3 for 12 s" (nothing when standard
 //!   error is not a terminal).
 //! * `--shared`, `--permits N`: the lock's shape, as in the library.
-//! * `--store postgres://…|redis://…|etcd://…`: a lease instead of a file lock, with TTL
+//! * `--store postgres://…|redis://…|etcd://…|dynamodb://TABLE`: a lease instead of a
+//!   file lock (etcd and DynamoDB with the CLI's `etcd` / `dynamodb` features), with TTL
 //!   `--lease` (default 30 s), renewed every third of it while the job runs. CMD also
 //!   gets `LOCK_CORE_FENCE`, the lease's fencing token (decimal). `--lease` and `--grace`
 //!   without `--store` are refused (exit 2). A lease that cannot be given back after the

@@ -101,6 +101,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     match place {
         Place::Store(AnyStore::Postgres(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,
         Place::Store(AnyStore::Redis(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,
+        #[cfg(feature = "etcd")]
         Place::Store(AnyStore::Etcd(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,
         #[cfg(feature = "dynamodb")]
         Place::Store(AnyStore::Dynamo(s)) => run_lease(s, &plan, ttl, grace, &mut signals).await,

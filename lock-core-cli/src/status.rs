@@ -97,6 +97,7 @@ pub async fn status(args: StatusArgs) -> Result<String, Failure> {
         return match store::open(url)? {
             AnyStore::Postgres(s) => leases(s, "postgres", args.json).await,
             AnyStore::Redis(s) => leases(s, "redis", args.json).await,
+            #[cfg(feature = "etcd")]
             AnyStore::Etcd(s) => leases(s, "etcd", args.json).await,
             #[cfg(feature = "dynamodb")]
             AnyStore::Dynamo(s) => leases(s, "dynamodb", args.json).await,

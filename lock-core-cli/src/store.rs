@@ -2,6 +2,7 @@
 
 #[cfg(feature = "dynamodb")]
 use lock_core::lease::dynamodb::DynamoDbStore;
+#[cfg(feature = "etcd")]
 use lock_core::lease::etcd::EtcdStore;
 use lock_core::lease::postgres::PostgresStore;
 use lock_core::lease::redis::RedisStore;
@@ -15,6 +16,7 @@ pub enum AnyStore {
     /// `redis://…`, `rediss://…`, `redis+unix://…` or `unix://…`.
     Redis(RedisStore),
     /// `etcd://host:port,host:port,…` (`etcds://` is refused: TLS is not supported yet).
+    #[cfg(feature = "etcd")]
     Etcd(EtcdStore),
     /// `dynamodb://TABLE` (built with the `dynamodb` feature).
     #[cfg(feature = "dynamodb")]
@@ -34,7 +36,14 @@ pub fn open(url: &str) -> Result<AnyStore, Failure> {
         Some("redis" | "rediss" | "redis+unix" | "unix") => {
             RedisStore::new(url).map(AnyStore::Redis).map_err(invalid)
         }
+        #[cfg(feature = "etcd")]
         Some("etcd" | "etcds") => EtcdStore::new(url).map(AnyStore::Etcd).map_err(invalid),
+        #[cfg(not(feature = "etcd"))]
+        Some("etcd" | "etcds") => Err(Failure::new(
+            exit::USAGE,
+            "this lock-core was built without etcd support: \
+             install lock-core-cli with `--features etcd`",
+        )),
         #[cfg(feature = "dynamodb")]
         Some("dynamodb") => DynamoDbStore::new(url)
             .map(AnyStore::Dynamo)
@@ -86,10 +95,13 @@ mod tests {
             open("redis://127.0.0.1:6379"),
             Ok(AnyStore::Redis(_))
         ));
+        #[cfg(feature = "etcd")]
         assert!(matches!(
             open("etcd://127.0.0.1:2379,127.0.0.1:2380"),
             Ok(AnyStore::Etcd(_))
         ));
+        #[cfg(not(feature = "etcd"))]
+        assert_eq!(open("etcd://127.0.0.1:2379").err().unwrap().code, 64);
         assert_eq!(open("etcds://127.0.0.1:2379").err().unwrap().code, 64);
         let e = open("mysql://secret@h/db").err().unwrap();
         assert_eq!(e.code, 64);

@@ -8,6 +8,7 @@ mod support;
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "etcd")]
 use lock_core::lease::etcd::{etcd_client, EtcdStore};
 use lock_core::lease::postgres::tokio_postgres;
 use lock_core::lease::redis::{redis, RedisStore};
@@ -18,17 +19,20 @@ use support::*;
 enum Kind {
     Postgres,
     Redis,
+    #[cfg(feature = "etcd")]
     Etcd,
     #[cfg(feature = "dynamodb")]
     Dynamo,
 }
 
+#[cfg(feature = "etcd")]
 fn etcd_url() -> String {
     std::env::var("LOCK_CORE_ETCD_URL")
         .unwrap_or_else(|_| "etcd://127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793".to_owned())
 }
 
 /// The keys under `prefix` in etcd (deleted first if `delete`): how many there were.
+#[cfg(feature = "etcd")]
 fn etcd_keys(prefix: String, delete: bool) -> usize {
     block_on(async {
         let eps = EtcdStore::new(&etcd_url()).unwrap().endpoints().to_vec();
@@ -96,6 +100,7 @@ impl Kind {
         match self {
             Kind::Postgres => pg_url(),
             Kind::Redis => redis_url(),
+            #[cfg(feature = "etcd")]
             Kind::Etcd => etcd_url(),
             #[cfg(feature = "dynamodb")]
             Kind::Dynamo => format!("dynamodb://{DYNAMO_TABLE}"),
@@ -106,6 +111,7 @@ impl Kind {
         match self {
             Kind::Postgres => "postgres",
             Kind::Redis => "redis",
+            #[cfg(feature = "etcd")]
             Kind::Etcd => "etcd",
             #[cfg(feature = "dynamodb")]
             Kind::Dynamo => "dynamodb",
@@ -115,6 +121,7 @@ impl Kind {
     /// How many waiters the store's queue of `name` records (see the stores' layouts:
     /// `waiters` in `lock-core/src/lease/postgres/sql.rs`, `w` in the Redis scripts).
     fn waiters(self, name: &str) -> usize {
+        #[cfg(feature = "etcd")]
         if let Kind::Etcd = self {
             let store = EtcdStore::new(&etcd_url()).unwrap();
             return etcd_keys(format!("{}w/", store.name_prefix(name)), false);
@@ -142,6 +149,7 @@ impl Kind {
                 let mut conn = client.get_connection().expect("connect to Redis");
                 redis::cmd("GET").arg(&key).query(&mut conn).unwrap()
             }
+            #[cfg(feature = "etcd")]
             Kind::Etcd => unreachable!(),
             #[cfg(feature = "dynamodb")]
             Kind::Dynamo => {
@@ -192,6 +200,7 @@ impl Kind {
                 let n: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).unwrap();
                 assert_eq!(n, 1, "the lease key {key} existed");
             }
+            #[cfg(feature = "etcd")]
             Kind::Etcd => {
                 let store = EtcdStore::new(&etcd_url()).unwrap();
                 let n = etcd_keys(format!("{}h/", store.name_prefix(name)), true);
@@ -502,17 +511,20 @@ fn redis_ended_waits_leave_the_queue() {
     ended_waits_leave_the_queue(Kind::Redis);
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn etcd_fences_and_busy() {
     fences_grow_and_busy_leases_are_refused(Kind::Etcd);
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn etcd_lease_deleted_behind_runs_back() {
     deleted_lease_stops_cmd(Kind::Etcd, false);
     deleted_lease_stops_cmd(Kind::Etcd, true);
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn etcd_ended_waits_leave_the_queue() {
     ended_waits_leave_the_queue(Kind::Etcd);
