@@ -168,6 +168,29 @@ impl<N: Node> Detector<N> {
         }
     }
 
+    /// Whether the holders of `entry` can only let go once chain `me` (whose scopes hold
+    /// `held`) does: one of them is that chain, or waits (in registered waits) for
+    /// something whose holders lead back to it.
+    #[cfg(all(unix, not(loom)))]
+    pub(crate) fn stuck_on(
+        &self,
+        entry: &N,
+        me: &Me,
+        held: &[(usize, u64)],
+        blocking: bool,
+    ) -> bool {
+        let w = lock(&self.waits);
+        let asking = Asker { me, held, blocking };
+        leads_back(
+            &w.list,
+            &asking,
+            entry,
+            Mode::Exclusive,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+    }
+
     /// Registered waits.
     #[allow(dead_code)]
     pub(crate) fn len(&self) -> usize {
@@ -187,6 +210,10 @@ impl Drop for Registered {
         #[cfg(not(loom))]
         if let Some(id) = self.0 {
             DETECTOR.leave(id);
+            // Before the chain that waited runs on: links other processes read may have
+            // gone through this wait.
+            #[cfg(unix)]
+            across::wait_left();
         }
     }
 }
@@ -339,5 +366,13 @@ pub(crate) fn registered() -> usize {
     0
 }
 
+/// See [`Detector::stuck_on`].
+#[cfg(all(unix, not(loom)))]
+pub(crate) fn stuck_on(entry: &EntryRef, me: &Me, held: &[(usize, u64)], blocking: bool) -> bool {
+    DETECTOR.stuck_on(entry, me, held, blocking)
+}
+
+#[cfg(all(unix, not(loom)))]
+pub(crate) mod across;
 #[cfg(all(test, loom))]
 mod loom_model;

@@ -46,7 +46,7 @@ pub(crate) struct LockFile {
     pub(crate) path: PathBuf,
     pub(crate) owner: Owner,
     /// The file's identity: device and inode.
-    id: (u64, u64),
+    pub(crate) id: (u64, u64),
     /// The file's own in-process lock, whatever name reaches it: a second ask from the
     /// chain that holds it (under any name) is re-entry, and holders under two names
     /// exclude each other in-process as they do across processes. Kept referenced while
@@ -159,14 +159,14 @@ impl LockFile {
 }
 
 #[cfg(unix)]
-fn identity(f: &File) -> io::Result<(u64, u64)> {
+pub(crate) fn identity(f: &File) -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = f.metadata()?;
     Ok((m.dev(), m.ino()))
 }
 
 #[cfg(not(unix))]
-fn identity(_f: &File) -> io::Result<(u64, u64)> {
+pub(crate) fn identity(_f: &File) -> io::Result<(u64, u64)> {
     // No portable identity: each opened file counts as its own.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Ok((0, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
@@ -256,6 +256,16 @@ impl Cache {
         self.last_sweep = now;
         removed
     }
+}
+
+/// Every lock file this process has open (held ones among them: a hold keeps its file
+/// referenced). For the slow paths that look at this process's holds as a whole.
+pub(crate) fn open_files() -> Vec<Arc<LockFile>> {
+    lock(&CACHE)
+        .by_id
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect()
 }
 
 /// How many lock files the cache keeps open (for tests).

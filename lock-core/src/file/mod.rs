@@ -105,16 +105,16 @@
 //! symlink, a directory, no permission, a read-only file system) and a file system
 //! without lock support are [`LockError::Io`] naming the lock and the path.
 
-mod cache;
+pub(crate) mod cache;
 mod dir;
 mod fname;
 mod hold;
 mod listing;
-mod open;
-mod os;
+pub(crate) mod open;
+pub(crate) mod os;
 #[cfg(unix)]
-mod page;
-mod record;
+pub(crate) mod page;
+pub(crate) mod record;
 mod wait;
 
 use std::borrow::Cow;
@@ -589,7 +589,9 @@ pub(crate) async fn lock_entry(
         // On error or cancellation `guard` and `inproc` drop here and give the in-process
         // locks back; the OS lock was never taken.
         Try::Held | Try::Yield => {
-            wait::wait_async(&lf, mode, guard.name(), start, deadline_of(start, timeout)).await?
+            let me = local::me_async().await;
+            let deadline = deadline_of(start, timeout);
+            wait::wait_async(&lf, mode, guard.name(), start, deadline, me).await?
         }
     };
     guard.attach_file(hold.with_inproc(inproc));
@@ -719,7 +721,7 @@ pub(crate) fn blocking_lock_entry(
             let deadline = deadline_of(start, timeout);
             let name = guard.name();
             // On a multi-thread runtime's worker, let the runtime move other tasks away.
-            local::block_here(|| wait::wait_blocking(&lf, mode, name, start, deadline))?
+            local::block_here(|| wait::wait_blocking(&lf, mode, name, start, deadline, me))?
         }
     };
     guard.attach_file(hold.with_inproc(inproc));

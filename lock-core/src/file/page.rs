@@ -13,7 +13,8 @@
 //!
 //! An entry is 32 bytes: pid, kind (exclusive, shared, or a counted lock and its count),
 //! host (a hash of the machine's name), a counter (for waiters: how often another
-//! process took the lock while this one waited), the time it started (ms since the
+//! process took the lock while this one waited; for holders: the grant's generation,
+//! unique within the holding process), the time it started (ms since the
 //! epoch) and, for waiters, a ticket (the order in which waits began); for holders, the
 //! last word is the *heirs*: a process group that inherited the hold's descriptor (the
 //! command of `lock-core run`), 0 if none. A process claims a free entry by
@@ -68,6 +69,12 @@ const ENTRY_LEN: usize = 32;
 /// How many times another process may take the lock while one waits before the others
 /// yield to it (so three turns in a row at most, counting the one under way).
 const PASSES: u32 = 2;
+
+/// A fresh grant generation of this process (never 0).
+fn next_grant() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed).max(1)
+}
 
 /// An entry's kind, as stored.
 pub(crate) fn kind_code(mode: Mode) -> u32 {
@@ -124,6 +131,8 @@ pub(crate) struct Entry {
     pub(crate) pid: u32,
     pub(crate) kind: u32,
     pub(crate) host: u32,
+    /// For waiters: how often another process took the lock meanwhile; for holders: the
+    /// grant's generation in its process.
     pub(crate) count: u32,
     pub(crate) since_ms: u64,
     /// For waiters: the order in which waits began.
@@ -290,7 +299,14 @@ impl Page {
                 {
                     self.u32_at(at + 8)
                         .store(super::record::host_hash(), Ordering::Relaxed);
-                    self.u32_at(at + 12).store(0, Ordering::Relaxed);
+                    // Waiters count passes from 0; holders carry a grant generation,
+                    // unique in this process, so that a re-read tells "the same grant"
+                    // from "released and taken again" (cross-process cycle checks).
+                    let count = match table {
+                        Table::Waiters => 0,
+                        Table::Holders => next_grant(),
+                    };
+                    self.u32_at(at + 12).store(count, Ordering::Relaxed);
                     self.u64_at(at + 16).store(since_ms, Ordering::Relaxed);
                     let ticket = match table {
                         Table::Waiters => self.u64_at(TICKET_AT).fetch_add(1, Ordering::Relaxed),
@@ -368,6 +384,11 @@ impl Page {
             self.u32_at(at + 12).fetch_add(1, Ordering::Relaxed);
         }
         false
+    }
+
+    /// Entry `i` of `table`, as it is now.
+    pub(crate) fn entry(&self, table: Table, i: usize) -> Entry {
+        self.read_entry(table, i)
     }
 
     /// The count of a waiting entry (how often it was passed).

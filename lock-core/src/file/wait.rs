@@ -18,8 +18,30 @@ use super::hold::{self, FileHold, Try};
 use super::os;
 use super::page::Table;
 use crate::mode::Mode;
+use crate::owner::Me;
 use crate::trace::{self, Backend};
 use crate::LockError;
+
+/// The cross-process cycle check of one wait (see [`crate::deadlock::across`]); nothing
+/// where there are no pages to read.
+#[cfg(unix)]
+type Chase<'a> = crate::deadlock::across::Chaser<'a>;
+
+#[cfg(not(unix))]
+struct Chase;
+
+#[cfg(not(unix))]
+impl Chase {
+    fn new(_: &Arc<LockFile>, _: Option<usize>, _: Me, _: bool, _: Instant) -> Chase {
+        Chase
+    }
+    fn next(&self) -> Option<Instant> {
+        None
+    }
+    fn check(&mut self, _: &str) -> Result<(), LockError> {
+        Ok(())
+    }
+}
 
 /// Reports a file wait that is still running after the slow-wait threshold, once.
 struct Slow {
@@ -110,8 +132,10 @@ pub(crate) async fn wait_async(
     name: &str,
     start: Instant,
     deadline: Option<Instant>,
+    me: Me,
 ) -> Result<FileHold, LockError> {
     let entry = WaiterEntry::new(lf, mode);
+    let mut chase = Chase::new(lf, entry.entry, me, false, start);
     // Counted as a waiter before the watch is armed, so releasers know to wake us.
     let _waiting = lf.waiting();
     #[cfg(target_os = "linux")]
@@ -126,11 +150,13 @@ pub(crate) async fn wait_async(
             return Ok(h);
         }
         slow.check(lf, name, mode, start);
+        chase.check(name)?;
         let Some(step) = next_step(deadline, backoff) else {
             return Err(timed_out(lf, name, start));
         };
         let now = Instant::now();
         let until = now.checked_add(step).unwrap_or(now);
+        let until = chase.next().map_or(until, |c| c.max(now).min(until));
         backoff = (backoff * 2).min(os::backoff_max());
         #[cfg(target_os = "linux")]
         if let Some(fd) = watch.as_ref().and_then(|w| w.fd()) {
@@ -169,14 +195,17 @@ pub(crate) fn wait_blocking(
     name: &str,
     start: Instant,
     deadline: Option<Instant>,
+    me: Me,
 ) -> Result<FileHold, LockError> {
     trace::wait_started(name, mode, Backend::File, || hold::holder(lf, name));
     // Recorded as a waiter (for the turn rule) for the whole wait.
     let entry = WaiterEntry::new(lf, mode);
+    let mut chase = Chase::new(lf, entry.entry, me, true, start);
     let mut slow = Slow::new(start);
-    // A slow-wait report needs a wait that wakes up: an exclusive wait without a
-    // deadline sleeps in the kernel once nothing is left to report.
-    let mut in_kernel = deadline.is_none() && mode.is_exclusive();
+    // A slow-wait report and the chase for cycles need a wait that wakes up: an
+    // exclusive wait without a deadline sleeps in the kernel only where neither is
+    // wanted (the chase needs a page: foreign files).
+    let mut in_kernel = deadline.is_none() && mode.is_exclusive() && chase.next().is_none();
     let mut _waiting = Some(lf.waiting());
     #[cfg(target_os = "linux")]
     let mut watch = os::Watch::new(&lf.path).ok();
@@ -200,8 +229,13 @@ pub(crate) fn wait_blocking(
             return Ok(h);
         }
         slow.check(lf, name, mode, start);
+        chase.check(name)?;
         let Some(step) = next_step(deadline, backoff) else {
             return Err(timed_out(lf, name, start));
+        };
+        let step = match chase.next() {
+            Some(at) => step.min(at.saturating_duration_since(Instant::now())),
+            None => step,
         };
         let step = match slow.at {
             // Wake up for the report (then, maybe, for the kernel's wait).
