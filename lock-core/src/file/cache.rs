@@ -123,22 +123,20 @@ impl LockFile {
         }
     }
 
-    /// Counts this process among the waiters that want a wake-up on release, until the
-    /// returned value drops.
-    pub(crate) fn waiting(&self) -> Waiting<'_> {
+    /// Counts this process among the waiters that want a wake-up on release (with
+    /// `sleeps`, one that sleeps on the page's release count; else one that watches the
+    /// file), until the returned value drops.
+    pub(crate) fn waiting(&self, sleeps: bool) -> Waiting<'_> {
+        #[cfg(not(unix))]
+        let _ = sleeps;
         Waiting {
             #[cfg(unix)]
-            _inner: self.page.as_ref().map(|p| p.wake_me()),
+            _inner: self.page.as_ref().map(|p| p.wake_me(sleeps)),
             #[cfg(not(unix))]
             _inner: std::marker::PhantomData,
         }
     }
 
-    /// Whether the shared page counts any waiting process.
-    #[cfg(all(test, unix))]
-    pub(crate) fn has_waiters(&self) -> bool {
-        self.page.as_ref().is_some_and(|p| p.wants_wake())
-    }
 
     /// After unlocking: wakes waiting processes, if there may be any. Touching the file
     /// changes only its times, so it is done for foreign files too (their waiters, and
@@ -146,7 +144,11 @@ impl LockFile {
     pub(crate) fn wake_waiters(&self) {
         #[cfg(unix)]
         if let Some(page) = &self.page {
-            if !page.wants_wake() {
+            let (watch, sleep) = page.wants_wake();
+            if sleep {
+                page.wake_sleepers();
+            }
+            if !watch {
                 return;
             }
         }

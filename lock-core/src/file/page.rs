@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `0 .. 1024` | the holder record of an exclusive holder, plain text (what `cat` shows) |
 //! | `1024 .. 1032` | [`MAGIC`]: marks the file as lock-core's (nothing else is ever written to) |
-//! | `1032 .. 1036` | processes waiting that want a wake-up on release (`u32`) |
+//! | `1032 .. 1036` | waiters that want a wake-up on release (`u32`: the low half counts those that watch the file, the high half those that sleep on the release count) |
+//! | `1036 .. 1040` | the release count (`u32`, a futex word): bumped by a release that a sleeper waits for |
 //! | `1040 .. 1048` | the next waiter's ticket (`u64`) |
 //! | `1088 .. 2112` | holders: 32 entries, one per process-level OS hold |
 //! | `2112 .. 3136` | waiters: 32 entries, one per waiting call |
@@ -14,7 +15,7 @@
 //! An entry is 32 bytes: pid, kind (exclusive, shared, or a counted lock and its count),
 //! host (a hash of the machine's name), a counter (for waiters: how often another
 //! process took the lock while this one waited; for holders: the grant's generation,
-//! unique within the holding process), the time it started (ms since the
+//! which differs from every earlier grant recorded in that entry), the time it started (ms since the
 //! epoch) and, for waiters, a ticket (the order in which waits began); for holders, the
 //! last word is the *heirs*: a process group that inherited the hold's descriptor (the
 //! command of `lock-core run`), 0 if none. A process claims a free entry by
@@ -36,10 +37,14 @@
 //! so some process always makes progress.
 //!
 //! **Wake-ups.** A waiter that relies on release events counts itself in the word at
-//! `1032` before it arms its inotify watch; a releaser bumps the file's times (the event)
-//! only when that word is non-zero. That is race-free: the waiter's failed attempt is
-//! ordered after its count by program order and before the holder's unlock by the
-//! kernel's lock table, so a releaser that unlocks after the attempt also sees the count.
+//! `1032` before it arms its inotify watch (async waits, served by the wake-up thread) or
+//! reads the release count (blocking waits, which sleep on it as a futex — across
+//! processes, since the page is a shared mapping of one file); a releaser bumps the file's
+//! times (the inotify event) or the release count (and wakes its sleepers) only when the
+//! matching half of that word is non-zero. That is race-free: the waiter's failed attempt
+//! is ordered after its count by program order and before the holder's unlock by the
+//! kernel's lock table, so a releaser that unlocks after the attempt also sees the count;
+//! and a sleeper whose count was read before its attempt finds it changed, or is woken.
 //!
 //! A lock file must not be truncated while processes use it (a mapped page beyond the end
 //! of a file faults); lock-core never truncates one.
@@ -58,6 +63,9 @@ pub(crate) const PAGE_LEN: usize = 4096;
 pub(crate) const MAGIC_AT: u64 = RECORD_MAX as u64;
 pub(crate) const MAGIC: [u8; 8] = *b"LKCORE02";
 const WAKE_AT: usize = 1032;
+const RELEASES_AT: usize = 1036;
+/// One waiter that sleeps on the release count, in the word at [`WAKE_AT`].
+const SLEEPER: u32 = 1 << 16;
 const TICKET_AT: usize = 1040;
 const HOLDERS_AT: usize = 1088;
 const WAITERS_AT: usize = 2112;
@@ -69,12 +77,6 @@ const ENTRY_LEN: usize = 32;
 /// How many times another process may take the lock while one waits before the others
 /// yield to it (so three turns in a row at most, counting the one under way).
 const PASSES: u32 = 2;
-
-/// A fresh grant generation of this process (never 0).
-fn next_grant() -> u32 {
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed).max(1)
-}
 
 /// An entry's kind, as stored.
 pub(crate) fn kind_code(mode: Mode) -> u32 {
@@ -132,7 +134,7 @@ pub(crate) struct Entry {
     pub(crate) kind: u32,
     pub(crate) host: u32,
     /// For waiters: how often another process took the lock meanwhile; for holders: the
-    /// grant's generation in its process.
+    /// grant's generation (changes whenever the entry is taken again).
     pub(crate) count: u32,
     pub(crate) since_ms: u64,
     /// For waiters: the order in which waits began.
@@ -302,9 +304,16 @@ impl Page {
                     // Waiters count passes from 0; holders carry a grant generation,
                     // unique in this process, so that a re-read tells "the same grant"
                     // from "released and taken again" (cross-process cycle checks).
+                    // A grant's generation is one more than whatever this entry held
+                    // before: it differs from every earlier grant recorded here, without
+                    // a shared counter on the uncontended path.
                     let count = match table {
                         Table::Waiters => 0,
-                        Table::Holders => next_grant(),
+                        Table::Holders => self
+                            .u32_at(at + 12)
+                            .load(Ordering::Relaxed)
+                            .wrapping_add(1)
+                            .max(1),
                     };
                     self.u32_at(at + 12).store(count, Ordering::Relaxed);
                     self.u64_at(at + 16).store(since_ms, Ordering::Relaxed);
@@ -348,15 +357,31 @@ impl Page {
         }
     }
 
+    /// Indexes of the entries of `table` in use by other processes, reading only the
+    /// pid and kind words (the uncontended path scans both tables on every grant: an
+    /// empty entry costs one load).
+    fn others(&self, table: Table, me: u32) -> impl Iterator<Item = (usize, u32)> + '_ {
+        (0..ENTRIES).filter_map(move |i| {
+            let at = self.entry_at(table, i);
+            let pid = self.u32_at(at).load(Ordering::SeqCst);
+            if pid == 0 || pid == me {
+                return None;
+            }
+            let kind = self.u32_at(at + 4).load(Ordering::SeqCst);
+            (kind != 0).then_some((i, kind))
+        })
+    }
+
     /// A live entry of another process whose kind is not one lock with `mode`, if any.
     pub(crate) fn mismatch(&self, mode: Mode) -> Option<Entry> {
         let me = crate::owner::pid();
         let mine = kind_code(mode);
-        [Table::Holders, Table::Waiters]
-            .into_iter()
-            .flat_map(|t| self.entries(t))
-            .map(|(_, e)| e)
-            .find(|e| e.pid != me && !same_lock(e.kind, mine) && e.alive())
+        [Table::Holders, Table::Waiters].into_iter().find_map(|t| {
+            self.others(t, me)
+                .filter(|&(_, kind)| !same_lock(kind, mine))
+                .map(|(i, _)| self.read_entry(t, i))
+                .find(|e| e.pid != me && e.kind != 0 && !same_lock(e.kind, mine) && e.alive())
+        })
     }
 
     /// After this process took the OS lock: whether another process's waiter that waits
@@ -365,14 +390,14 @@ impl Page {
     /// lock back and waits). Otherwise counts this turn against every other waiter.
     pub(crate) fn must_yield(&self, mine: Option<usize>) -> bool {
         let me = crate::owner::pid();
+        if self.others(Table::Waiters, me).next().is_none() {
+            return false;
+        }
         let my_ticket = mine.map_or(u64::MAX, |i| self.read_entry(Table::Waiters, i).ticket);
         let others: Vec<(usize, Entry)> = self
             .entries(Table::Waiters)
             .filter(|(_, e)| e.pid != me)
             .collect();
-        if others.is_empty() {
-            return false;
-        }
         if others
             .iter()
             .any(|(_, e)| e.count >= PASSES && e.ticket < my_ticket && e.alive())
@@ -397,15 +422,37 @@ impl Page {
             .load(Ordering::Relaxed)
     }
 
-    /// Counts a waiter that wants a wake-up on release, until the returned value drops.
-    pub(crate) fn wake_me(&self) -> WakeMe<'_> {
-        self.u32_at(WAKE_AT).fetch_add(1, Ordering::SeqCst);
-        WakeMe(self.u32_at(WAKE_AT))
+    /// Counts a waiter that wants a wake-up on release (one that watches the file, or
+    /// with `sleeps` one that sleeps on the release count), until the returned value drops.
+    pub(crate) fn wake_me(&self, sleeps: bool) -> WakeMe<'_> {
+        let one = if sleeps { SLEEPER } else { 1 };
+        self.u32_at(WAKE_AT).fetch_add(one, Ordering::SeqCst);
+        WakeMe(self.u32_at(WAKE_AT), one)
     }
 
-    /// True if some waiter wants a wake-up on release.
-    pub(crate) fn wants_wake(&self) -> bool {
-        self.u32_at(WAKE_AT).load(Ordering::SeqCst) != 0
+    /// Whether some waiter watches the file, and whether some sleeps on the release count.
+    pub(crate) fn wants_wake(&self) -> (bool, bool) {
+        let w = self.u32_at(WAKE_AT).load(Ordering::SeqCst);
+        (w & (SLEEPER - 1) != 0, w >= SLEEPER)
+    }
+
+    /// The release count, to be read before an attempt that [`sleep`](Self::sleep) may
+    /// follow.
+    pub(crate) fn releases(&self) -> u32 {
+        self.u32_at(RELEASES_AT).load(Ordering::SeqCst)
+    }
+
+    /// Bumps the release count and wakes every process sleeping on it.
+    pub(crate) fn wake_sleepers(&self) {
+        let word = self.u32_at(RELEASES_AT);
+        word.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(word);
+    }
+
+    /// Sleeps until the release count is no longer `seen` (returns at once if it is not
+    /// now), a wake-up, or `max` — whichever comes first. Spurious returns are possible.
+    pub(crate) fn sleep(&self, seen: u32, max: std::time::Duration) {
+        futex::wait(self.u32_at(RELEASES_AT), seen, max);
     }
 }
 
@@ -470,15 +517,76 @@ impl Drop for Page {
 }
 
 /// Marks one waiter that wants a wake-up; see [`Page::wake_me`].
-pub(crate) struct WakeMe<'a>(&'a AtomicU32);
+pub(crate) struct WakeMe<'a>(&'a AtomicU32, u32);
 
 impl Drop for WakeMe<'_> {
     fn drop(&mut self) {
         // Saturating: a counter clobbered by someone else must not wrap around.
+        let one = self.1;
         let _ = self
             .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(one));
     }
+}
+
+/// Futex calls on a word of the shared page. Not private futexes: the word is shared
+/// between processes (the kernel keys it by the file and offset).
+#[cfg(target_os = "linux")]
+mod futex {
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    pub(super) fn wait(word: &AtomicU32, seen: u32, max: Duration) {
+        let ts = libc::timespec {
+            tv_sec: libc::time_t::try_from(max.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(max.subsec_nanos() as i32),
+        };
+        // SAFETY: `word` is an aligned `u32` in a mapping that outlives the call (it is
+        // borrowed from the page); FUTEX_WAIT only reads it, compares it with `seen` and
+        // sleeps at most `ts` (a valid timespec on our stack). The unused arguments are
+        // ignored for FUTEX_WAIT. Errors (EAGAIN: changed already, EINTR, ETIMEDOUT) all
+        // mean "look again", which every caller does.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                seen,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    pub(super) fn wake_all(word: &AtomicU32) {
+        // SAFETY: as in `wait`; FUTEX_WAKE only uses the address as a key and wakes at
+        // most `i32::MAX` sleepers on it.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+}
+
+/// Elsewhere no futex: sleepers sleep their time out (their bounded backoff).
+#[cfg(not(target_os = "linux"))]
+mod futex {
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    pub(super) fn wait(_word: &AtomicU32, _seen: u32, max: Duration) {
+        std::thread::sleep(max);
+    }
+
+    pub(super) fn wake_all(_word: &AtomicU32) {}
 }
 
 #[cfg(test)]
@@ -520,12 +628,55 @@ mod tests {
         a.remove(Table::Holders, i);
         assert_eq!(b.entries(Table::Holders).count(), 0);
 
-        assert!(!b.wants_wake());
+        assert_eq!(b.wants_wake(), (false, false));
         {
-            let _w = a.wake_me();
-            assert!(b.wants_wake());
+            let _w = a.wake_me(false);
+            assert_eq!(b.wants_wake(), (true, false));
+            let _s = a.wake_me(true);
+            assert_eq!(b.wants_wake(), (true, true));
         }
-        assert!(!b.wants_wake());
+        assert_eq!(b.wants_wake(), (false, false));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_sleeper_on_one_mapping_is_woken_through_another() {
+        use std::time::{Duration, Instant};
+        let (path, f1) = file("futex");
+        let f2 = File::options().read(true).write(true).open(&path).unwrap();
+        let a = Page::map(&f1).unwrap();
+        let b = Page::map(&f2).unwrap();
+        // A count that is not what the sleeper saw: no sleep at all.
+        let seen = a.releases();
+        b.wake_sleepers();
+        let t = Instant::now();
+        a.sleep(seen, Duration::from_secs(30));
+        assert!(t.elapsed() < Duration::from_secs(10), "returned at once");
+        // A sleeper woken by a release through the other mapping, long before its
+        // 30 s are up (the barrier makes sure it is about to sleep first).
+        let seen = a.releases();
+        let ready = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                ready.wait();
+                let t = Instant::now();
+                a.sleep(seen, Duration::from_secs(30));
+                t.elapsed()
+            });
+            ready.wait();
+            // Wakes repeatedly until the sleeper is back: the first may come before it
+            // sleeps, which is fine (the count changed, so it does not sleep then).
+            while !t.is_finished() {
+                b.wake_sleepers();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(t.join().unwrap() < Duration::from_secs(10));
+        });
+        // And a sleep that nobody ends ends at its time.
+        let seen = a.releases();
+        let t = Instant::now();
+        a.sleep(seen, Duration::from_millis(20));
+        assert!(t.elapsed() >= Duration::from_millis(15));
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

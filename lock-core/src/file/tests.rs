@@ -163,10 +163,9 @@ fn kernel_waiter_on(ino: u64) -> bool {
 
 #[cfg(target_os = "linux")]
 #[test]
-fn blocking_waiter_without_deadline_waits_in_the_kernel() {
-    use std::os::unix::fs::MetadataExt;
-    let name = "unit-blocking-waiter-without-deadline";
-    let d = temp_dir("kernel");
+fn blocking_waiter_on_our_file_sleeps_on_the_release_count() {
+    let name = "unit-blocking-waiter-sleeps-on-the-count";
+    let d = temp_dir("sleeper");
     drop(d.try_acquire(name).unwrap());
     let path = d.lock_file(name).unwrap();
     let other = LockFile::new(
@@ -179,10 +178,56 @@ fn blocking_waiter_without_deadline_waits_in_the_kernel() {
         open::Owner::Ours,
     )
     .unwrap();
-    let ino = other.file.metadata().unwrap().ino();
     assert!(os::try_lock(&other.file).unwrap());
     let d2 = d.clone();
     let waiter = std::thread::spawn(move || d2.blocking_acquire(name, None).map(drop));
+    let give_up = Instant::now() + Duration::from_secs(20);
+    // Counted as a sleeper (not as a watcher), never in the kernel's flock queue.
+    while other.page().unwrap().wants_wake() != (false, true) {
+        assert!(
+            !waiter.is_finished(),
+            "the waiter ended: {:?}",
+            waiter.join()
+        );
+        assert!(Instant::now() < give_up, "no sleeper was counted");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert!(!kernel_waiter_on(other.file.metadata().unwrap().ino()));
+    let watch = os::Watch::new(&path).unwrap();
+    // The release wakes sleepers through the count only: no event on the file.
+    other.file.unlock().unwrap();
+    other.wake_waiters();
+    waiter.join().unwrap().unwrap();
+    assert!(
+        matches!(watch.drain(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no touch for sleepers"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn blocking_waiter_without_deadline_on_a_foreign_file_waits_in_the_kernel() {
+    use std::os::unix::fs::MetadataExt;
+    let d = temp_dir("kernel");
+    // Someone else's lock file (no page): plain flock only.
+    std::fs::create_dir_all(d.path()).unwrap();
+    let path = d.path().join("foreign.lock");
+    std::fs::write(&path, b"").unwrap();
+    let other = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let ino = other.metadata().unwrap().ino();
+    assert!(os::try_lock(&other).unwrap());
+    let p2 = path.clone();
+    let waiter = std::thread::spawn(move || {
+        crate::Lock::new("unit-foreign-kernel-wait")
+            .path(&p2)
+            .blocking_acquire()
+            .map(drop)
+    });
     let give_up = Instant::now() + Duration::from_secs(20);
     while !kernel_waiter_on(ino) {
         assert!(
@@ -193,10 +238,8 @@ fn blocking_waiter_without_deadline_waits_in_the_kernel() {
         assert!(Instant::now() < give_up, "no blocked flock waiter appeared");
         std::thread::sleep(Duration::from_millis(2));
     }
-    // Not counted in the shared page, so the release below makes no wake-up call.
-    assert!(!other.has_waiters());
     // A bare unlock, no touch: the kernel hands the lock over.
-    other.file.unlock().unwrap();
+    other.unlock().unwrap();
     waiter.join().unwrap().unwrap();
     assert!(!kernel_waiter_on(ino));
 }
@@ -290,7 +333,7 @@ fn releases_wake_exactly_when_someone_waits() {
     else {
         panic!("free");
     };
-    let waiting = waiter.waiting();
+    let waiting = waiter.waiting(false);
     assert!(!os::try_lock(&waiter.file).unwrap());
     h.release("unit-wake-count").unwrap();
     let t = Instant::now();

@@ -2,13 +2,15 @@
 //!
 //! A waiter records itself in the page's waiter table (so that other processes know a
 //! turn is due, that the name is wanted as this kind of lock, and who waits), counts
-//! itself among the waiters that want a wake-up, arms an inotify watch on the file, and
-//! only then tries again — so a release after that attempt wakes it. A bounded backoff
-//! re-try is the safety net (and the whole mechanism where there is no inotify).
-//!
-//! A blocking exclusive wait without a deadline sleeps in the kernel's `flock` itself (once
-//! the slow-wait report, where one is wanted, is made),
-//! which hands the lock over as fast as a pipe wakes its reader.
+//! itself among the waiters that want a wake-up, and only then tries again — so a
+//! release after that attempt wakes it. Async waits arm an inotify watch on the file
+//! (served by the crate's wake-up thread); blocking waits on lock-core's own files sleep
+//! on the page's release count, a futex shared by every process that maps the file,
+//! which hands the lock over about as fast as the kernel's own `flock` wait and, unlike
+//! it, wakes up for deadlines, slow-wait reports and the cross-process cycle check
+//! ([`crate::deadlock::across`]). A bounded backoff re-try is the safety net (and the
+//! whole mechanism where there is neither). Only a blocking exclusive wait without a
+//! deadline on a foreign file (no page) sleeps in the kernel's `flock` itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +100,7 @@ impl Drop for WaiterEntry<'_> {
             let yielded_to = p.passes(i) >= 2;
             p.remove(Table::Waiters, i);
             if yielded_to {
-                os::touch(&self.lf.file);
+                self.lf.wake_waiters();
             }
         }
     }
@@ -137,7 +139,7 @@ pub(crate) async fn wait_async(
     let entry = WaiterEntry::new(lf, mode);
     let mut chase = Chase::new(lf, entry.entry, me, false, start);
     // Counted as a waiter before the watch is armed, so releasers know to wake us.
-    let _waiting = lf.waiting();
+    let _waiting = lf.waiting(false);
     #[cfg(target_os = "linux")]
     let mut watch = os::Watch::new(&lf.path).ok();
     let mut backoff = os::BACKOFF_MIN;
@@ -186,9 +188,10 @@ pub(crate) async fn wait_async(
     }
 }
 
-/// Waits (blocking the thread) until the OS lock is ours: in the kernel for an
-/// exclusive lock without a deadline (once a slow-wait report, if one is wanted, is
-/// made), else by attempts woken by the release events.
+/// Waits (blocking the thread) until the OS lock is ours: by attempts woken by releases
+/// (a futex in the shared page of lock-core's own files, inotify on others), or, on a
+/// foreign file, in the kernel for an exclusive lock without a deadline (once a
+/// slow-wait report, if one is wanted, is made).
 pub(crate) fn wait_blocking(
     lf: &Arc<LockFile>,
     mode: Mode,
@@ -206,9 +209,20 @@ pub(crate) fn wait_blocking(
     // exclusive wait without a deadline sleeps in the kernel only where neither is
     // wanted (the chase needs a page: foreign files).
     let mut in_kernel = deadline.is_none() && mode.is_exclusive() && chase.next().is_none();
-    let mut _waiting = Some(lf.waiting());
+    // On lock-core's own files a blocking wait sleeps on the page's release count (a
+    // futex shared by every process that maps the file): woken as directly as by the
+    // kernel's own `flock` wait, yet with a timeout.
+    #[cfg(unix)]
+    let sleeps = cfg!(target_os = "linux") && lf.page().is_some();
+    #[cfg(not(unix))]
+    let sleeps = false;
+    let mut _waiting = Some(lf.waiting(sleeps));
     #[cfg(target_os = "linux")]
-    let mut watch = os::Watch::new(&lf.path).ok();
+    let mut watch = if sleeps {
+        None
+    } else {
+        os::Watch::new(&lf.path).ok()
+    };
     let mut backoff = os::BACKOFF_MIN;
     loop {
         if in_kernel && slow.at.is_none() {
@@ -222,8 +236,11 @@ pub(crate) fn wait_blocking(
                 trace::acquired_after_wait(name, mode, Backend::File, start.elapsed());
                 return Ok(h);
             }
-            _waiting = Some(lf.waiting());
+            _waiting = Some(lf.waiting(sleeps));
         }
+        // Read before the attempt: a release after it changes the count.
+        #[cfg(unix)]
+        let seen = lf.page().map(|p| (p, p.releases()));
         if let Try::Got(h) = hold::try_os(lf, mode, name, entry.entry)? {
             trace::acquired_after_wait(name, mode, Backend::File, start.elapsed());
             return Ok(h);
@@ -246,6 +263,11 @@ pub(crate) fn wait_blocking(
             None => step,
         };
         backoff = (backoff * 2).min(os::backoff_max());
+        #[cfg(unix)]
+        if let (true, Some((page, seen))) = (sleeps, seen) {
+            page.sleep(seen, step);
+            continue;
+        }
         #[cfg(target_os = "linux")]
         if let Some(w) = &watch {
             if w.wait_blocking(step).is_err() {

@@ -103,6 +103,14 @@ fn my_holds(lf: &LockFile) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
+/// Whether this process holds any lock file's OS lock: if not, no other process waits
+/// for it, and none of its waits can be on a cycle across processes.
+pub(super) fn holds_any_file() -> bool {
+    cache::open_files()
+        .iter()
+        .any(|lf| !my_holds(lf).is_empty())
+}
+
 /// Links as they hold now, for every published wait.
 fn links_now(waits: &[OsWait]) -> Vec<(PathBuf, Link)> {
     if waits.is_empty() {

@@ -114,6 +114,8 @@ impl<'a> Chaser<'a> {
         self.next = Some(now + PERIOD);
         let mine = page.entry(Table::Waiters, i);
         match self.id {
+            // Nobody can wait for this process: nothing to publish or chase (yet).
+            None if !links::holds_any_file() => return Ok(()),
             None => {
                 crate::chain::held_grants(&mut self.held);
                 self.id = Some(links::publish(OsWait {
