@@ -137,7 +137,6 @@ impl LockFile {
         }
     }
 
-
     /// After unlocking: wakes waiting processes, if there may be any. Touching the file
     /// changes only its times, so it is done for foreign files too (their waiters, and
     /// ours, watch them).
