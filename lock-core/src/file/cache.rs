@@ -13,10 +13,12 @@
 //! file's own in-process lock (keyed by its identity, see [`LockFile::ident`]) admits its
 //! holders one at a time, or in the shape they ask for, whatever name they use.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
@@ -59,6 +61,9 @@ pub(crate) struct LockFile {
     pub(crate) shared: Mutex<SharedOs>,
     /// The permits of a counted lock this process holds, by index.
     pub(crate) permits: Mutex<Vec<bool>>,
+    /// When the file was last looked up (for idleness), set without the cache lock by
+    /// the threads' own fronts ([`RECENT`]).
+    last_used: AtomicU64,
 }
 
 /// This process's shared OS lock on a file: held while `holders > 0`.
@@ -95,6 +100,7 @@ impl LockFile {
             owner,
             shared: Mutex::new(SharedOs::default()),
             permits: Mutex::new(Vec::new()),
+            last_used: AtomicU64::new(0),
         })
     }
 
@@ -175,7 +181,12 @@ pub(crate) fn identity(_f: &File) -> io::Result<(u64, u64)> {
 
 struct Slot {
     file: Arc<LockFile>,
-    last_used: u64,
+}
+
+impl Slot {
+    fn last_used(&self) -> u64 {
+        self.file.last_used.load(Ordering::Relaxed)
+    }
 }
 
 type Names = HashMap<Box<str>, Slot, foldhash::fast::RandomState>;
@@ -214,7 +225,7 @@ impl Cache {
 
     fn get(&mut self, dir: &Path, name: &str, now: u64) -> Option<Arc<LockFile>> {
         let slot = self.names(dir)?.get_mut(name)?;
-        slot.last_used = now;
+        slot.file.last_used.store(now, Ordering::Relaxed);
         Some(slot.file.clone())
     }
 
@@ -226,7 +237,7 @@ impl Cache {
         let mut removed = Vec::new();
         for (_, files) in &mut self.dirs {
             files.retain(|_, s| {
-                let keep = Arc::strong_count(&s.file) > 1 || elapsed(now, s.last_used) < IDLE;
+                let keep = Arc::strong_count(&s.file) > 1 || elapsed(now, s.last_used()) < IDLE;
                 if !keep {
                     removed.push(s.file.clone());
                 }
@@ -241,7 +252,7 @@ impl Cache {
                 .enumerate()
                 .flat_map(|(i, (_, files))| files.iter().map(move |(f, s)| (i, f, s)))
                 .filter(|(_, _, s)| Arc::strong_count(&s.file) == 1)
-                .min_by_key(|(_, _, s)| s.last_used)
+                .min_by_key(|(_, _, s)| s.last_used())
                 .map(|(i, f, _)| (i, f.clone()));
             if let Some((i, f)) = lru {
                 if let Some(slot) = self.dirs[i].1.remove(&f) {
@@ -285,6 +296,71 @@ pub(crate) fn open(
     now: u64,
 ) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
     let key = if exact { "" } else { name };
+    if let Some(f) = recent(dir, key) {
+        f.last_used.store(now, Ordering::Relaxed);
+        return Ok(f);
+    }
+    let f = open_shared(dir, name, key, exact, now)?;
+    remember(dir, key, &f);
+    Ok(f)
+}
+
+/// Files this thread looked up last, by (directory, key): a hit takes no lock shared
+/// with other threads. Weak references: the shared cache alone decides when a file
+/// closes, and an entry whose file closed is simply a miss.
+struct Recent {
+    dir: PathBuf,
+    key: Box<str>,
+    file: Weak<LockFile>,
+}
+
+/// Entries per thread (a thread uses few lock files at a time).
+const RECENT_LEN: usize = 4;
+
+thread_local! {
+    static RECENT: RefCell<Vec<Recent>> = const { RefCell::new(Vec::new()) };
+}
+
+fn recent(dir: &Path, key: &str) -> Option<Arc<LockFile>> {
+    RECENT
+        .try_with(|r| {
+            let r = r.try_borrow().ok()?;
+            let hit = r
+                .iter()
+                .find(|e| &*e.key == key && e.dir.as_os_str() == dir.as_os_str())?;
+            hit.file.upgrade()
+        })
+        .ok()
+        .flatten()
+}
+
+/// Remembers a lookup that missed this thread's entries (the oldest entry goes).
+#[cold]
+fn remember(dir: &Path, key: &str, file: &Arc<LockFile>) {
+    let _ = RECENT.try_with(|r| {
+        let Ok(mut r) = r.try_borrow_mut() else {
+            return;
+        };
+        r.retain(|e| !(&*e.key == key && e.dir.as_os_str() == dir.as_os_str()));
+        if r.len() >= RECENT_LEN {
+            r.remove(0);
+        }
+        r.push(Recent {
+            dir: dir.to_path_buf(),
+            key: key.into(),
+            file: Arc::downgrade(file),
+        });
+    });
+}
+
+/// The shared cache's lookup (and open on a miss).
+fn open_shared(
+    dir: &Path,
+    name: &str,
+    key: &str,
+    exact: bool,
+    now: u64,
+) -> Result<Arc<LockFile>, (PathBuf, io::Error)> {
     let evicted;
     {
         let mut c = lock(&CACHE);
@@ -317,10 +393,8 @@ pub(crate) fn open(
         Vec::new()
     };
     if c.len < CAP {
-        let slot = Slot {
-            file: lf.clone(),
-            last_used: now,
-        };
+        lf.last_used.store(now, Ordering::Relaxed);
+        let slot = Slot { file: lf.clone() };
         let replaced = match c.names(dir) {
             Some(names) => names.insert(key.into(), slot),
             None => {
@@ -390,6 +464,31 @@ mod tests {
             drop(open(&dir, &format!("x{i}"), false, crate::clock::coarse_nanos()).unwrap());
             assert!(open_count() <= CAP);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_threads_front_keeps_nothing_open_and_misses_once_the_file_closed() {
+        let dir = std::env::temp_dir().join(format!("lock-core-front-{}", std::process::id()));
+        let now = crate::clock::coarse_nanos();
+        let f1 = open(&dir, "front", false, now).unwrap();
+        // A hit from this thread's front: the same file, counted once more by us alone
+        // (the front holds a weak reference, the shared cache one strong).
+        let f2 = open(&dir, "front", false, now).unwrap();
+        assert!(Arc::ptr_eq(&f1, &f2));
+        assert_eq!(Arc::strong_count(&f1), 3);
+        let id = f1.id;
+        drop((f1, f2));
+        // The shared cache closes it once idle; the front then misses and opens anew.
+        let later = now + 2 * IDLE.as_nanos() as u64;
+        drop(lock(&CACHE).sweep(later, false));
+        assert!(
+            recent(&dir, "front").is_none(),
+            "the front kept the file open"
+        );
+        let f3 = open(&dir, "front", false, later).unwrap();
+        assert_eq!(f3.id, id, "the same file, opened again");
+        drop(f3);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -26,13 +26,13 @@ use crate::LockError;
 
 /// The cross-process cycle check of one wait (see [`crate::deadlock::across`]); nothing
 /// where there are no pages to read.
-#[cfg(unix)]
+#[cfg(all(unix, not(loom)))]
 type Chase<'a> = crate::deadlock::across::Chaser<'a>;
 
-#[cfg(not(unix))]
+#[cfg(not(all(unix, not(loom))))]
 struct Chase;
 
-#[cfg(not(unix))]
+#[cfg(not(all(unix, not(loom))))]
 impl Chase {
     fn new(_: &Arc<LockFile>, _: Option<usize>, _: Me, _: bool, _: Instant) -> Chase {
         Chase
