@@ -604,7 +604,14 @@ pub async fn acquire_store<S: crate::lease::LeaseStore>(
     opts: StoreOptions,
 ) -> Result<Held, LockError> {
     let several = opts.several;
-    let mut guards = crate::lease::acquire_for_macro(store, keys, opts).await?;
+    let entries = entries(keys)?;
+    let mut o = crate::lease::LeaseOptions::new()
+        .timeout_opt(opts.timeout_ms.map(Duration::from_millis))
+        .mode(opts.mode);
+    if let Some(ms) = opts.lease_ms {
+        o = o.ttl(Duration::from_millis(ms));
+    }
+    let mut guards = crate::lease::acquire_for_macro(store, entries, o, opts.site).await?;
     if several || guards.len() != 1 {
         return Ok(Held::Leases(crate::lease::LeaseSet::new(guards)));
     }

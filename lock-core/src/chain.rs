@@ -15,7 +15,19 @@ use std::pin::Pin;
 use std::ptr;
 use std::task::{Context, Poll};
 
-use crate::registry::Entry;
+/// A lock as the chain sees it: an address to compare, and whether a grant is still live
+/// (a guard dropped early ends its grant while the scope goes on). Implemented by the
+/// registry's entries; this module knows nothing else of them.
+pub(crate) trait Grants {
+    /// True while grant `id` of this lock is held.
+    fn is_live(&self, id: u64) -> bool;
+}
+
+type Addr = *const ();
+
+fn addr<T>(lock: &T) -> Addr {
+    ptr::from_ref(lock).cast()
+}
 
 thread_local! {
     static CURRENT: Cell<*const Frame> = const { Cell::new(ptr::null()) };
@@ -27,10 +39,10 @@ thread_local! {
 /// the rest behind one thin pointer: a frame is built and moved on every locked call, so
 /// it is kept to four words.
 pub(crate) struct HeldSet {
-    first: (*const Entry, u64),
+    first: (Addr, u64),
     // Boxed on purpose: a thin pointer instead of a three-word `Vec` in every frame.
     #[allow(clippy::box_collection)]
-    rest: Option<Box<Vec<(*const Entry, u64)>>>,
+    rest: Option<Box<Vec<(Addr, u64)>>>,
 }
 
 impl Default for HeldSet {
@@ -45,34 +57,35 @@ impl Default for HeldSet {
 impl HeldSet {
     /// A set of exactly one lock (the common case).
     #[inline(always)]
-    pub(crate) fn one(entry: &Entry, token: u64) -> Self {
+    pub(crate) fn one<T: Grants>(entry: &T, token: u64) -> Self {
         HeldSet {
-            first: (entry as *const Entry, token),
+            first: (addr(entry), token),
             rest: None,
         }
     }
 
     #[inline]
-    pub(crate) fn push(&mut self, entry: &Entry, token: u64) {
+    pub(crate) fn push<T: Grants>(&mut self, entry: &T, token: u64) {
         if self.first.0.is_null() {
-            self.first = (entry as *const Entry, token);
+            self.first = (addr(entry), token);
         } else {
             self.rest
                 .get_or_insert_with(Default::default)
-                .push((entry as *const Entry, token));
+                .push((addr(entry), token));
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(*const Entry, u64)> {
+    fn iter(&self) -> impl Iterator<Item = &(Addr, u64)> {
         std::iter::once(&self.first)
             .filter(|(p, _)| !p.is_null())
             .chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
     /// True if this set still holds a live grant of `entry`.
-    fn holds(&self, entry: &Entry) -> bool {
+    fn holds<T: Grants>(&self, entry: &T) -> bool {
+        let at = addr(entry);
         self.iter()
-            .any(|&(p, id)| ptr::eq(p, entry) && entry.raw.is_live(id))
+            .any(|&(p, id)| ptr::eq(p, at) && entry.is_live(id))
     }
 }
 
@@ -93,7 +106,7 @@ impl Frame {
     /// True if this frame still holds a grant of `entry` (one not released early, e.g. by
     /// dropping a bound guard).
     #[inline]
-    fn holds(&self, entry: &Entry) -> bool {
+    fn holds<T: Grants>(&self, entry: &T) -> bool {
         self.held.holds(entry)
     }
 }
@@ -101,7 +114,7 @@ impl Frame {
 /// True if the current call chain (the scopes being polled on this thread right now)
 /// holds `entry`.
 #[inline]
-pub(crate) fn held_by_chain(entry: &Entry) -> bool {
+pub(crate) fn held_by_chain<T: Grants>(entry: &T) -> bool {
     CURRENT.with(|c| {
         let mut p = c.get();
         while !p.is_null() {

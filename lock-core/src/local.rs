@@ -223,7 +223,7 @@ pub(crate) fn join_shared(
 #[cold]
 #[inline(never)]
 fn refused_fast(entry: EntryRef, r: Refused, mode: Mode) -> Fast {
-    if chain::held_by_chain(&entry) {
+    if chain::held_by_chain::<crate::registry::Entry>(&entry) {
         return failed(reentry(&entry));
     }
     match r {
@@ -236,7 +236,7 @@ fn refused_fast(entry: EntryRef, r: Refused, mode: Mode) -> Fast {
 /// (through a scope frame, or a hand-taken guard)?
 #[cold]
 fn joins_own_hold(entry: &EntryRef, me: &Me) -> bool {
-    chain::held_by_chain(entry) || entry.raw.held_by(me, false)
+    chain::held_by_chain::<crate::registry::Entry>(entry) || entry.raw.held_by(me, false)
 }
 
 /// Step 3's checks for a request that found the lock taken.

@@ -64,7 +64,7 @@ pub const MAX_HELD: usize = 4096;
 /// The most distinct "held class → taken class" orders the checker records.
 pub const MAX_EDGES: usize = 65_536;
 
-/// Reads the environment once (called when the registry first starts).
+/// Reads the environment once (at the first look, or the first `setting()`).
 pub(crate) fn init() {
     let default = if cfg!(feature = "lockdep") {
         REPORT
@@ -85,6 +85,16 @@ pub(crate) fn init() {
 /// Whether the checker runs (one relaxed load).
 #[inline(always)]
 pub(crate) fn on() -> bool {
+    match STATE.load(Ordering::Relaxed) {
+        UNSET => first_look(),
+        s => s >= REPORT,
+    }
+}
+
+/// The first look reads the environment (once).
+#[cold]
+fn first_look() -> bool {
+    init();
     STATE.load(Ordering::Relaxed) >= REPORT
 }
 

@@ -41,6 +41,13 @@ pub(crate) struct Entry {
     pub(crate) nested: std::sync::atomic::AtomicU64,
 }
 
+impl crate::chain::Grants for Entry {
+    #[inline]
+    fn is_live(&self, id: u64) -> bool {
+        self.raw.is_live(id)
+    }
+}
+
 impl Entry {
     pub(crate) fn name(&self) -> &str {
         &self.name
@@ -98,12 +105,7 @@ struct Registry {
     idle: [IdleCount; SHARDS],
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
-    // Every lock goes through the registry first: a good moment to read the
-    // lock-order checker's setting once.
-    crate::lockdep::init();
-    new_registry()
-});
+static REGISTRY: LazyLock<Registry> = LazyLock::new(new_registry);
 
 fn new_registry() -> Registry {
     Registry {

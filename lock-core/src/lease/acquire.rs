@@ -123,20 +123,15 @@ where
         .map(LeaseSet::new)
 }
 
-/// `#[locked(store = ..)]`: one lease, or a set for `name = [..]`.
+/// `#[locked(store = ..)]`: one lease, or a set for `name = [..]`, on the names the
+/// generated code resolved (`entries`), with the attribute's options.
 pub(crate) async fn acquire_for_macro<S: LeaseStore>(
     store: &S,
-    keys: crate::__private::Keys,
-    opts: crate::__private::StoreOptions,
+    entries: Vec<EntryRef>,
+    opts: LeaseOptions,
+    site: &'static crate::site::FnSite,
 ) -> Result<Vec<LeaseGuard>, LockError> {
-    let entries = crate::__private::entries(keys)?;
-    let mut o = LeaseOptions::new()
-        .timeout_opt(opts.timeout_ms.map(Duration::from_millis))
-        .mode(opts.mode);
-    if let Some(ms) = opts.lease_ms {
-        o = o.ttl(Duration::from_millis(ms));
-    }
-    run(store, entries, o, Site::Fn(opts.site), false).await
+    run(store, entries, opts, Site::Fn(site), false).await
 }
 
 fn unreachable_empty(name: &str) -> LockError {
