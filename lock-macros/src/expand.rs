@@ -10,7 +10,7 @@ use syn::spanned::Spanned;
 use syn::{AttrStyle, Expr, ExprAsync, ItemFn, Stmt, Type};
 
 use crate::parse::{FileSpec, ModeSpec, OnError, Value};
-use crate::validate::{is_box_pin, GuardKind, Keys, Kind, Plan};
+use crate::plan::{is_box_pin, GuardKind, Keys, Kind, Plan};
 
 /// Hygienic names of the generated locals.
 struct Names {

@@ -16,7 +16,8 @@ use quote::ToTokens;
 use syn::{ImplItem, Item, ItemFn, ItemImpl, ItemMod};
 
 use crate::parse::{self, Config, NameSpec};
-use crate::validate::{self, Context};
+use crate::plan::{self, Context};
+use crate::validate;
 use crate::{expand, parse::push};
 
 /// How a function inside the item gets its lock.
@@ -71,7 +72,9 @@ fn one_fn(
         },
         _ => cfg,
     };
-    let planned = validate::check_item(&f).and_then(|()| validate::plan(cfg, &f, ctx));
+    let planned = validate::check_item(&f)
+        .and_then(|()| validate::check(&cfg, &f, ctx))
+        .map(|keys| plan::lower(cfg, &f, ctx, keys));
     match planned {
         Ok(plan) => expand::expand(&plan, f),
         Err(e) => {

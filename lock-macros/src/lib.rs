@@ -18,6 +18,7 @@ mod expand;
 mod forms;
 mod names;
 mod parse;
+mod plan;
 mod validate;
 
 #[cfg(test)]
@@ -123,7 +124,9 @@ fn try_locked(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    let plan = validate::plan(cfg, &func, validate::Context::default())?;
+    let ctx = plan::Context::default();
+    let keys = validate::check(&cfg, &func, ctx)?;
+    let plan = plan::lower(cfg, &func, ctx, keys);
     Ok(expand::expand(&plan, func))
 }
 

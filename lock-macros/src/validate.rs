@@ -1,106 +1,17 @@
-//! Validation: checks the parsed arguments against the annotated function and decides
-//! how to wrap it (a [`Plan`]).
+//! Validation: checks the parsed arguments against the annotated function, reporting
+//! every misuse at once with its span; what passes is lowered by [`crate::plan`].
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote_spanned, ToTokens};
 use syn::ext::IdentExt;
-use syn::visit_mut::{self, VisitMut};
-use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Stmt, Type};
+use syn::{Ident, ItemFn, LitStr, ReturnType, Type};
 
 use crate::names::{Hole, Template};
-use crate::parse::{push, Config, FileSpec, ModeSpec, NameSpec, OnError, Value};
+use crate::parse::{push, Config, ModeSpec, NameSpec, OnError, Value};
+use crate::plan::{arg_names, future_output, kind_of, output_of, Context, DynName, Keys, Kind};
 
 /// The shortest lease a literal `lease_ms` may ask for (mirrors `lease::MIN_TTL`).
 const MIN_LEASE_MS: u64 = 10;
-
-/// Where the attribute was written, when it applies to a function of a larger item.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Context<'a> {
-    /// Under `#[locked] impl T`: default names include the type, for every fn.
-    pub in_impl: bool,
-    /// The impl's type as written (last path segment), for diagnostics.
-    pub impl_type: Option<&'a str>,
-}
-
-/// What shape of function is being wrapped.
-pub(crate) enum Kind {
-    /// `async fn`.
-    Async,
-    /// A sync fn whose body ends in `Box::pin(async move { .. })` (an `#[async_trait]` method).
-    Boxed,
-    /// A sync fn whose body ends in an `async` block (returns `impl Future`).
-    AsyncTail,
-    /// A plain sync fn: blocking acquire.
-    Sync,
-}
-
-impl Kind {
-    pub(crate) fn is_async(&self) -> bool {
-        !matches!(self, Kind::Sync)
-    }
-}
-
-/// One name computed per call.
-pub(crate) struct DynName {
-    pub lit: LitStr,
-    pub format: String,
-    /// The lock-order checker's class (`account-{}`).
-    pub class: String,
-    /// One expression per hole (`id`, `self.id`, `order.customer`).
-    pub exprs: Vec<TokenStream>,
-}
-
-/// The locks a call takes.
-pub(crate) enum Keys {
-    /// The function's own path.
-    FnPath(String),
-    /// A method's default name: `module::Type::method`, `Type` from `Self`.
-    Method(String),
-    /// The enclosing module's path (bare `#[locked]` on a module).
-    ModPath,
-    /// Fixed names, sorted and de-duplicated.
-    Fixed(Vec<(String, Span)>),
-    /// At least one interpolated name (all of them are evaluated per call).
-    Dynamic(Vec<DynName>),
-}
-
-/// How the guard is handed to the body.
-pub(crate) enum GuardKind {
-    One,
-    Set,
-    Lease,
-    LeaseSet,
-}
-
-/// Everything `expand` needs.
-pub(crate) struct Plan {
-    pub kind: Kind,
-    /// One name (`name = ".."` or a default), not a list.
-    pub single: bool,
-    pub keys: Keys,
-    pub timeout_ms: Option<Value<u64>>,
-    pub mode: ModeSpec,
-    pub file: FileSpec,
-    pub store: Option<Expr>,
-    pub lease_ms: Option<Value<u64>>,
-    pub guard: Option<(Ident, GuardKind)>,
-    pub on_error: OnError,
-    pub krate: syn::Path,
-    /// The type the body produces, `impl Trait` replaced by `_`; `None` when unknown or `()`.
-    pub output: Option<Type>,
-    /// The function's name, for its `FnSite` (`Type::f` under `#[locked] impl Type`).
-    pub fn_name: String,
-    /// A method whose type is not written where the attribute is: its `FnSite` learns
-    /// the type from `Self` at run time.
-    pub type_at_run_time: bool,
-    /// `reentrant`.
-    pub reentrant: bool,
-    /// `readers_first`.
-    pub readers_first: bool,
-    /// The function carries a test attribute: a lock failure panics whatever it returns
-    /// (a test fails, it does not refuse to compile).
-    pub is_test: bool,
-}
 
 /// Checks the item itself (things that are wrong whatever the arguments).
 pub(crate) fn check_item(item: &ItemFn) -> syn::Result<()> {
@@ -113,7 +24,9 @@ pub(crate) fn check_item(item: &ItemFn) -> syn::Result<()> {
     Ok(())
 }
 
-pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<Plan> {
+/// Checks the arguments against the function; on success, the names it locks (resolving
+/// interpolated names is where their holes are checked).
+pub(crate) fn check(cfg: &Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<Keys> {
     let mut errors = None;
     let kind = kind_of(item);
     let fn_args = arg_names(item);
@@ -218,12 +131,11 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
     }
 
     let fn_name = item.sig.ident.unraw().to_string();
-    let (keys, single) = match cfg.names {
-        NameSpec::Default if receiver || ctx.in_impl => (Keys::Method(fn_name.clone()), true),
-        NameSpec::Default => (Keys::FnPath(fn_name.clone()), true),
-        NameSpec::Module => (Keys::ModPath, true),
-        NameSpec::Given { entries, array } => {
-            let single = !array;
+    let keys = match &cfg.names {
+        NameSpec::Default if receiver || ctx.in_impl => Keys::Method(fn_name.clone()),
+        NameSpec::Default => Keys::FnPath(fn_name.clone()),
+        NameSpec::Module => Keys::ModPath,
+        NameSpec::Given { entries, .. } => {
             if entries.iter().all(|(_, t)| t.fixed().is_some()) {
                 let mut fixed: Vec<(String, Span)> = entries
                     .iter()
@@ -231,21 +143,21 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
                     .collect();
                 fixed.sort_by(|a, b| a.0.cmp(&b.0));
                 fixed.dedup_by(|a, b| a.0 == b.0);
-                (Keys::Fixed(fixed), single)
+                Keys::Fixed(fixed)
             } else {
                 let mut dynamic = Vec::new();
                 for (lit, t) in entries {
-                    match resolve(&lit, &t, &fn_args, &fn_name, receiver) {
+                    match resolve(lit, t, &fn_args, &fn_name, receiver) {
                         Ok(exprs) => dynamic.push(DynName {
                             format: t.format_string(),
                             class: t.class(),
-                            lit,
+                            lit: lit.clone(),
                             exprs,
                         }),
                         Err(e) => push(&mut errors, e),
                     }
                 }
-                (Keys::Dynamic(dynamic), single)
+                Keys::Dynamic(dynamic)
             }
         }
     };
@@ -254,30 +166,7 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
         return Err(e);
     }
 
-    let guard = cfg.guard.map(|g| {
-        let kind = if cfg.store.is_some() && single {
-            GuardKind::Lease
-        } else if cfg.store.is_some() {
-            GuardKind::LeaseSet
-        } else if single {
-            GuardKind::One
-        } else {
-            GuardKind::Set
-        };
-        (g, kind)
-    });
-
-    let output = match &kind {
-        Kind::Async | Kind::Sync => match &item.sig.output {
-            ReturnType::Default => None,
-            ReturnType::Type(_, t) => Some(infer_impls((**t).clone())),
-        },
-        Kind::Boxed | Kind::AsyncTail => match &item.sig.output {
-            ReturnType::Default => None,
-            ReturnType::Type(_, t) => future_output(t).map(infer_impls),
-        },
-    };
-
+    let output = output_of(&kind, item);
     if let (Kind::Sync, ReturnType::Type(_, ret)) = (&kind, &item.sig.output) {
         if matches!(**ret, Type::ImplTrait(_)) && future_output(ret).is_some() {
             return Err(syn::Error::new_spanned(
@@ -299,28 +188,7 @@ pub(crate) fn plan(cfg: Config, item: &ItemFn, ctx: Context<'_>) -> syn::Result<
         ));
     }
 
-    Ok(Plan {
-        kind,
-        single,
-        keys,
-        timeout_ms: cfg.timeout_ms.map(|(_, n)| n),
-        mode: cfg.mode,
-        file: cfg.file,
-        store: cfg.store.map(|(_, e)| e),
-        lease_ms: cfg.lease_ms.map(|(_, n)| n),
-        guard,
-        on_error: cfg.on_error,
-        krate: cfg.krate.unwrap_or_else(|| syn::parse_quote!(::lock_core)),
-        output,
-        type_at_run_time: receiver && ctx.impl_type.is_none(),
-        reentrant: cfg.reentrant.is_some(),
-        readers_first: cfg.readers_first.is_some(),
-        is_test: item.attrs.iter().any(crate::forms::is_test_attr),
-        fn_name: match ctx.impl_type {
-            Some(t) => format!("{t}::{fn_name}"),
-            None => fn_name,
-        },
-    })
+    Ok(keys)
 }
 
 /// Maps each hole of a template to the expression it reads: the argument (with the
@@ -399,120 +267,4 @@ fn hole_text(h: &Hole) -> String {
         s.push_str(f);
     }
     s
-}
-
-/// The identifiers bound by the function's arguments (`x: T`, `mut x: T`).
-fn arg_names(item: &ItemFn) -> Vec<Ident> {
-    item.sig
-        .inputs
-        .iter()
-        .filter_map(|a| match a {
-            FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(pi) if pi.subpat.is_none() => Some(pi.ident.clone()),
-                _ => None,
-            },
-            FnArg::Receiver(_) => None,
-        })
-        .collect()
-}
-
-fn kind_of(item: &ItemFn) -> Kind {
-    if item.sig.asyncness.is_some() {
-        return Kind::Async;
-    }
-    match item.block.stmts.last() {
-        Some(Stmt::Expr(e, None)) => match e {
-            Expr::Async(_) => Kind::AsyncTail,
-            Expr::Call(c) if is_box_pin(&c.func) && c.args.len() == 1 => {
-                if matches!(c.args.first(), Some(Expr::Async(_))) {
-                    Kind::Boxed
-                } else {
-                    Kind::Sync
-                }
-            }
-            _ => Kind::Sync,
-        },
-        _ => Kind::Sync,
-    }
-}
-
-/// `Box::pin`, `::std::boxed::Box::pin`, ... as `#[async_trait]` writes it.
-pub(crate) fn is_box_pin(func: &Expr) -> bool {
-    match func {
-        Expr::Path(p) => {
-            let segs: Vec<_> = p
-                .path
-                .segments
-                .iter()
-                .map(|s| s.ident.to_string())
-                .collect();
-            segs.len() >= 2 && segs[segs.len() - 2] == "Box" && segs[segs.len() - 1] == "pin"
-        }
-        _ => false,
-    }
-}
-
-/// `R` in `impl Future<Output = R>`, `Pin<Box<dyn Future<Output = R> + Send>>`, ...
-fn future_output(t: &Type) -> Option<Type> {
-    let bounds = match t {
-        Type::ImplTrait(i) => &i.bounds,
-        Type::TraitObject(o) => &o.bounds,
-        Type::Paren(p) => return future_output(&p.elem),
-        Type::Group(g) => return future_output(&g.elem),
-        Type::Path(p) => {
-            return p
-                .path
-                .segments
-                .iter()
-                .rev()
-                .find_map(|seg| match &seg.arguments {
-                    syn::PathArguments::AngleBracketed(a) => {
-                        a.args.iter().find_map(|ga| match ga {
-                            syn::GenericArgument::Type(t) => future_output(t),
-                            _ => None,
-                        })
-                    }
-                    _ => None,
-                })
-        }
-        _ => return None,
-    };
-    bounds.iter().find_map(|b| match b {
-        syn::TypeParamBound::Trait(tb) => {
-            let last = tb.path.segments.last()?;
-            if last.ident != "Future" {
-                return None;
-            }
-            match &last.arguments {
-                syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|ga| match ga {
-                    syn::GenericArgument::AssocType(at) if at.ident == "Output" => {
-                        Some(at.ty.clone())
-                    }
-                    _ => None,
-                }),
-                _ => None,
-            }
-        }
-        _ => None,
-    })
-}
-
-/// Replaces every `impl Trait` with `_`, which may appear in a `let` type or a qualified
-/// path where `impl Trait` may not.
-fn infer_impls(mut t: Type) -> Type {
-    struct V;
-    impl VisitMut for V {
-        fn visit_type_mut(&mut self, t: &mut Type) {
-            if let Type::ImplTrait(i) = t {
-                let span = i.impl_token.span;
-                *t = Type::Infer(syn::TypeInfer {
-                    underscore_token: syn::Token![_](span),
-                });
-                return;
-            }
-            visit_mut::visit_type_mut(self, t);
-        }
-    }
-    V.visit_type_mut(&mut t);
-    t
 }
