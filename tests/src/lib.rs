@@ -49,6 +49,14 @@ impl Drop for Inside<'_> {
     }
 }
 
+/// A fresh directory under the temporary directory, named after `tag` and unique to
+/// this call (see [`unique`]); created empty.
+pub fn fresh_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("lock-core-{tag}")));
+    std::fs::create_dir_all(&dir).expect("create a fresh directory");
+    dir
+}
+
 /// A unique name for this test run, so reruns and parallel tests never collide.
 pub fn unique(prefix: &str) -> String {
     use std::time::{SystemTime, UNIX_EPOCH};

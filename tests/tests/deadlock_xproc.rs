@@ -19,16 +19,7 @@ use lock_core::{LockError, LockGuard};
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn fresh_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "lock-core-xcycle-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    lock_core_tests::fresh_dir(&format!("xcycle-{tag}"))
 }
 
 /// Waits until `n` `ready-*` files are in `dir` (bounded: panics after 10 s).

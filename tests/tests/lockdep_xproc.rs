@@ -62,15 +62,7 @@ fn child(case: &str, dir: &Path) -> std::process::Output {
 
 #[test]
 fn an_inversion_between_two_processes_is_reported_by_the_second_with_both_sites() {
-    let dir = std::env::temp_dir().join(format!(
-        "lock-core-lockdep-xproc-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = lock_core_tests::fresh_dir("lockdep-xproc");
     let first = child("ab", &dir);
     assert!(
         first.status.success(),
