@@ -120,6 +120,7 @@ mod raw;
 mod reactor;
 mod reentry;
 mod registry;
+mod report;
 mod request;
 mod site;
 mod stall;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::mode::Mode;
-use crate::{local, registry, Holder};
+use crate::{registry, Holder};
 
 /// One hold of a lock in this process, as [`holders`] lists it.
 ///
@@ -53,7 +53,7 @@ pub fn holders() -> Vec<HeldLock> {
         }
         let waiters = entry.raw.waiters();
         for rec in records {
-            let Some(holder) = local::holder_record(Some(rec)) else {
+            let Some(holder) = crate::report::holder_record(Some(rec)) else {
                 continue;
             };
             out.push(HeldLock {

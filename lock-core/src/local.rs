@@ -18,41 +18,24 @@
 
 use std::future::poll_fn;
 use std::task::Poll;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::chain;
 use crate::mode::{Kind, Mode};
-use crate::owner::{self, Facts, Me};
-use crate::raw::{Record, Refused};
+use crate::owner::{Facts, Me};
+use crate::raw::Refused;
 use crate::reactor::{self, Stop};
 use crate::registry::EntryRef;
+use crate::report;
 use crate::site::Site;
 use crate::stall;
 use crate::trace;
-use crate::{Holder, LockError, LockGuard};
-
-/// The holder a record describes, for errors and listings.
-pub(crate) fn holder_of(rec: Option<Record>) -> Option<Box<Holder>> {
-    holder_record(rec).map(Box::new)
-}
-
-/// The holder a record describes.
-pub(crate) fn holder_record(rec: Option<Record>) -> Option<Holder> {
-    let rec = rec?;
-    let mut h = Holder::new();
-    h.pid = Some(crate::owner::pid());
-    h.since = SystemTime::now().checked_sub(crate::clock::since(rec.since));
-    h.detail = Some(rec.facts.describe());
-    if rec.facts.site.is_known() {
-        h.location = Some(rec.facts.site.to_string());
-    }
-    Some(h)
-}
+use crate::{LockError, LockGuard};
 
 pub(crate) fn reentry(entry: &EntryRef) -> LockError {
     LockError::Busy {
         name: entry.name().to_owned(),
-        holder: holder_of(entry.raw.holder()),
+        holder: report::holder_of(entry.raw.holder()),
         reentrant: true,
         reason: None,
     }
@@ -62,7 +45,7 @@ pub(crate) fn reentry(entry: &EntryRef) -> LockError {
 pub(crate) fn busy(entry: &EntryRef) -> LockError {
     LockError::Busy {
         name: entry.name().to_owned(),
-        holder: holder_of(entry.raw.holder()),
+        holder: report::holder_of(entry.raw.holder()),
         reentrant: false,
         reason: None,
     }
@@ -73,7 +56,7 @@ pub(crate) fn mismatch(entry: &EntryRef, kind: Kind, asked: Mode) -> LockError {
         name: entry.name().to_owned(),
         kind,
         asked,
-        holder: holder_of(entry.raw.holder()),
+        holder: report::holder_of(entry.raw.holder()),
     }
 }
 
@@ -88,7 +71,7 @@ fn timed_out(entry: &EntryRef, waited: Duration) -> LockError {
     LockError::Timeout {
         name: entry.name().to_owned(),
         waited,
-        holder: holder_of(entry.raw.holder()),
+        holder: report::holder_of(entry.raw.holder()),
     }
 }
 
@@ -112,18 +95,10 @@ pub(crate) fn check_mode(name: &str, mode: Mode) -> Result<(), LockError> {
 /// other tasks away instead of stalling them.
 pub(crate) fn block_here<R>(wait: impl FnOnce() -> R) -> R {
     #[cfg(feature = "rt-multi-thread")]
-    if in_multi_thread_task() {
+    if stall::in_multi_thread_task() {
         return tokio::task::block_in_place(wait);
     }
     wait()
-}
-
-/// True inside a task of a multi-thread Tokio runtime, whose other tasks the runtime
-/// can move to other threads while this one blocks.
-fn in_multi_thread_task() -> bool {
-    tokio::task::try_id().is_some()
-        && tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// The outcome of [`try_fast`]. Small on purpose (the error is boxed): it is moved
@@ -245,10 +220,10 @@ fn check_contended(entry: &EntryRef, me: &Me, blocking: bool) -> Result<(), Lock
         return Err(reentry(entry));
     }
     if blocking {
-        if let Some(rec) = stalled_by(entry) {
+        if let Some(rec) = stall::stalled_by(entry) {
             return Err(LockError::Busy {
                 name: entry.name().to_owned(),
-                holder: holder_of(Some(rec)),
+                holder: report::holder_of(Some(rec)),
                 reentrant: false,
                 reason: Some(
                     "it is held by async code that runs on this very thread (a current-thread \
@@ -260,20 +235,6 @@ fn check_contended(entry: &EntryRef, me: &Me, blocking: bool) -> Result<(), Lock
         }
     }
     Ok(())
-}
-
-/// A holder that a blocking wait on this thread would stop: async code whose hold was
-/// taken on this thread, unless this is a multi-thread runtime's task (the runtime then
-/// moves the holder to another worker while we block).
-pub(crate) fn stalled_by(entry: &EntryRef) -> Option<Record> {
-    let here = owner::thread_key();
-    let stalls = |r: &Record| r.facts.is_async() && r.facts.thread_key() == here;
-    let records = entry.raw.records();
-    let rec = *records.iter().find(|r| stalls(r))?;
-    if in_multi_thread_task() {
-        return None;
-    }
-    Some(rec)
 }
 
 /// Who asks, and what its hold will record, for a sync caller. `hand`: a hand-taken
@@ -370,14 +331,14 @@ async fn wait_slow_inner(
     let start = (timeout.is_some() || trace::ON).then(Instant::now);
     let name = entry.name();
     trace::wait_started(name, mode, trace::Backend::Memory, || {
-        holder_of(entry.raw.holder())
+        report::holder_of(entry.raw.holder())
     });
     let w = stall::refuse_blocked_driver(entry, entry.raw.lock_async(mode, facts));
     // A timeout too far away to represent is no timeout.
     let got = match timeout.zip(start).and_then(|(t, s)| s.checked_add(t)) {
         None => {
             trace::watch(w, name, mode, trace::Backend::Memory, start, || {
-                holder_of(entry.raw.holder())
+                report::holder_of(entry.raw.holder())
             })
             .await?
         }
@@ -386,7 +347,7 @@ async fn wait_slow_inner(
         Some(deadline) => {
             let w = reactor::timeout_at(deadline, w);
             let w = trace::watch(w, name, mode, trace::Backend::Memory, start, || {
-                holder_of(entry.raw.holder())
+                report::holder_of(entry.raw.holder())
             });
             match w.await {
                 Ok(r) => r?,
@@ -458,7 +419,7 @@ pub(crate) fn blocking_slow(
     let deadline = timeout.and_then(|t| start.checked_add(t));
     let name = entry.name();
     trace::wait_started(name, mode, trace::Backend::Memory, || {
-        holder_of(entry.raw.holder())
+        report::holder_of(entry.raw.holder())
     });
     let mut report = || {
         trace::slow_wait(
@@ -466,7 +427,7 @@ pub(crate) fn blocking_slow(
             mode,
             trace::Backend::Memory,
             start.elapsed(),
-            holder_of(entry.raw.holder()).as_deref(),
+            report::holder_of(entry.raw.holder()).as_deref(),
         )
     };
     let slow = trace::slow_waits_wanted().then(|| {

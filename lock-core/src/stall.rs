@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::owner;
+use crate::raw::Record;
 use crate::reactor;
 use crate::registry::EntryRef;
 use crate::LockError;
@@ -56,7 +58,7 @@ impl Probe {
         if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
             return None;
         }
-        crate::local::stalled_by(entry)?;
+        stalled_by(entry)?;
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
         drop(handle.spawn(async move { flag.store(true, Ordering::Release) }));
@@ -96,7 +98,7 @@ impl<F: Future + Unpin> Future for Refuse<'_, F> {
 fn blocked_driver(entry: &EntryRef) -> LockError {
     LockError::Busy {
         name: entry.name().to_owned(),
-        holder: crate::local::holder_of(crate::local::stalled_by(entry)),
+        holder: crate::report::holder_of(stalled_by(entry)),
         reentrant: false,
         reason: Some(
             "it is held by a task of this current-thread runtime, and this wait is driven by \
@@ -105,4 +107,26 @@ fn blocked_driver(entry: &EntryRef) -> LockError {
                 .to_owned(),
         ),
     }
+}
+
+/// A holder that a blocking wait on this thread would stop: async code whose hold was
+/// taken on this thread, unless this is a multi-thread runtime's task (the runtime then
+/// moves the holder to another worker while we block).
+pub(crate) fn stalled_by(entry: &EntryRef) -> Option<Record> {
+    let here = owner::thread_key();
+    let stalls = |r: &Record| r.facts.is_async() && r.facts.thread_key() == here;
+    let records = entry.raw.records();
+    let rec = *records.iter().find(|r| stalls(r))?;
+    if in_multi_thread_task() {
+        return None;
+    }
+    Some(rec)
+}
+
+/// True inside a task of a multi-thread Tokio runtime, whose other tasks the runtime
+/// can move to other threads while this one blocks.
+pub(crate) fn in_multi_thread_task() -> bool {
+    tokio::task::try_id().is_some()
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
