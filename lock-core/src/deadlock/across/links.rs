@@ -210,13 +210,33 @@ fn line(l: &Link, gen: u64) -> String {
     )
 }
 
+/// Writes the links file whole: into a fresh temporary file (never following a link,
+/// never reusing a file someone else put there: explicit lock directories may be
+/// shared), renamed into place.
 fn write_links(dir: &Path, pid: u32, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let path = dir.join(format!("{LINKS}{pid}"));
-    let tmp = dir.join(format!("{LINKS}{pid}.tmp"));
-    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+    let tmp = dir.join(format!(
+        "{LINKS}{pid}.{}.tmp",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if written.is_err() || std::fs::rename(&tmp, &path).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
 }
+
+/// The most a links file is read (far more than any process writes: a line per held
+/// file per wait).
+const MAX_LINKS_BYTES: u64 = 1 << 16;
 
 /// Removes links files of processes that are gone (SIGKILLed waiters leave theirs).
 fn sweep_dead(dir: &Path) {
@@ -228,7 +248,7 @@ fn sweep_dead(dir: &Path) {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(LINKS))
-            .and_then(|n| n.trim_end_matches(".tmp").parse::<u32>().ok())
+            .and_then(|n| n.split('.').next()?.parse::<u32>().ok())
         else {
             continue;
         };
@@ -255,9 +275,16 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// Process `pid`'s links in `dir`, with their generations. Total: anything that does not
 /// parse is no link.
 pub(super) fn read_links(dir: &Path, pid: u32) -> Vec<(Link, u64)> {
-    let Ok(text) = std::fs::read_to_string(dir.join(format!("{LINKS}{pid}"))) else {
+    use std::io::Read;
+    // A regular file, opened without following links or blocking (a FIFO planted in a
+    // shared directory must not stop the reader), read up to a bound.
+    let Ok(f) = crate::file::open::open_existing(&dir.join(format!("{LINKS}{pid}"))) else {
         return Vec::new();
     };
+    let mut text = String::new();
+    if f.take(MAX_LINKS_BYTES).read_to_string(&mut text).is_err() {
+        return Vec::new();
+    }
     let Some(body) = text.strip_prefix(HEADER) else {
         return Vec::new();
     };
@@ -299,5 +326,30 @@ mod tests {
         assert_eq!(parse_line(text.trim_end()), Some((l, 5)));
         assert_eq!(parse_line("1\t2\t3"), None);
         assert_eq!(parse_line("x\t1\t2\t3\t4\tzz\t"), None);
+    }
+
+    #[test]
+    fn planted_links_files_neither_block_nor_redirect_writes() {
+        let dir =
+            std::env::temp_dir().join(format!("lock-core-links-planted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A FIFO where a reader expects a links file: read at once as "no links".
+        let fifo = dir.join(format!("{LINKS}4000001"));
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a node there.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(read_links(&dir, 4000001).is_empty());
+        // Links to a victim file where the writer's temporary names fall: the victim
+        // is never written through them.
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let pid = 4000002;
+        for n in 0..512 {
+            let _ = std::os::unix::fs::symlink(&victim, dir.join(format!("{LINKS}{pid}.{n}.tmp")));
+        }
+        write_links(&dir, pid, "lock-core waits 1\n");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
