@@ -8,6 +8,7 @@
 //! | `1032 .. 1036` | waiters that want a wake-up on release (`u32`: the low half counts those that watch the file, the high half those that sleep on the release count) |
 //! | `1036 .. 1040` | the release count (`u32`, a futex word): bumped by a release that a sleeper waits for |
 //! | `1040 .. 1048` | the next waiter's ticket (`u64`) |
+//! | `1048 .. 1056` | which holder entries, then which waiter entries, may be in use (`u32` bit sets) |
 //! | `1088 .. 2112` | holders: 32 entries, one per process-level OS hold |
 //! | `2112 .. 3136` | waiters: 32 entries, one per waiting call |
 //! | `3136 .. 3396` | the lock's name (`u32` length, then the bytes) |
@@ -67,6 +68,12 @@ const RELEASES_AT: usize = 1036;
 /// One waiter that sleeps on the release count, in the word at [`WAKE_AT`].
 const SLEEPER: u32 = 1 << 16;
 const TICKET_AT: usize = 1040;
+/// Bit `i` set: entry `i` of the table may be in use. Set by the entry's owner once it
+/// has written the entry, cleared by the owner just before it empties it (never by
+/// anyone else, so a set bit may point at an empty entry, never the other way round):
+/// scans on the uncontended path visit only these entries.
+const HOLDER_BITS_AT: usize = 1048;
+const WAITER_BITS_AT: usize = 1052;
 const HOLDERS_AT: usize = 1088;
 const WAITERS_AT: usize = 2112;
 pub(crate) const NAME_AT: u64 = 3136;
@@ -199,6 +206,13 @@ impl Table {
             Table::Waiters => WAITERS_AT,
         }
     }
+
+    fn bits(self) -> usize {
+        match self {
+            Table::Holders => HOLDER_BITS_AT,
+            Table::Waiters => WAITER_BITS_AT,
+        }
+    }
 }
 
 impl Page {
@@ -324,6 +338,7 @@ impl Page {
                     self.u64_at(at + 24).store(ticket, Ordering::Relaxed);
                     // Last, and sequentially consistent: see "Kinds" in the module docs.
                     self.u32_at(at + 4).store(kind_code(mode), Ordering::SeqCst);
+                    self.u32_at(table.bits()).fetch_or(1 << i, Ordering::SeqCst);
                     return Some(i);
                 }
             }
@@ -337,6 +352,10 @@ impl Page {
     /// Frees entry `i` (claimed by this process).
     pub(crate) fn remove(&self, table: Table, i: usize) {
         let at = self.entry_at(table, i);
+        // Before the entry is emptied: once it is, another process may claim it and set
+        // the bit again.
+        self.u32_at(table.bits())
+            .fetch_and(!(1 << i), Ordering::SeqCst);
         self.u32_at(at + 4).store(0, Ordering::SeqCst);
         self.u32_at(at).store(0, Ordering::SeqCst);
     }
@@ -357,11 +376,20 @@ impl Page {
         }
     }
 
-    /// Indexes of the entries of `table` in use by other processes, reading only the
-    /// pid and kind words (the uncontended path scans both tables on every grant: an
-    /// empty entry costs one load).
+    /// Indexes of the entries of `table` in use by other processes, visiting only the
+    /// entries whose bit is set and reading only their pid and kind words (the
+    /// uncontended path scans both tables on every grant).
     fn others(&self, table: Table, me: u32) -> impl Iterator<Item = (usize, u32)> + '_ {
-        (0..ENTRIES).filter_map(move |i| {
+        let mut bits = self.u32_at(table.bits()).load(Ordering::SeqCst);
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(i)
+        })
+        .filter_map(move |i| {
             let at = self.entry_at(table, i);
             let pid = self.u32_at(at).load(Ordering::SeqCst);
             if pid == 0 || pid == me {
@@ -709,6 +737,44 @@ mod tests {
         assert_eq!(mode_of(0), None);
     }
 
+    /// Writes entry `i` as process `pid` (of this machine) would have, bit included.
+    fn plant(p: &Page, table: Table, i: usize, pid: u32, mode: Mode) {
+        let at = p.entry_at(table, i);
+        p.u32_at(at).store(pid, Ordering::SeqCst);
+        p.u32_at(at + 8)
+            .store(super::super::record::host_hash(), Ordering::SeqCst);
+        p.u32_at(at + 4).store(kind_code(mode), Ordering::SeqCst);
+        p.u32_at(table.bits()).fetch_or(1 << i, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn an_entry_is_seen_exactly_while_its_bit_and_contents_are_there() {
+        let (path, f) = file("bits");
+        let p = Page::map(&f).unwrap();
+        let me = crate::owner::pid();
+        // Another (live) process's waiter, planted without its bit: not visited.
+        let at = p.entry_at(Table::Waiters, 3);
+        p.u32_at(at).store(1, Ordering::SeqCst);
+        p.u32_at(at + 4)
+            .store(kind_code(Mode::Exclusive), Ordering::SeqCst);
+        assert_eq!(p.others(Table::Waiters, me).count(), 0);
+        p.u32_at(Table::Waiters.bits())
+            .fetch_or(1 << 3, Ordering::SeqCst);
+        assert_eq!(p.others(Table::Waiters, me).collect::<Vec<_>>().len(), 1);
+        // Our own entries set their bit when added and clear it when removed.
+        let i = p.add(Table::Holders, Mode::Shared, 0).unwrap();
+        assert_ne!(
+            p.u32_at(Table::Holders.bits()).load(Ordering::SeqCst) & (1 << i),
+            0
+        );
+        p.remove(Table::Holders, i);
+        assert_eq!(
+            p.u32_at(Table::Holders.bits()).load(Ordering::SeqCst) & (1 << i),
+            0
+        );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
     #[test]
     fn dead_entries_are_ignored_and_reclaimed() {
         let (path, f) = file("dead");
@@ -718,17 +784,16 @@ mod tests {
         child.wait().unwrap();
         // Fill the table with a dead process's entries, as SIGKILLed holders leave them.
         for i in 0..ENTRIES {
-            let at = p.entry_at(Table::Holders, i);
-            p.u32_at(at).store(dead, Ordering::SeqCst);
-            p.u32_at(at + 8)
-                .store(super::super::record::host_hash(), Ordering::SeqCst);
-            p.u32_at(at + 4)
-                .store(kind_code(Mode::Permits(2)), Ordering::SeqCst);
+            plant(&p, Table::Holders, i, dead, Mode::Permits(2));
         }
         assert!(
             p.mismatch(Mode::Exclusive).is_none(),
             "dead holders do not count"
         );
+        // A live one of another kind does (pid 1 always exists).
+        plant(&p, Table::Holders, 7, 1, Mode::Permits(2));
+        assert_eq!(p.mismatch(Mode::Exclusive).map(|e| e.pid), Some(1));
+        plant(&p, Table::Holders, 7, dead, Mode::Permits(2));
         let i = p
             .add(Table::Holders, Mode::Exclusive, 1)
             .expect("a dead entry is reclaimed");
@@ -741,12 +806,8 @@ mod tests {
         let (path, f) = file("turns");
         let p = Page::map(&f).unwrap();
         // A waiter of another (live) process: pid 1 always exists.
+        plant(&p, Table::Waiters, 5, 1, Mode::Exclusive);
         let at = p.entry_at(Table::Waiters, 5);
-        p.u32_at(at).store(1, Ordering::SeqCst);
-        p.u32_at(at + 8)
-            .store(super::super::record::host_hash(), Ordering::SeqCst);
-        p.u32_at(at + 4)
-            .store(kind_code(Mode::Exclusive), Ordering::SeqCst);
         p.u64_at(at + 24).store(3, Ordering::SeqCst);
         assert!(!p.must_yield(None));
         assert!(!p.must_yield(None));
