@@ -10,6 +10,7 @@ mod lease_support;
 use lease_support::{child_main, scenarios, waking, Kind};
 
 conformance_tests!(super::KIND);
+common_lease_tests!(KIND);
 
 /// The fault tests of `lease_support` once per shape (the connection-kill one does not
 /// apply: a DynamoDB client has no session to kill; see `moto_restarted_mid_run`).
@@ -182,31 +183,6 @@ async fn several_names_across_processes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_processes_read_modify_write() {
-    scenarios::many_processes_read_modify_write(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn basics_and_macro_path() {
-    scenarios::basics_and_macro_path(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_store_is_a_store_error() {
-    scenarios::unreachable_store(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_the_attribute() {
-    scenarios::through_the_attribute(KIND).await;
-}
-
-#[test]
-fn store_survives_runtime_changes() {
-    scenarios::store_survives_runtime_changes(KIND);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_take_turns_polling() {
     waking::turns(KIND, 2).await;
 }
@@ -214,26 +190,6 @@ async fn two_processes_take_turns_polling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_take_turns_polling() {
     waking::turns(KIND, 4).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_waiter_leaves_the_queue_within_its_ttl() {
-    waking::dead_waiter_leaves_queue(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permits_never_above_n_across_processes() {
-    waking::permits_never_above_n(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn election_one_leader_and_takeover_after_sigkill() {
-    waking::election(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attribute_in_every_shape() {
-    scenarios::attribute_shapes(KIND).await;
 }
 
 /// The turn rule step by step on the store's primitives: a queued waiter passed over

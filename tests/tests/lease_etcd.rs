@@ -16,6 +16,7 @@ use lock_core::lease::{self, Attempt, LeaseOptions, LeaseStore, Request};
 use lock_core::LockError;
 
 conformance_tests!(super::KIND);
+common_lease_tests!(KIND);
 
 const KIND: Kind = Kind::Etcd;
 const SEC: Duration = Duration::from_secs(1);
@@ -79,31 +80,6 @@ shapes!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_processes_read_modify_write() {
-    scenarios::many_processes_read_modify_write(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn basics_and_macro_path() {
-    scenarios::basics_and_macro_path(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_store_is_a_store_error() {
-    scenarios::unreachable_store(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_the_attribute() {
-    scenarios::through_the_attribute(KIND).await;
-}
-
-#[test]
-fn store_survives_runtime_changes() {
-    scenarios::store_survives_runtime_changes(KIND);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_take_turns_woken_by_the_store() {
     waking::turns(KIND, 2).await;
 }
@@ -111,26 +87,6 @@ async fn two_processes_take_turns_woken_by_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_take_turns_woken_by_the_store() {
     waking::turns(KIND, 4).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_waiter_leaves_the_queue_within_its_ttl() {
-    waking::dead_waiter_leaves_queue(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permits_never_above_n_across_processes() {
-    waking::permits_never_above_n(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn election_one_leader_and_takeover_after_sigkill() {
-    waking::election(KIND).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attribute_in_every_shape() {
-    scenarios::attribute_shapes(KIND).await;
 }
 
 #[test]

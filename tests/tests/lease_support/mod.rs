@@ -1194,6 +1194,51 @@ pub async fn take_in(
     lease::acquire(store, name, opts(ttl).timeout(timeout).mode(mode)).await
 }
 
+/// The scenarios every lease store runs, as test functions of the calling file (which
+/// imports `scenarios` and `waking`); `$kind` picks the store. Store-specific tests stay
+/// in the store's file.
+#[macro_export]
+macro_rules! common_lease_tests {
+    ($kind:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn many_processes_read_modify_write() {
+            scenarios::many_processes_read_modify_write($kind).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn basics_and_macro_path() {
+            scenarios::basics_and_macro_path($kind).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unreachable_store_is_a_store_error() {
+            scenarios::unreachable_store($kind).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn through_the_attribute() {
+            scenarios::through_the_attribute($kind).await;
+        }
+        #[test]
+        fn store_survives_runtime_changes() {
+            scenarios::store_survives_runtime_changes($kind);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn dead_waiter_leaves_the_queue_within_its_ttl() {
+            waking::dead_waiter_leaves_queue($kind).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn permits_never_above_n_across_processes() {
+            waking::permits_never_above_n($kind).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn election_one_leader_and_takeover_after_sigkill() {
+            waking::election($kind).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn attribute_in_every_shape() {
+            scenarios::attribute_shapes($kind).await;
+        }
+    };
+}
+
 /// One test per check of the public conformance suite, against the store of `$kind`.
 #[macro_export]
 macro_rules! conformance_tests {
