@@ -93,11 +93,14 @@ pub(super) fn chase(c: &Chaser<'_>, me: &Waiter) -> Option<Vec<CycleStep>> {
     let mut hops = Vec::new();
     search(c, host, &c.lf.path, *me, &mut hops, &mut cycles);
     for cycle in cycles {
+        // The wait that began last, by facts every process on the cycle reads alike; the
+        // file's identity settles ties (tickets count per file). Hop 0 is this wait.
         let victim = cycle
             .iter()
-            .map(|h| (h.since_ms, h.waiter.pid, h.waiter.ticket))
-            .max()?;
-        if (victim.1, victim.2) != (me.pid, me.ticket) {
+            .enumerate()
+            .max_by_key(|(_, h)| (h.since_ms, h.waiter.pid, h.waiter.ticket, h.id))
+            .map(|(i, _)| i);
+        if victim != Some(0) {
             continue;
         }
         if cycle.iter().all(|h| still(c, h)) {
