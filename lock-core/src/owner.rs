@@ -20,7 +20,6 @@
 //! is 0 when the attribute's fast path took them (it does not look up the task).
 
 use std::cell::Cell;
-use std::hash::{Hash, Hasher};
 use std::task::Waker;
 
 use crate::site::Site;
@@ -58,38 +57,33 @@ pub(crate) fn thread_key() -> u64 {
     .unwrap_or(VALUE)
 }
 
-/// Reads the number inside a `tokio::task::Id` (which only offers `Hash` and `Display`):
-/// its `Hash` writes exactly one `u64`.
-struct Capture(u64);
-
-impl Hasher for Capture {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The current Tokio task's key, if we run inside one.
+#[cfg(feature = "task-ids")]
 #[inline]
 pub(crate) fn task_key() -> Option<u64> {
-    let id = tokio::task::try_id()?;
-    let mut h = Capture(0);
-    id.hash(&mut h);
-    Some(TASK | (h.0 & VALUE))
+    lock_core_task_ids::current().map(|n| TASK | (n & VALUE))
+}
+
+/// Without the `task-ids` feature no caller knows its Tokio task: tasks are told apart by
+/// their wakers (async verbs) and threads (sync verbs) only.
+#[cfg(not(feature = "task-ids"))]
+#[inline]
+pub(crate) fn task_key() -> Option<u64> {
+    None
+}
+
+/// True when tasks cannot be told apart here: no `task-ids` feature, inside a Tokio
+/// runtime's context (where one thread runs many tasks). Asked on slow paths only.
+#[cold]
+pub(crate) fn tasks_unknown() -> bool {
+    cfg!(not(feature = "task-ids")) && tokio::runtime::Handle::try_current().is_ok()
 }
 
 /// The current thread's key if it runs a Tokio runtime's `block_on` (a runtime context
-/// but no task), else 0.
+/// but no task), else 0. Without task ids the root cannot be told from a task: 0.
 #[cold]
 fn root_thread() -> u64 {
-    if tokio::runtime::Handle::try_current().is_ok() {
+    if cfg!(feature = "task-ids") && tokio::runtime::Handle::try_current().is_ok() {
         thread_key()
     } else {
         0
@@ -186,6 +180,7 @@ impl Me {
                     && facts.task == 0
                     && facts.is_async()
                     && self.key == THREAD | facts.thread_key()
+                    && !tasks_unknown()
                 {
                     return true;
                 }
@@ -225,7 +220,10 @@ impl Facts {
     pub(crate) fn sync(me: &Me, key: u64, site: Site) -> Facts {
         // Inside async code (a Tokio task, or a locked async body's poll) the thread is
         // shared with other tasks and is not the call chain.
-        let in_async = me.task != 0 || crate::chain::in_scope();
+        let in_async = me.task != 0
+            || crate::chain::in_scope()
+            || (cfg!(not(feature = "task-ids")) && tasks_unknown());
+        // (The `cfg!` keeps the call off this path when task ids are on.)
         let async_bit = if in_async { ASYNC | SYNC_CODE } else { 0 };
         Facts {
             key,
@@ -339,6 +337,7 @@ mod tests {
         assert_eq!(pid(), std::process::id(), "from the cache");
     }
 
+    #[cfg(feature = "task-ids")]
     #[test]
     fn keys_tell_tasks_threads_and_wakers_apart() {
         let k = Me::sync().key;
@@ -392,5 +391,85 @@ mod tests {
         // Sync code in that task sees the async guard as its own.
         let sync_in_task = Me { sync: true, ..t };
         assert!(sync_in_task.owns(&sibling, false));
+    }
+
+    #[cfg(not(feature = "task-ids"))]
+    #[test]
+    fn without_task_ids_sync_callers_are_their_thread_and_tasks_share_no_holds() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (me, owned, asked) = rt.block_on(async {
+            tokio::spawn(async {
+                let me = Me::sync();
+                // Another task's async hold, taken on this (the only) thread.
+                let theirs = Facts {
+                    key: WAKER | 8,
+                    task: 0,
+                    thread: thread_key() | ASYNC,
+                    site: Site::Unknown,
+                };
+                let asked = Me::asynchronous(std::task::Waker::noop());
+                (me, me.owns(&theirs, true), asked)
+            })
+            .await
+            .unwrap()
+        });
+        assert!(is_thread_key(me.key) && me.task == 0);
+        assert!(
+            !owned,
+            "a hold of another task on this thread is not re-entry"
+        );
+        assert_eq!((asked.task, asked.root), (0, 0), "no task, no root known");
+        // Outside any runtime, async code on this thread is still the sync caller's chain
+        // (a non-Tokio `block_on`).
+        let me = Me::sync();
+        let mine = Facts {
+            key: WAKER | 8,
+            task: 0,
+            thread: thread_key() | ASYNC,
+            site: Site::Unknown,
+        };
+        assert!(me.owns(&mine, false));
+    }
+
+    /// Another task's guard on the same thread is a plain `Busy`, with or without task
+    /// ids: never taken for re-entry.
+    #[test]
+    fn a_sync_try_beside_another_tasks_guard_is_busy_not_reentry() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt.block_on(async {
+            let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let holder = tokio::spawn(async move {
+                let g = crate::Lock::new("owner-tests-busy")
+                    .acquire()
+                    .await
+                    .unwrap();
+                held_tx.send(()).unwrap();
+                done_rx.await.unwrap();
+                drop(g);
+            });
+            held_rx.await.unwrap();
+            let err = tokio::spawn(async { crate::Lock::new("owner-tests-busy").try_acquire() })
+                .await
+                .unwrap()
+                .unwrap_err();
+            done_tx.send(()).unwrap();
+            holder.await.unwrap();
+            err
+        });
+        assert!(
+            matches!(
+                err,
+                crate::LockError::Busy {
+                    reentrant: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

@@ -125,8 +125,11 @@ pub(crate) fn stalled_by(entry: &EntryRef) -> Option<Record> {
 
 /// True inside a task of a multi-thread Tokio runtime, whose other tasks the runtime
 /// can move to other threads while this one blocks.
+///
+/// Without the `task-ids` feature a task cannot be told from the root future of a
+/// `block_on`: every caller in a multi-thread runtime's context counts as a task.
 pub(crate) fn in_multi_thread_task() -> bool {
-    tokio::task::try_id().is_some()
+    (cfg!(not(feature = "task-ids")) || crate::owner::task_key().is_some())
         && tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }

@@ -4,6 +4,7 @@
 use toml_edit::{Array, DocumentMut, Item, Key, Table, Value};
 
 use super::report::Change;
+use super::tokio_floor::{admits, TASK_IDS_FLOOR};
 
 /// serial_test 3.x's own dependencies that enable features: (crate, serial_test feature
 /// that pulls it in (`None`: always), the features it enables). A crate that also depends
@@ -60,9 +61,20 @@ pub fn rewrite(text: &str, dep: &str, keep_serial_test: bool) -> Result<TomlResu
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| format!("Cargo.toml: cannot parse: {e}"))?;
-    let new_value: Value = dep
+    let mut new_value: Value = dep
         .parse()
         .map_err(|e| format!("--lock-core-dep `{dep}` is not a TOML value: {e}"))?;
+    let mut notes = Vec::new();
+    if let Some(req) = tokio_below_task_ids(&mut doc) {
+        without_task_ids(&mut new_value);
+        notes.push(format!(
+            "tokio is kept at `{req}`, below the {}.{} that lock-core's default feature \
+             `task-ids` needs: lock-core without it (sync verbs in tasks then know only \
+             their thread; see lock-core's feature list)",
+            TASK_IDS_FLOOR.0, TASK_IDS_FLOOR.1
+        ));
+    }
+    let dep = &new_value.to_string().trim().to_owned();
     let line = |needle: &str| {
         text.lines()
             .position(|l| l.contains(needle))
@@ -86,7 +98,7 @@ pub fn rewrite(text: &str, dep: &str, keep_serial_test: bool) -> Result<TomlResu
                     line: line("serial_test"),
                     old: format!("[{name}]"),
                     new: format!("lock-core = {dep} (added beside serial_test)"),
-                    notes: Vec::new(),
+                    notes: notes.clone(),
                 });
             }
             continue;
@@ -128,7 +140,7 @@ pub fn rewrite(text: &str, dep: &str, keep_serial_test: bool) -> Result<TomlResu
             line: line("serial_test"),
             old: format!("[{name}] {old_text}"),
             new,
-            notes: Vec::new(),
+            notes: notes.clone(),
         });
     }
     if !keep_serial_test && !changes.is_empty() {
@@ -161,6 +173,54 @@ pub fn rewrite(text: &str, dep: &str, keep_serial_test: bool) -> Result<TomlResu
         new_text: (out != text).then_some(out),
         changes,
     })
+}
+
+/// The first Tokio requirement of the manifest that stays below lock-core's `task-ids`
+/// floor (entries named `tokio` or renamed with `package = "tokio"`).
+fn tokio_below_task_ids(doc: &mut DocumentMut) -> Option<String> {
+    for (_, table) in dep_tables(doc) {
+        for (key, item) in table.iter() {
+            let package = item.get("package").and_then(Item::as_str).unwrap_or(key);
+            if package != "tokio" {
+                continue;
+            }
+            let req = item
+                .as_str()
+                .or_else(|| item.get("version").and_then(Item::as_str));
+            if let Some(req) = req {
+                if admits(req, TASK_IDS_FLOOR) == Some(false) {
+                    return Some(req.to_owned());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Turns the lock-core entry into one without default features but `rt-multi-thread`.
+fn without_task_ids(value: &mut Value) {
+    if let Some(version) = value.as_str().map(str::to_owned) {
+        let mut t = toml_edit::InlineTable::new();
+        t.insert("version", version.into());
+        *value = Value::InlineTable(t);
+    }
+    let Some(t) = value.as_inline_table_mut() else {
+        return;
+    };
+    t.insert("default-features", false.into());
+    match t.get_mut("features").and_then(Value::as_array_mut) {
+        Some(a) => {
+            if !a.iter().any(|v| v.as_str() == Some("rt-multi-thread")) {
+                a.push("rt-multi-thread");
+            }
+        }
+        None => {
+            let mut a = Array::new();
+            a.push("rt-multi-thread");
+            t.insert("features", Value::Array(a));
+        }
+    }
+    t.fmt();
 }
 
 /// The serial_test features an entry enables (defaults unless `default-features = false`).

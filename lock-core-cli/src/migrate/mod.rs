@@ -10,6 +10,7 @@ mod attrs;
 mod cargo_toml;
 mod report;
 mod rewrite;
+mod tokio_floor;
 
 use std::path::{Path, PathBuf};
 
