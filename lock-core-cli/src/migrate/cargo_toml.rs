@@ -144,6 +144,7 @@ pub fn rewrite(text: &str, dep: &str, keep_serial_test: bool) -> Result<TomlResu
         });
     }
     if !keep_serial_test && !changes.is_empty() {
+        enabled.extend(drop_feature_links(&mut doc, &line, &mut changes));
         for (krate, gate, feats) in FEATURES_THROUGH_SERIAL_TEST {
             if gate.is_some_and(|g| !enabled.iter().any(|e| e == g)) {
                 continue;
@@ -173,6 +174,57 @@ pub fn rewrite(text: &str, dep: &str, keep_serial_test: bool) -> Result<TomlResu
         new_text: (out != text).then_some(out),
         changes,
     })
+}
+
+/// Removes what `[features]` says of serial_test (`serial_test/f`, `serial_test?/f`,
+/// `dep:serial_test`): Cargo refuses a manifest whose features name a dependency it no
+/// longer has. Returns the serial_test features those entries enabled.
+fn drop_feature_links(
+    doc: &mut DocumentMut,
+    line: &dyn Fn(&str) -> usize,
+    changes: &mut Vec<Change>,
+) -> Vec<String> {
+    let mut enabled = Vec::new();
+    let Some(Item::Table(features)) = doc.get_mut("features") else {
+        return enabled;
+    };
+    for (name, item) in features.iter_mut() {
+        let Some(list) = item.as_array_mut() else {
+            continue;
+        };
+        let mut removed = Vec::new();
+        let first_prefix = list.get(0).and_then(|v| v.decor().prefix().cloned());
+        list.retain(|v| {
+            let Some(s) = v.as_str() else { return true };
+            let through = s
+                .strip_prefix("serial_test/")
+                .or_else(|| s.strip_prefix("serial_test?/"));
+            if let Some(f) = through {
+                enabled.push(f.to_owned());
+            } else if s != "dep:serial_test" {
+                return true;
+            }
+            removed.push(format!("\"{s}\""));
+            false
+        });
+        if !removed.is_empty() {
+            // The new first entry takes the old first one's place: `["a"]`, not `[ "a"]`.
+            if let (Some(first), Some(prefix)) = (list.get_mut(0), first_prefix) {
+                first.decor_mut().set_prefix(prefix);
+            }
+            changes.push(Change {
+                file: "Cargo.toml".into(),
+                line: line(&format!("{} =", name.get())),
+                old: format!("[features] {} with {}", name.get(), removed.join(", ")),
+                new: format!(
+                    "{} without them (serial_test is no longer a dependency)",
+                    name.get()
+                ),
+                notes: Vec::new(),
+            });
+        }
+    }
+    enabled
 }
 
 /// The first Tokio requirement of the manifest that stays below lock-core's `task-ids`
@@ -277,4 +329,63 @@ fn add_features(item: &mut Item, feats: &[&str]) -> Vec<String> {
         }
     }
     added
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite;
+
+    #[test]
+    fn features_that_named_serial_test_lose_those_entries_and_count_as_enabled() {
+        let before = r#"[package]
+name = "x"
+
+[dependencies]
+serial_test = { version = "3", default-features = false }
+futures-util = { version = "0.3", default-features = false }
+
+[features]
+default = ["logging", "async"]
+logging = ["serial_test/logging"]
+async = ["serial_test?/async", "dep:other"]
+all = ["dep:serial_test", "logging"]
+"#;
+        let out = rewrite(before, "\"0.1\"", false).expect("rewritten");
+        let after = out.new_text.expect("changed");
+        assert!(!after.contains("serial_test"), "{after}");
+        assert!(after.contains("logging = []"), "{after}");
+        assert!(after.contains("async = [\"dep:other\"]"), "{after}");
+        assert!(after.contains("all = [\"logging\"]"), "{after}");
+        // `async` was enabled through [features]: futures-util keeps its `std`.
+        assert!(
+            after.contains("futures-util = { version = \"0.3\", default-features = false, features = [\"std\"] }"),
+            "{after}"
+        );
+        assert!(after.parse::<toml_edit::DocumentMut>().is_ok());
+        let said: Vec<_> = out.changes.iter().map(|c| c.old.as_str()).collect();
+        assert!(
+            said.contains(&"[features] async with \"serial_test?/async\""),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_tokio_pin_below_1_41_turns_task_ids_off_with_a_note() {
+        let before = "[dev-dependencies]\nserial_test = \"3\"\ntokio = \"=1.38.2\"\n";
+        let out = rewrite(before, "{ path = \"../lock-core\" }", false).expect("rewritten");
+        let after = out.new_text.expect("changed");
+        assert!(
+            after.contains(
+                "lock-core = { path = \"../lock-core\", default-features = false, features = [\"rt-multi-thread\"] }"
+            ),
+            "{after}"
+        );
+        assert!(out.changes[0].notes[0].contains("`=1.38.2`"));
+        let newer = "[dev-dependencies]\nserial_test = \"3\"\ntokio = \"1.38\"\n";
+        let out = rewrite(newer, "\"0.1\"", false).expect("rewritten");
+        assert!(out
+            .new_text
+            .expect("changed")
+            .contains("lock-core = \"0.1\""));
+    }
 }

@@ -61,6 +61,19 @@ pub fn serial_test(a: SerialTestArgs) -> Result<(u8, String), Failure> {
         let shown = rel.display().to_string();
         let res = rewrite::file(&shown, &text).map_err(|m| Failure::new(DATAERR, m))?;
         still_used |= mentions_serial_test(res.new_text.as_deref().unwrap_or(&text));
+        let docs = doc_mentions(&text);
+        if let Some(&first) = docs.first() {
+            still_used = true;
+            let lines: Vec<String> = docs.iter().map(usize::to_string).collect();
+            report.skipped.push(report::Skipped {
+                file: shown.clone(),
+                line: first,
+                what: format!("serial_test in doc comments (line(s) {})", lines.join(", ")),
+                reason: "code in doc comments (doc tests) is not rewritten; serial_test stays \
+                         a dependency for it"
+                    .into(),
+            });
+        }
         report.changes.extend(res.changes);
         report.skipped.extend(res.skipped);
         if let Some(new) = res.new_text {
@@ -127,6 +140,40 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Failur
     Ok(())
 }
 
+/// The lines of doc comments (`///`, `//!`, `/** */`, `#[doc = ".."]`) that name
+/// `serial_test`: doc tests that would stop compiling without it.
+fn doc_mentions(text: &str) -> Vec<usize> {
+    fn walk(ts: proc_macro2::TokenStream, in_doc: bool, out: &mut Vec<usize>) {
+        let mut doc_next = false;
+        for t in ts {
+            match t {
+                proc_macro2::TokenTree::Ident(i) => doc_next = i == "doc",
+                proc_macro2::TokenTree::Literal(l) if in_doc || doc_next => {
+                    let lit = l.to_string();
+                    if lit.contains("serial_test") {
+                        let start = l.span().start().line;
+                        let offset = lit.find("serial_test").map_or(0, |at| {
+                            lit[..at].matches(['\n']).count() + lit[..at].matches("\\n").count()
+                        });
+                        out.push(start + offset);
+                    }
+                }
+                proc_macro2::TokenTree::Group(g) => {
+                    walk(g.stream(), in_doc || doc_next, out);
+                    doc_next = false;
+                }
+                _ => {}
+            }
+        }
+    }
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut out = Vec::new();
+    if let Ok(ts) = body.parse::<proc_macro2::TokenStream>() {
+        walk(ts, false, &mut out);
+    }
+    out
+}
+
 /// Whether the code (not its comments) still names `serial_test`.
 fn mentions_serial_test(text: &str) -> bool {
     fn walk(ts: proc_macro2::TokenStream) -> bool {
@@ -138,4 +185,13 @@ fn mentions_serial_test(text: &str) -> bool {
     }
     let body = text.strip_prefix('\u{feff}').unwrap_or(text);
     body.parse::<proc_macro2::TokenStream>().is_ok_and(walk)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn doc_comments_naming_serial_test_are_found_by_line() {
+        let text = "//! ```\n//! use serial_test::serial;\n//! ```\n\n/// plain\nfn a() {}\n\n#[doc = \"serial_test here\"]\nfn b() {}\n// serial_test in a plain comment\nconst S: &str = \"serial_test\";\n";
+        assert_eq!(super::doc_mentions(text), vec![2, 8]);
+    }
 }

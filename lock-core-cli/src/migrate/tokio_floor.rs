@@ -54,7 +54,10 @@ fn interval(c: &str) -> Option<(Version, Version)> {
         [Some(a), Some(b), _] => (a, b + 1, 0),
         [None, ..] => (u64::MAX, 0, 0),
     };
+    let wildcard = rest.split('.').any(|p| matches!(p.trim(), "*" | "x" | "X"));
     Some(match op.trim() {
+        // `1.38.*` is `=1.38`, not `^1.38`.
+        "" if wildcard => (low, past),
         "" | "^" => (low, caret_end),
         "=" => (low, past),
         "~" => (low, tilde_end),
