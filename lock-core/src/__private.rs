@@ -10,8 +10,8 @@ use crate::chain::{self, Frame, HeldSet, Scoped};
 use crate::local::{self, Fast};
 use crate::mode::Mode;
 use crate::owner::Facts;
+use crate::place::Place;
 use crate::registry::{self, EntryRef, Handle};
-use crate::request::Place;
 use crate::site::Site as HoldSite;
 use crate::{LockError, LockGuard, LockSet};
 
@@ -352,7 +352,8 @@ pub fn try_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, Slow<'_>> {
         },
         file => {
             if let Some(place) = file.place() {
-                match crate::file::try_now(EntryRef::Pinned(pinned), place, opts.mode, &facts) {
+                match crate::file_step::try_now(EntryRef::Pinned(pinned), place, opts.mode, &facts)
+                {
                     Ok(Some(g)) => return Ok(Held::One(g)),
                     Ok(None) => {}
                     Err(e) => return Err(Slow::failed(e)),

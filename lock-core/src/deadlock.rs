@@ -201,6 +201,11 @@ impl<N: Node> Detector<N> {
 #[cfg(not(loom))]
 static DETECTOR: std::sync::LazyLock<Detector<EntryRef>> = std::sync::LazyLock::new(Detector::new);
 
+/// Called at the end of every registered wait once set: the cross-process check sits
+/// above this module and hooks in here, so this module does not import it.
+#[cfg(not(loom))]
+pub(crate) static WAIT_LEFT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
 /// A registered wait; dropping it (the wait ended, was cancelled or timed out)
 /// deregisters it.
 pub(crate) struct Registered(Option<u64>);
@@ -211,9 +216,11 @@ impl Drop for Registered {
         if let Some(id) = self.0 {
             DETECTOR.leave(id);
             // Before the chain that waited runs on: links other processes read may have
-            // gone through this wait.
-            #[cfg(unix)]
-            across::wait_left();
+            // gone through this wait (the cross-process check, `file::across`, sets the
+            // hook when it first publishes a wait).
+            if let Some(hook) = WAIT_LEFT.get() {
+                hook();
+            }
         }
     }
 }
@@ -372,7 +379,5 @@ pub(crate) fn stuck_on(entry: &EntryRef, me: &Me, held: &[(usize, u64)], blockin
     DETECTOR.stuck_on(entry, me, held, blocking)
 }
 
-#[cfg(all(unix, not(loom)))]
-pub(crate) mod across;
 #[cfg(all(test, loom))]
 mod loom_model;

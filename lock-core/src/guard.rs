@@ -1,9 +1,12 @@
 //! What a caller holds while inside a critical section.
 
 use std::fmt;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::chain::{self, Scoped};
 use crate::clock;
+use crate::held::{Held, Role};
 use crate::raw::Grant;
 use crate::registry::{Entry, EntryRef};
 use crate::LockError;
@@ -27,71 +30,9 @@ pub struct LockGuard {
     // Fields drop in this order: the cross-process part first, so the next in-process
     // waiter finds the OS lock free.
     /// The cross-process part, for file locks.
-    pub(crate) file: Option<crate::file::FileHold>,
+    pub(crate) file: Option<crate::lockfile::FileHold>,
     /// The in-process hold of the name.
     held: Held,
-}
-
-/// One in-process hold: given back when dropped.
-pub(crate) struct Held {
-    entry: EntryRef,
-    grant: Grant,
-    /// Taken by hand (counts for its chain), as opposed to inside a scope.
-    hand: bool,
-    /// What the `released` event reports; `None`: no event (a file's own in-process lock,
-    /// which is part of a hold of the name).
-    backend: Option<crate::trace::Backend>,
-    /// What dropping it does (see `reentry`).
-    role: Role,
-}
-
-/// A hold's part in re-entrant nesting.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// A hold of its own: released when dropped.
-    Own,
-    /// Nested in the chain's exclusive hold (`reentrant`): holds nothing of its own.
-    Nested,
-    /// An own hold whose release was handed to the holds nested in it, which outlived it.
-    HandedOver,
-}
-
-impl Held {
-    /// See [`LockGuard::disown`].
-    pub(crate) fn disown(&self) {
-        self.entry.raw.disown(self.grant.id);
-    }
-
-    /// Gives the lock back (what dropping an own hold does).
-    fn give_back(&self) {
-        if let Some(backend) = self.backend {
-            crate::trace::released(self.entry.name(), self.grant.mode, backend, || {
-                clock::since_precise(self.grant.since)
-            });
-        }
-        self.entry.raw.unlock(&self.grant);
-        if crate::lockdep::on() {
-            crate::lockdep::released(self.grant.id);
-        }
-    }
-}
-
-impl Drop for Held {
-    #[inline]
-    fn drop(&mut self) {
-        match self.role {
-            Role::Own => self.give_back(),
-            Role::Nested => {
-                if crate::reentry::leave(&self.entry) {
-                    self.give_back();
-                }
-            }
-            Role::HandedOver => {}
-        }
-        if self.hand {
-            crate::deadlock::hand_dropped();
-        }
-    }
 }
 
 impl LockGuard {
@@ -133,13 +74,13 @@ impl LockGuard {
 
     /// Attaches the cross-process part of a file lock.
     #[inline]
-    pub(crate) fn attach_file(&mut self, hold: crate::file::FileHold) {
+    pub(crate) fn attach_file(&mut self, hold: crate::lockfile::FileHold) {
         self.held.backend = Some(crate::trace::Backend::File);
         self.file = Some(hold);
     }
 
     /// The in-process hold alone, silent when released (for a lock file's own in-process
-    /// lock, which a [`FileHold`](crate::file::FileHold) keeps).
+    /// lock, which a [`FileHold`](crate::lockfile::FileHold) keeps).
     pub(crate) fn into_held(self) -> Held {
         let mut me = std::mem::ManuallyDrop::new(self);
         debug_assert!(me.file.is_none());
@@ -305,11 +246,12 @@ impl LockGuard {
     #[cold]
     #[inline(never)]
     fn hand_over(&mut self) {
-        if crate::reentry::hand_over(&self.held.entry, self.file.take()) {
+        let part = self.file.take().map(|f| Box::new(f) as crate::held::Part);
+        if crate::held::hand_over(&self.held.entry, part) {
             self.held.role = Role::HandedOver;
-        } else if let Some(f) = crate::reentry::take_back(&self.held.entry) {
+        } else if let Some(f) = crate::held::take_back(&self.held.entry) {
             // The nested holds all went meanwhile: release as usual.
-            self.file = Some(f);
+            self.file = f.downcast::<crate::lockfile::FileHold>().ok().map(|f| *f);
         }
     }
 }
@@ -323,6 +265,22 @@ impl fmt::Debug for LockGuard {
             .field("file", &self.file.is_some())
             .finish()
     }
+}
+
+/// Runs `fut` as a call chain that holds `guard`'s lock, so that nested attempts to take
+/// the same lock inside it are refused as re-entry instead of deadlocking.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let g = lock_core::acquire("scoped-doc").await.unwrap();
+/// let inner = lock_core::scope(&g, async { lock_core::try_acquire("scoped-doc") }).await;
+/// assert!(matches!(inner, Err(lock_core::LockError::Busy { reentrant: true, .. })));
+/// # }
+/// ```
+pub fn scope<F: Future>(guard: &LockGuard, fut: F) -> Scoped<F> {
+    let mut held = chain::HeldSet::default();
+    held.push(guard.entry(), guard.token());
+    Scoped::new(chain::Frame::new(held), fut)
 }
 
 /// The guards of a multi-name critical section (`#[locked(name = ["a", "b"])]`),

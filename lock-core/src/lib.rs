@@ -102,40 +102,59 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The modules in layers, bottom first: each imports only modules of the layers listed
+// before its own (tests/tests/layers.rs checks it). The crate root's verbs sit on top.
+//
+// 0. Leaves: call chains' frames, clocks, modes, places, call sites, the mutex helper.
 mod chain;
 mod clock;
-mod deadlock;
-mod error;
-pub mod file;
-mod guard;
-pub mod lease;
-mod listing;
-mod local;
-pub mod lockdep;
 mod mode;
-mod name;
-mod optin;
+mod place;
+mod site;
+mod sync;
+// 1. Errors; who asks and who holds.
+mod error;
 mod owner;
+// 2. Names; the lock word, its queue and holder records; the timer thread.
+mod name;
 mod raw;
 mod reactor;
-mod reentry;
+// 3. The registry of names; what messages say of a hold; tracing.
 mod registry;
 mod report;
-mod request;
-mod site;
-mod stall;
-mod sync;
 mod trace;
-
+// 4. Checks and listings: cycles of waits, lock order, blocked runtimes, holders.
+mod deadlock;
+mod listing;
+pub mod lockdep;
+mod stall;
+// 5. One in-process hold and its re-entrant nesting.
+mod held;
+// 6. Lock files: pages, records, OS locks, waits, cycles across processes.
+mod lockfile;
+// 7. The guard: an in-process hold and its file part.
+mod guard;
+// 8. The acquire pipeline (try, wait, wait blocking); re-entry on request.
+mod local;
+mod reentry;
+// 9. Backends: the file step over the pipeline; leases.
+mod file_step;
+pub mod lease;
+// 10. Dispatch by place and opt-in (reentrant, readers_first).
+mod optin;
+// 11. Requests (`Lock`) and the attribute's hidden calls (nothing imports them).
 #[doc(hidden)]
 pub mod __private;
+mod request;
+// 12. The public file verbs.
+pub mod file;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use chain::Scoped;
 pub use error::{CycleStep, Holder, LockError};
-pub use guard::{LockGuard, LockSet};
+pub use guard::{scope, LockGuard, LockSet};
 pub use lease::{LeaseGuard, LeaseStore};
 pub use listing::{holders, HeldLock};
 pub use mode::{Kind, Mode, MAX_PERMITS};
@@ -156,11 +175,6 @@ pub use trace::{set_slow_wait_threshold, slow_wait_threshold};
 /// # }
 /// ```
 pub use lock_macros::locked;
-
-fn entry_for(name: &str) -> Result<registry::EntryRef, LockError> {
-    validate_name(name)?;
-    Ok(registry::EntryRef::Counted(registry::get(name)))
-}
 
 /// Waits for the named lock (FIFO: waiters are served in arrival order) and returns its
 /// guard. Shorthand for [`Lock::new(name).acquire()`](Lock::acquire).
@@ -266,22 +280,6 @@ pub fn with_lock<F: Future>(
     fut: F,
 ) -> impl Future<Output = Result<F::Output, LockError>> + use<'_, F> {
     Lock::new(name).run(fut)
-}
-
-/// Runs `fut` as a call chain that holds `guard`'s lock, so that nested attempts to take
-/// the same lock inside it are refused as re-entry instead of deadlocking.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let g = lock_core::acquire("scoped-doc").await.unwrap();
-/// let inner = lock_core::scope(&g, async { lock_core::try_acquire("scoped-doc") }).await;
-/// assert!(matches!(inner, Err(lock_core::LockError::Busy { reentrant: true, .. })));
-/// # }
-/// ```
-pub fn scope<F: Future>(guard: &LockGuard, fut: F) -> Scoped<F> {
-    let mut held = chain::HeldSet::default();
-    held.push(guard.entry(), guard.token());
-    Scoped::new(chain::Frame::new(held), fut)
 }
 
 /// How many names the in-process registry tracks right now as *in use*: held, waited

@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::local;
 use crate::mode::Mode;
 use crate::owner::{Facts, Me};
+use crate::place::Place;
 use crate::registry::EntryRef;
-use crate::request::Place;
 use crate::site::Site;
 use crate::{LockError, LockGuard};
 
@@ -65,7 +65,7 @@ async fn plain_acquire(
 ) -> Result<LockGuard, LockError> {
     match place {
         Place::Local => local::lock(entry, mode, timeout, site, hand).await,
-        place => crate::file::lock_entry(entry, place, mode, timeout, site, hand).await,
+        place => crate::file_step::lock_entry(entry, place, mode, timeout, site, hand).await,
     }
 }
 
@@ -84,7 +84,7 @@ pub(crate) fn try_acquire(
     let again = opt.reentrant.then(|| entry.clone());
     let r = match place {
         Place::Local => local::try_lock(entry, mode, facts, me),
-        place => crate::file::try_lock_entry(entry, place, mode, facts, me),
+        place => crate::file_step::try_lock_entry(entry, place, mode, facts, me),
     };
     match (r, again) {
         (Err(e), Some(entry)) => crate::reentry::reenter(e, entry, mode, &facts),
@@ -108,7 +108,7 @@ pub(crate) fn blocking_acquire(
     let again = opt.reentrant.then(|| entry.clone());
     let r = match place {
         Place::Local => local::blocking_lock(entry, mode, timeout, facts, me),
-        place => crate::file::blocking_lock_entry(entry, place, mode, timeout, facts, me),
+        place => crate::file_step::blocking_lock_entry(entry, place, mode, timeout, facts, me),
     };
     match (r, again) {
         (Err(e), Some(entry)) => crate::reentry::reenter(e, entry, mode, &facts),
@@ -131,6 +131,6 @@ fn join_first(
     }
     match place {
         Place::Local => local::join_shared(entry, facts, me, opt.reentrant),
-        place => crate::file::join_shared(entry, place, facts, me, opt.reentrant),
+        place => crate::file_step::join_shared(entry, place, facts, me, opt.reentrant),
     }
 }

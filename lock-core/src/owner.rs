@@ -432,44 +432,4 @@ mod tests {
         };
         assert!(me.owns(&mine, false));
     }
-
-    /// Another task's guard on the same thread is a plain `Busy`, with or without task
-    /// ids: never taken for re-entry.
-    #[test]
-    fn a_sync_try_beside_another_tasks_guard_is_busy_not_reentry() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let err = rt.block_on(async {
-            let (held_tx, held_rx) = tokio::sync::oneshot::channel();
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-            let holder = tokio::spawn(async move {
-                let g = crate::Lock::new("owner-tests-busy")
-                    .acquire()
-                    .await
-                    .unwrap();
-                held_tx.send(()).unwrap();
-                done_rx.await.unwrap();
-                drop(g);
-            });
-            held_rx.await.unwrap();
-            let err = tokio::spawn(async { crate::Lock::new("owner-tests-busy").try_acquire() })
-                .await
-                .unwrap()
-                .unwrap_err();
-            done_tx.send(()).unwrap();
-            holder.await.unwrap();
-            err
-        });
-        assert!(
-            matches!(
-                err,
-                crate::LockError::Busy {
-                    reentrant: false,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-    }
 }

@@ -17,62 +17,11 @@
 //! Costs nothing unless used: every release loads the nested count once.
 
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 
-use crate::file::FileHold;
 use crate::mode::Mode;
 use crate::owner::Facts;
-use crate::registry::{Entry, EntryRef};
+use crate::registry::EntryRef;
 use crate::{LockError, LockGuard};
-
-/// In [`Entry::nested`]: the outer hold is gone; the last nested hold releases.
-const GONE: u64 = 1 << 63;
-
-/// File parts of outer holds that went before their nested holds, by entry.
-static HANDED_OVER: Mutex<Vec<(usize, FileHold)>> = Mutex::new(Vec::new());
-
-fn key(entry: &Entry) -> usize {
-    entry as *const Entry as usize
-}
-
-fn take(entry: &Entry) -> Option<FileHold> {
-    let mut v = crate::sync::lock_std(&HANDED_OVER);
-    let i = v.iter().position(|(k, _)| *k == key(entry))?;
-    Some(v.swap_remove(i).1)
-}
-
-/// A nested hold leaves. True if it must give the lock back: it was the last one and
-/// the outer hold is gone (whose file part it releases first, here).
-pub(crate) fn leave(entry: &Entry) -> bool {
-    let prev = entry.nested.fetch_sub(1, Ordering::AcqRel);
-    if prev != GONE | 1 {
-        return false;
-    }
-    entry.nested.store(0, Ordering::Release);
-    drop(take(entry));
-    true
-}
-
-/// The outer hold goes while nested holds may live. True if they do: they now own the
-/// release (and `file`). False if none is left: the caller releases as usual, after
-/// [`take_back`] returns `file`.
-pub(crate) fn hand_over(entry: &Entry, file: Option<FileHold>) -> bool {
-    // The file part must be there before a nested hold can see `GONE`.
-    if let Some(f) = file {
-        crate::sync::lock_std(&HANDED_OVER).push((key(entry), f));
-    }
-    let prev = entry.nested.fetch_or(GONE, Ordering::AcqRel);
-    if prev & !GONE != 0 {
-        return true;
-    }
-    entry.nested.fetch_and(!GONE, Ordering::AcqRel);
-    false
-}
-
-/// After [`hand_over`] returned false: the file part back.
-pub(crate) fn take_back(entry: &Entry) -> Option<FileHold> {
-    take(entry)
-}
 
 /// A request with `reentrant` that was refused as re-entry (`e`): the guard nested in (or
 /// joined to) the chain's own hold, or the refusal, with a reason where re-entry is not

@@ -164,6 +164,12 @@ impl Drop for Handle {
     }
 }
 
+/// The counted registry entry of `name`, once the name is checked.
+pub(crate) fn entry_for(name: &str) -> Result<EntryRef, crate::LockError> {
+    crate::name::validate_name(name)?;
+    Ok(EntryRef::Counted(get(name)))
+}
+
 /// Returns the entry for `name`, creating it if needed. `name` must be valid.
 pub(crate) fn get(name: &str) -> Handle {
     let reg = &*REGISTRY;

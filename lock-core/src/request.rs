@@ -8,19 +8,9 @@ use std::time::Duration;
 
 use crate::mode::Mode;
 use crate::optin::{self, OptIn};
+use crate::place::Place;
 use crate::site::Site;
 use crate::{chain, local, LockError, LockGuard};
-
-/// Where the lock lives.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Place<'a> {
-    /// In this process only.
-    Local,
-    /// Also a lock file in a lock directory (`None`: the default directory).
-    Dir(Option<&'a Path>),
-    /// Also exactly this file (locked with the OS lock only, never written).
-    Path(&'a Path),
-}
 
 /// A lock request with every option: the mode, a timeout, and where the lock lives.
 ///
@@ -239,7 +229,7 @@ impl<'a> Lock<'a> {
     /// `hand`: the guard is handed to the caller (it counts for the caller's chain);
     /// else it stays inside a scope (`run`), which records it in its frame.
     pub(crate) async fn acquire_at(self, site: Site, hand: bool) -> Result<LockGuard, LockError> {
-        let entry = crate::entry_for(self.name)?;
+        let entry = crate::registry::entry_for(self.name)?;
         optin::acquire(
             entry,
             self.place,
@@ -257,7 +247,7 @@ impl<'a> Lock<'a> {
     #[track_caller]
     pub fn try_acquire(self) -> Result<LockGuard, LockError> {
         let site = Site::Call(Location::caller());
-        let entry = crate::entry_for(self.name)?;
+        let entry = crate::registry::entry_for(self.name)?;
         let (me, facts) = local::sync_facts(site, true);
         optin::try_acquire(entry, self.place, self.mode, facts, me, self.opt)
     }
@@ -274,7 +264,7 @@ impl<'a> Lock<'a> {
     }
 
     fn blocking_acquire_at(self, site: Site, hand: bool) -> Result<LockGuard, LockError> {
-        let entry = crate::entry_for(self.name)?;
+        let entry = crate::registry::entry_for(self.name)?;
         let (me, facts) = local::sync_facts(site, hand);
         optin::blocking_acquire(
             entry,
@@ -298,7 +288,7 @@ impl<'a> Lock<'a> {
         let site = Site::Call(Location::caller());
         async move {
             let guard = self.acquire_at(site, false).await?;
-            let out = crate::scope(&guard, fut).await;
+            let out = crate::guard::scope(&guard, fut).await;
             drop(guard);
             Ok(out)
         }
@@ -328,5 +318,47 @@ impl<'a> Lock<'a> {
         };
         drop(guard);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lock;
+
+    /// Another task's guard on the same thread is a plain `Busy`, with or without task
+    /// ids: never taken for re-entry.
+    #[test]
+    fn a_sync_try_beside_another_tasks_guard_is_busy_not_reentry() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt.block_on(async {
+            let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let holder = tokio::spawn(async move {
+                let g = Lock::new("owner-tests-busy").acquire().await.unwrap();
+                held_tx.send(()).unwrap();
+                done_rx.await.unwrap();
+                drop(g);
+            });
+            held_rx.await.unwrap();
+            let err = tokio::spawn(async { Lock::new("owner-tests-busy").try_acquire() })
+                .await
+                .unwrap()
+                .unwrap_err();
+            done_tx.send(()).unwrap();
+            holder.await.unwrap();
+            err
+        });
+        assert!(
+            matches!(
+                err,
+                crate::LockError::Busy {
+                    reentrant: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

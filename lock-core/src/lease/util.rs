@@ -12,7 +12,7 @@ use crate::Holder;
 fn owner_host() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
-        let clean: String = crate::file::host_name()
+        let clean: String = crate::lockfile::host_name()
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
             .take(64)

@@ -1,6 +1,6 @@
 //! Cycles of waits across processes, through file locks.
 //!
-//! The in-process check ([`super`]) sees one process. Under cargo-nextest every test is a
+//! The in-process check ([`crate::deadlock`]) sees one process. Under cargo-nextest every test is a
 //! process of its own, and two tests that take `fixtures/db` and `fixtures/cache` in
 //! opposite orders wait on each other through the files' OS locks, where no process sees
 //! the whole cycle. This module finds such cycles by *edge chasing*:
@@ -47,14 +47,12 @@ mod links;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::file::cache::LockFile;
-use crate::file::page::Table;
+use crate::lockfile::cache::LockFile;
+use crate::lockfile::page::Table;
 use crate::owner::Me;
 use crate::LockError;
 use chase::Waiter;
 use links::OsWait;
-
-pub(crate) use links::wait_left;
 
 /// How long a wait on a file's OS lock lasts before it publishes links and chases.
 pub(crate) const THRESHOLD: Duration = Duration::from_millis(30);

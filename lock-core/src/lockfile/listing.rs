@@ -7,8 +7,8 @@ use super::page::{self, Entry};
 use crate::mode::Mode;
 use crate::{Holder, LockError};
 
-/// One process's hold of a file lock, as [`holders`](super::holders) and
-/// [`LockDir::holders`](super::LockDir::holders) find it in a lock directory.
+/// One process's hold of a file lock, as [`holders`](crate::file::holders) and
+/// [`LockDir::holders`](crate::file::LockDir::holders) find it in a lock directory.
 ///
 /// A shared or counted lock held by several processes is listed once per process (and
 /// per permit). Holds of processes that died are not listed: the kernel has dropped

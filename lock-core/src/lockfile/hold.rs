@@ -53,7 +53,7 @@ enum Os {
 pub(crate) struct FileHold {
     lf: Option<Arc<LockFile>>,
     os: Os,
-    inproc: Option<crate::guard::Held>,
+    inproc: Option<crate::held::Held>,
 }
 
 pub(crate) fn io_error(name: &str, path: &std::path::Path, source: std::io::Error) -> LockError {
@@ -283,7 +283,7 @@ impl FileHold {
     }
 
     /// Keeps the file's own in-process hold, taken before the OS lock.
-    pub(crate) fn with_inproc(mut self, held: crate::guard::Held) -> FileHold {
+    pub(crate) fn with_inproc(mut self, held: crate::held::Held) -> FileHold {
         self.inproc = Some(held);
         self
     }

@@ -8,7 +8,7 @@
 //! on the page's release count, a futex shared by every process that maps the file,
 //! which hands the lock over about as fast as the kernel's own `flock` wait and, unlike
 //! it, wakes up for deadlines, slow-wait reports and the cross-process cycle check
-//! ([`crate::deadlock::across`]). A bounded backoff re-try is the safety net (and the
+//! ([`crate::lockfile::across`]). A bounded backoff re-try is the safety net (and the
 //! whole mechanism where there is neither). Only a blocking exclusive wait without a
 //! deadline on a foreign file (no page) sleeps in the kernel's `flock` itself.
 
@@ -24,10 +24,10 @@ use crate::owner::Me;
 use crate::trace::{self, Backend};
 use crate::LockError;
 
-/// The cross-process cycle check of one wait (see [`crate::deadlock::across`]); nothing
+/// The cross-process cycle check of one wait (see [`crate::lockfile::across`]); nothing
 /// where there are no pages to read.
 #[cfg(all(unix, not(loom)))]
-type Chase<'a> = crate::deadlock::across::Chaser<'a>;
+type Chase<'a> = crate::lockfile::across::Chaser<'a>;
 
 #[cfg(not(all(unix, not(loom))))]
 struct Chase;

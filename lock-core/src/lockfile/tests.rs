@@ -1,4 +1,13 @@
 use super::*;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::file::*;
+use crate::mode::Mode;
+use crate::LockError;
+use cache::LockFile;
+use hold::Try;
 
 /// A lock directory of its own, removed again when the test is done with it.
 struct TempDir(LockDir);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use crate::file::cache::{self, LockFile};
-use crate::file::page::{Entry, Table};
+use crate::lockfile::cache::{self, LockFile};
+use crate::lockfile::page::{Entry, Table};
 use crate::owner::Me;
 use crate::registry::EntryRef;
 use crate::sync::{lock, Mutex};
@@ -59,7 +59,7 @@ static WAITING: AtomicUsize = AtomicUsize::new(0);
 
 /// One of this process's in-process waits ended: links that went through it are gone.
 /// Called before the chain that waited runs on.
-pub(crate) fn wait_left() {
+fn wait_left() {
     if WAITING.load(Ordering::SeqCst) != 0 {
         republish(&mut lock(&PUBLISHED));
     }
@@ -72,6 +72,7 @@ pub(super) fn refresh() {
 }
 
 pub(super) fn publish(w: OsWait) -> u64 {
+    let _ = crate::deadlock::WAIT_LEFT.set(wait_left);
     let mut p = lock(&PUBLISHED);
     p.next_id += 1;
     let id = p.next_id;
@@ -252,7 +253,7 @@ fn sweep_dead(dir: &Path) {
         else {
             continue;
         };
-        if !crate::file::os::pid_alive(pid) {
+        if !crate::lockfile::os::pid_alive(pid) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -278,7 +279,7 @@ pub(super) fn read_links(dir: &Path, pid: u32) -> Vec<(Link, u64)> {
     use std::io::Read;
     // A regular file, opened without following links or blocking (a FIFO planted in a
     // shared directory must not stop the reader), read up to a bound.
-    let Ok(f) = crate::file::open::open_existing(&dir.join(format!("{LINKS}{pid}"))) else {
+    let Ok(f) = crate::lockfile::open::open_existing(&dir.join(format!("{LINKS}{pid}"))) else {
         return Vec::new();
     };
     let mut text = String::new();

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::links::{read_links, site_of, Link};
 use super::Chaser;
 use crate::error::CycleStep;
-use crate::file::cache;
-use crate::file::page::{self, Snapshot};
+use crate::lockfile::cache;
+use crate::lockfile::page::{self, Snapshot};
 use crate::mode::Mode;
 use crate::registry::EntryRef;
 
@@ -52,7 +52,7 @@ struct Read {
 }
 
 fn read(path: &Path) -> Option<Read> {
-    let f = crate::file::open::open_existing(path).ok()?;
+    let f = crate::lockfile::open::open_existing(path).ok()?;
     let id = cache::identity(&f).ok()?;
     Some(Read {
         id,
@@ -88,7 +88,7 @@ fn here(c: &Chaser<'_>, id: (u64, u64)) -> Option<String> {
 /// Finds a cycle through `me`'s wait on which `me` is the one to give up, confirmed by a
 /// second read; its steps for the report.
 pub(super) fn chase(c: &Chaser<'_>, me: &Waiter) -> Option<Vec<CycleStep>> {
-    let host = crate::file::record::host_hash();
+    let host = crate::lockfile::record::host_hash();
     let mut cycles = Vec::new();
     let mut hops = Vec::new();
     search(c, host, &c.lf.path, *me, &mut hops, &mut cycles);
@@ -218,7 +218,7 @@ fn report(cycle: &[Hop]) -> Vec<CycleStep> {
                 Onward::There(link, _) => format!(
                     "process {} on {}{}",
                     h.holder,
-                    crate::file::record::host_name(),
+                    crate::lockfile::record::host_name(),
                     taken(&link.site)
                 ),
             };
