@@ -1,7 +1,8 @@
 //! A fixed workload for instruction-count profiling of the hot paths:
 //! `valgrind --tool=callgrind target/release/examples/hot_path <case> <n>`.
 //! Cases: `try` (try_acquire+drop of one name), `acquire` (async), `tokio` (tokio Mutex
-//! floor), `attr` / `attr-sync` / `attr-file` (`#[locked]` fns), `file`
+//! floor), `attr` / `attr-sync` / `attr-file` (`#[locked]` fns), `attr-shared` /
+//! `tokio-read` and `attr-permits` / `tokio-semaphore` (the shapes and their tokio peers), `file`
 //! (`LockDir::try_acquire`), `fresh` (a new name each time), `contended` /
 //! `contended-attr` / `contended-tokio` (8 tasks on 2 workers, as in the criterion
 //! group: `acquire(name)`, a `#[locked]` fn, tokio's Mutex), `noyield` / `noyield-tokio`
@@ -22,6 +23,12 @@ async fn attr_no_yield() {
 
 #[lock_core::locked(name = "hot-attr-sync")]
 fn attr_sync() {}
+
+#[lock_core::locked(name = "hot-attr-shared", shared)]
+async fn attr_shared() {}
+
+#[lock_core::locked(name = "hot-attr-permits", permits = 4)]
+async fn attr_permits() {}
 
 #[lock_core::locked(name = "hot-attr-file", file)]
 async fn attr_file() {}
@@ -70,6 +77,28 @@ fn main() {
             let m = tokio::sync::Mutex::new(());
             for _ in 0..n {
                 drop(m.lock().await);
+            }
+        }),
+        "attr-shared" => rt.block_on(async {
+            for _ in 0..n {
+                attr_shared().await;
+            }
+        }),
+        "tokio-read" => rt.block_on(async {
+            let l = tokio::sync::RwLock::new(());
+            for _ in 0..n {
+                drop(l.read().await);
+            }
+        }),
+        "attr-permits" => rt.block_on(async {
+            for _ in 0..n {
+                attr_permits().await;
+            }
+        }),
+        "tokio-semaphore" => rt.block_on(async {
+            let s = tokio::sync::Semaphore::new(4);
+            for _ in 0..n {
+                drop(s.acquire().await);
             }
         }),
         "fresh" => {
