@@ -12,52 +12,10 @@ use lease_support::{child_main, scenarios, waking, Kind};
 conformance_tests!(super::KIND);
 common_lease_tests!(KIND);
 
-/// The fault tests of `lease_support` once per shape (the connection-kill one does not
-/// apply: a DynamoDB client has no session to kill; see `moto_restarted_mid_run`).
-macro_rules! dynamo_fault_tests {
-    ($($shape:ident => $mode:expr),* $(,)?) => {
-        $(
-            mod $shape {
-                use super::lease_support::scenarios;
-                use lock_core::Mode;
-
-                const MODE: Mode = $mode;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sigkill_holder_waiter_takes_over() {
-                    scenarios::sigkill_holder(super::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sigstop_holder_is_fenced_and_told() {
-                    scenarios::sigstop_holder(super::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn expired_behind_holders_back_is_lost() {
-                    scenarios::ended_behind_holders_back(super::KIND, false, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn deleted_behind_holders_back_is_lost() {
-                    scenarios::ended_behind_holders_back(super::KIND, true, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn acquire_timeout_is_honoured() {
-                    scenarios::acquire_timeout(super::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn random_cancellations_leave_nothing_held() {
-                    scenarios::random_cancellations(super::KIND, MODE).await;
-                }
-            }
-        )*
-    };
-}
-
-dynamo_fault_tests!(
+// The connection-kill test does not apply: a DynamoDB client has no session to kill
+// (see `moto_restarted_mid_run`).
+fault_tests!(
+    sessionless:
     exclusive => Mode::Exclusive,
     shared => Mode::Shared,
     permits => Mode::Permits(2),

@@ -30,50 +30,10 @@ fn lease_child() {
     }
 }
 
-macro_rules! shapes {
-    ($($shape:ident => $mode:expr),* $(,)?) => {
-        $(
-            mod $shape {
-                use super::lease_support::scenarios;
-                use lock_core::Mode;
-
-                const MODE: Mode = $mode;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sigkill_holder_waiter_takes_over() {
-                    scenarios::sigkill_holder(super::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sigstop_holder_is_fenced_and_told() {
-                    scenarios::sigstop_holder(super::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn expired_behind_holders_back_is_lost() {
-                    scenarios::ended_behind_holders_back(super::KIND, false, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn deleted_behind_holders_back_is_lost() {
-                    scenarios::ended_behind_holders_back(super::KIND, true, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn acquire_timeout_is_honoured() {
-                    scenarios::acquire_timeout(super::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn random_cancellations_leave_nothing_held() {
-                    scenarios::random_cancellations(super::KIND, MODE).await;
-                }
-            }
-        )*
-    };
-}
-
-shapes!(
+// The connection-kill test does not apply as written (it kills a database session);
+// losing etcd members, the leader among them, is tested below.
+fault_tests!(
+    sessionless:
     exclusive => lock_core::Mode::Exclusive,
     shared => lock_core::Mode::Shared,
     permits => lock_core::Mode::Permits(2),

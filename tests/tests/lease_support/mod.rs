@@ -1281,49 +1281,59 @@ macro_rules! conformance_tests {
 /// The fault tests, once per shape, against the store of `crate::KIND`.
 #[macro_export]
 macro_rules! fault_tests {
+    // Stores without a session a test could kill (DynamoDB, etcd's per-request
+    // clients): every fault test but the connection-kill one.
+    (sessionless: $($shape:ident => $mode:expr),* $(,)?) => {
+        $( $crate::fault_tests!(@shape no_session $shape $mode); )*
+    };
     ($($shape:ident => $mode:expr),* $(,)?) => {
-        $(
-            mod $shape {
-                use $crate::lease_support::scenarios;
-                use lock_core::Mode;
+        $( $crate::fault_tests!(@shape session $shape $mode); )*
+    };
+    (@session session) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn killed_connection_reconnects_or_loses() {
+            scenarios::connection_killed($crate::KIND, MODE).await;
+        }
+    };
+    (@session no_session) => {};
+    (@shape $session:ident $shape:ident $mode:expr) => {
+        mod $shape {
+            use $crate::lease_support::scenarios;
+            use lock_core::Mode;
 
-                const MODE: Mode = $mode;
+            const MODE: Mode = $mode;
 
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sigkill_holder_waiter_takes_over() {
-                    scenarios::sigkill_holder($crate::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sigstop_holder_is_fenced_and_told() {
-                    scenarios::sigstop_holder($crate::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn expired_behind_holders_back_is_lost() {
-                    scenarios::ended_behind_holders_back($crate::KIND, false, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn deleted_behind_holders_back_is_lost() {
-                    scenarios::ended_behind_holders_back($crate::KIND, true, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn killed_connection_reconnects_or_loses() {
-                    scenarios::connection_killed($crate::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn acquire_timeout_is_honoured() {
-                    scenarios::acquire_timeout($crate::KIND, MODE).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn random_cancellations_leave_nothing_held() {
-                    scenarios::random_cancellations($crate::KIND, MODE).await;
-                }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sigkill_holder_waiter_takes_over() {
+                scenarios::sigkill_holder($crate::KIND, MODE).await;
             }
-        )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sigstop_holder_is_fenced_and_told() {
+                scenarios::sigstop_holder($crate::KIND, MODE).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expired_behind_holders_back_is_lost() {
+                scenarios::ended_behind_holders_back($crate::KIND, false, MODE).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn deleted_behind_holders_back_is_lost() {
+                scenarios::ended_behind_holders_back($crate::KIND, true, MODE).await;
+            }
+
+            $crate::fault_tests!(@session $session);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn acquire_timeout_is_honoured() {
+                scenarios::acquire_timeout($crate::KIND, MODE).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn random_cancellations_leave_nothing_held() {
+                scenarios::random_cancellations($crate::KIND, MODE).await;
+            }
+        }
     };
 }
