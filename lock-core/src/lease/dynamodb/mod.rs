@@ -87,46 +87,37 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use ::aws_config;
 pub use ::aws_sdk_dynamodb;
 
 use ::aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use ::aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TableStatus, TransactWriteItem, Update,
-};
+use ::aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use ::aws_sdk_dynamodb::Client;
 use tokio::sync::OnceCell;
 
 use super::{util, Attempt, AttemptAll, Lease, LeaseInfo, LeaseStore, Request, DEFAULT_TTL};
-use crate::mode::Kind;
 use crate::LockError;
 
+mod item;
 mod state;
+mod table;
 
-use state::{mode_of, Decision, Holder, State, Waiter, Write};
+use item::{
+    decode, encode, kind_of, now_ms, num, ttl_ms, K_EXPIRES, K_FENCE, K_HOLDERS, K_KIND, K_MODE,
+    K_NAME, K_SINCE, K_TICKET, K_VER, K_WAITERS,
+};
+
+use state::{mode_of, Decision, State, Waiter, Write};
 
 /// How many times one acquire reads and writes again after losing a race.
 const RACES: u32 = 16;
 
 /// How long to wait for a table being made to become active.
 const TABLE_WAIT: Duration = Duration::from_secs(60);
-
-/// Attribute names (always through `#` placeholders: `name` is a reserved word).
-const K_NAME: &str = "name";
-const K_FENCE: &str = "fence";
-const K_KIND: &str = "kind";
-const K_TICKET: &str = "ticket";
-const K_VER: &str = "ver";
-const K_HOLDERS: &str = "holders";
-const K_WAITERS: &str = "waiters";
-const K_MODE: &str = "mode";
-const K_EXPIRES: &str = "expires";
-const K_SINCE: &str = "since";
 
 /// A lease store in one DynamoDB table. Cheap to clone (clones share the client and
 /// its connections).
@@ -294,143 +285,6 @@ impl DynamoDbStore {
             .await
     }
 
-    /// The client, once the table is known to exist with the right key (made if absent).
-    async fn ready(&self, name: &str) -> Result<&Client, LockError> {
-        let client = self.client().await;
-        if !self.inner.ready.load(Ordering::Acquire) {
-            // Several tasks may check at once: creation races are handled.
-            self.ensure_table(client, name).await?;
-            self.inner.ready.store(true, Ordering::Release);
-        }
-        Ok(client)
-    }
-
-    /// Waits until no other acquire of this process asks for `name`, and holds the others
-    /// off until the returned guard drops. An acquire is a read and a conditional write:
-    /// requests of one process racing for one name (many shared holders, or the clean-up
-    /// of a storm of cancelled waits) would mostly invalidate each other's writes and
-    /// retry; one at a time, each takes two requests.
-    async fn gate(&self, name: &str) -> Gate<'_> {
-        let gate = {
-            let mut gates = self.inner.gates.lock().unwrap_or_else(|e| e.into_inner());
-            gates.entry(name.to_owned()).or_default().clone()
-        };
-        let held = gate.clone().lock_owned().await;
-        Gate {
-            store: self,
-            name: name.to_owned(),
-            held: Some(held),
-        }
-    }
-
-    /// Whether `e` says the table does not exist (deleted, or a server that lost its
-    /// data); the next request makes it again.
-    fn table_gone<E: ProvideErrorMetadata, R>(&self, e: &SdkError<E, R>) -> bool {
-        let gone = e
-            .as_service_error()
-            .is_some_and(|s| s.code() == Some("ResourceNotFoundException"));
-        if gone {
-            self.inner.ready.store(false, Ordering::Release);
-        }
-        gone
-    }
-
-    /// Makes the table if it does not exist; checks its key if it does; waits until it
-    /// is active.
-    async fn ensure_table(&self, client: &Client, name: &str) -> Result<(), LockError> {
-        let table = &self.inner.table;
-        let deadline = tokio::time::Instant::now() + TABLE_WAIT;
-        let mut created = false;
-        loop {
-            match client.describe_table().table_name(table).send().await {
-                Ok(out) => {
-                    let Some(t) = out.table() else {
-                        return Err(self.message(name, "describe table: no description"));
-                    };
-                    self.check_shape(t, name)?;
-                    if t.table_status() == Some(&TableStatus::Active) {
-                        return Ok(());
-                    }
-                }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception())
-                        && !created =>
-                {
-                    let made = client
-                        .create_table()
-                        .table_name(table)
-                        .key_schema(
-                            KeySchemaElement::builder()
-                                .attribute_name(K_NAME)
-                                .key_type(KeyType::Hash)
-                                .build()
-                                .map_err(|e| self.message(name, &format!("create table: {e}")))?,
-                        )
-                        .attribute_definitions(
-                            AttributeDefinition::builder()
-                                .attribute_name(K_NAME)
-                                .attribute_type(ScalarAttributeType::S)
-                                .build()
-                                .map_err(|e| self.message(name, &format!("create table: {e}")))?,
-                        )
-                        .billing_mode(BillingMode::PayPerRequest)
-                        .send()
-                        .await;
-                    match made {
-                        Ok(_) => {}
-                        // Someone else made it meanwhile: check it like any other.
-                        Err(e)
-                            if e.as_service_error()
-                                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-                        Err(e) => return Err(self.error(name, "create table", &e)),
-                    }
-                    created = true;
-                    continue;
-                }
-                Err(e) => return Err(self.error(name, "describe table", &e)),
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(self.message(
-                    name,
-                    &format!("table `{table}` did not become active within {TABLE_WAIT:?}"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn check_shape(
-        &self,
-        t: &::aws_sdk_dynamodb::types::TableDescription,
-        name: &str,
-    ) -> Result<(), LockError> {
-        let keys = t.key_schema();
-        let key_ok = keys.len() == 1
-            && keys[0].attribute_name() == K_NAME
-            && keys[0].key_type() == &KeyType::Hash;
-        let type_ok = t
-            .attribute_definitions()
-            .iter()
-            .any(|a| a.attribute_name() == K_NAME && a.attribute_type() == &ScalarAttributeType::S);
-        if key_ok && type_ok {
-            return Ok(());
-        }
-        let shape: Vec<String> = keys
-            .iter()
-            .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
-            .collect();
-        Err(self.message(
-            name,
-            &format!(
-                "table `{}` exists with another key schema [{}]: lock-core needs a table whose \
-                 only key is the partition key `name` of type string; choose another table",
-                self.inner.table,
-                shape.join(", ")
-            ),
-        ))
-    }
-
     fn error<E, R>(&self, name: &str, what: &str, e: &SdkError<E, R>) -> LockError
     where
         E: std::error::Error + 'static,
@@ -447,10 +301,6 @@ impl DynamoDbStore {
         }
     }
 
-    fn key(name: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([(K_NAME.to_owned(), AttributeValue::S(name.to_owned()))])
-    }
-
     /// Reads the item of `name` (strongly consistent).
     async fn read(&self, client: &Client, name: &str) -> Result<State, LockError> {
         let mut again = true;
@@ -458,7 +308,7 @@ impl DynamoDbStore {
             let out = client
                 .get_item()
                 .table_name(&self.inner.table)
-                .set_key(Some(Self::key(name)))
+                .set_key(Some(item::key(name)))
                 .consistent_read(true)
                 .send()
                 .await;
@@ -509,7 +359,7 @@ impl DynamoDbStore {
             client
                 .update_item()
                 .table_name(&self.inner.table)
-                .set_key(Some(Self::key(name)))
+                .set_key(Some(item::key(name)))
                 .update_expression(g.expression)
                 .condition_expression(g.condition)
                 .set_expression_attribute_names(Some(g.names))
@@ -539,7 +389,7 @@ impl DynamoDbStore {
         let out = client
             .update_item()
             .table_name(&self.inner.table)
-            .set_key(Some(Self::key(name)))
+            .set_key(Some(item::key(name)))
             .update_expression("SET #w.#o = if_not_exists(#w.#o, :entry) ADD #t :one, #v :one")
             .condition_expression("attribute_exists(#w)")
             .expression_attribute_names("#w", K_WAITERS)
@@ -564,7 +414,7 @@ impl DynamoDbStore {
         let out = client
             .update_item()
             .table_name(&self.inner.table)
-            .set_key(Some(Self::key(name)))
+            .set_key(Some(item::key(name)))
             .update_expression("SET #w.#o.#e = :exp ADD #v :one")
             .condition_expression("attribute_exists(#w.#o)")
             .expression_attribute_names("#w", K_WAITERS)
@@ -613,7 +463,7 @@ impl DynamoDbStore {
         let mut up = client
             .update_item()
             .table_name(&self.inner.table)
-            .set_key(Some(Self::key(name)))
+            .set_key(Some(item::key(name)))
             .update_expression(expression)
             .condition_expression("#h.#o.#f = :f AND #h.#o.#e > :now")
             .expression_attribute_names("#h", K_HOLDERS)
@@ -702,7 +552,7 @@ impl DynamoDbStore {
                     })?;
                     Update::builder()
                         .table_name(&self.inner.table)
-                        .set_key(Some(Self::key(r.name)))
+                        .set_key(Some(item::key(r.name)))
                         .update_expression(g.expression)
                         .condition_expression(g.condition)
                         .set_expression_attribute_names(Some(g.names))
@@ -750,34 +600,6 @@ impl DynamoDbStore {
             .collect();
         out.sort_by_key(|l| l.fence);
         out
-    }
-}
-
-/// An acquire's turn at a name in this process; forgets the name's gate when nobody else
-/// waits for it.
-struct Gate<'s> {
-    store: &'s DynamoDbStore,
-    name: String,
-    held: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl Drop for Gate<'_> {
-    fn drop(&mut self) {
-        drop(self.held.take());
-        let mut gates = self
-            .store
-            .inner
-            .gates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // Only the map holds it: nobody waits, and nobody can start waiting meanwhile
-        // (that needs the map's lock).
-        if gates
-            .get(&self.name)
-            .is_some_and(|g| Arc::strong_count(g) == 1)
-        {
-            gates.remove(&self.name);
-        }
     }
 }
 
@@ -885,125 +707,6 @@ fn attempt_of(decision: Decision) -> Attempt {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis())
-        .unwrap_or(i64::MAX / 4)
-        .max(1)
-}
-
-fn num(n: impl fmt::Display) -> AttributeValue {
-    AttributeValue::N(n.to_string())
-}
-
-fn get_num<T: std::str::FromStr + Default>(m: &HashMap<String, AttributeValue>, k: &str) -> T {
-    m.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_default()
-}
-
-fn get_mode(m: &HashMap<String, AttributeValue>) -> char {
-    m.get(K_MODE)
-        .and_then(|v| v.as_s().ok())
-        .and_then(|s| s.chars().next())
-        .unwrap_or('x')
-}
-
-fn get_map<'m>(
-    m: &'m HashMap<String, AttributeValue>,
-    k: &str,
-) -> impl Iterator<Item = (&'m String, &'m HashMap<String, AttributeValue>)> {
-    m.get(k)
-        .and_then(|v| v.as_m().ok())
-        .into_iter()
-        .flatten()
-        .filter_map(|(o, v)| v.as_m().ok().map(|e| (o, e)))
-}
-
-/// The state in an item.
-fn decode(item: &HashMap<String, AttributeValue>) -> State {
-    let mut st = State {
-        ver: Some(get_num(item, K_VER)),
-        fence: get_num(item, K_FENCE),
-        kind: get_num(item, K_KIND),
-        ticket: get_num::<u64>(item, K_TICKET).max(1),
-        holders: get_map(item, K_HOLDERS)
-            .map(|(o, e)| Holder {
-                owner: o.clone(),
-                fence: get_num(e, K_FENCE),
-                mode: get_mode(e),
-                expires: get_num(e, K_EXPIRES),
-            })
-            .collect(),
-        waiters: get_map(item, K_WAITERS)
-            .map(|(o, e)| Waiter {
-                owner: o.clone(),
-                ticket: get_num(e, K_TICKET),
-                mode: get_mode(e),
-                since: get_num(e, K_SINCE),
-                expires: get_num(e, K_EXPIRES),
-            })
-            .collect(),
-    };
-    st.holders.sort_by_key(|h| h.fence);
-    st.waiters
-        .sort_by(|a, b| (a.ticket, &a.owner).cmp(&(b.ticket, &b.owner)));
-    st
-}
-
-/// The item of a state, with its version bumped.
-fn encode(name: &str, st: &State) -> HashMap<String, AttributeValue> {
-    let holders = st
-        .holders
-        .iter()
-        .map(|h| {
-            let e = HashMap::from([
-                (K_FENCE.to_owned(), num(h.fence)),
-                (K_MODE.to_owned(), AttributeValue::S(h.mode.to_string())),
-                (K_EXPIRES.to_owned(), num(h.expires)),
-            ]);
-            (h.owner.clone(), AttributeValue::M(e))
-        })
-        .collect();
-    let waiters = st
-        .waiters
-        .iter()
-        .map(|w| {
-            let e = HashMap::from([
-                (K_TICKET.to_owned(), num(w.ticket)),
-                (K_MODE.to_owned(), AttributeValue::S(w.mode.to_string())),
-                (K_SINCE.to_owned(), num(w.since)),
-                (K_EXPIRES.to_owned(), num(w.expires)),
-            ]);
-            (w.owner.clone(), AttributeValue::M(e))
-        })
-        .collect();
-    HashMap::from([
-        (K_NAME.to_owned(), AttributeValue::S(name.to_owned())),
-        (K_VER.to_owned(), num(st.ver.map_or(1, |v| v + 1))),
-        (K_FENCE.to_owned(), num(st.fence)),
-        (K_KIND.to_owned(), num(st.kind)),
-        (K_TICKET.to_owned(), num(st.ticket.max(1))),
-        (K_HOLDERS.to_owned(), AttributeValue::M(holders)),
-        (K_WAITERS.to_owned(), AttributeValue::M(waiters)),
-    ])
-}
-
-fn kind_of(kind: u32) -> Kind {
-    if kind > 0 {
-        Kind::Counted(kind)
-    } else {
-        Kind::ReadWrite
-    }
-}
-
 impl fmt::Debug for DynamoDbStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("DynamoDbStore")
@@ -1098,7 +801,7 @@ impl LeaseStore for DynamoDbStore {
         let out = client
             .update_item()
             .table_name(&self.inner.table)
-            .set_key(Some(Self::key(name)))
+            .set_key(Some(item::key(name)))
             .update_expression("REMOVE #w.#o ADD #v :one")
             .condition_expression("attribute_exists(#w.#o)")
             .expression_attribute_names("#w", K_WAITERS)
@@ -1155,39 +858,6 @@ impl LeaseStore for DynamoDbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn items_round_trip() {
-        let st = State {
-            ver: Some(4),
-            fence: 9,
-            kind: 2,
-            ticket: 3,
-            holders: vec![Holder {
-                owner: "h/1/ab/1".into(),
-                fence: 9,
-                mode: 'p',
-                expires: 1234,
-            }],
-            waiters: vec![Waiter {
-                owner: "h/1/ab/2".into(),
-                ticket: 2,
-                mode: 'p',
-                since: 8,
-                expires: 5678,
-            }],
-        };
-        let item = encode("jobs", &st);
-        let back = decode(&item);
-        assert_eq!(back.ver, Some(5), "the version is bumped");
-        assert_eq!(
-            State {
-                ver: Some(4),
-                ..back
-            },
-            st
-        );
-    }
 
     #[test]
     fn urls_and_tables() {
