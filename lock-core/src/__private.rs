@@ -200,23 +200,36 @@ pub enum Keys {
 }
 
 /// The locks a call holds while its body runs.
+///
+/// Every other shape is out of line ([`Other`]): dropping the common one-lock hold is
+/// then a test and a jump, not the drop code of every shape.
 pub enum Held {
     /// One lock.
     One(LockGuard),
+    /// Several locks, or leases.
+    Other(Box<Other>),
+}
+
+/// The holds of a call other than one in-process or file lock.
+pub enum Other {
     /// Several, released in reverse order.
     Many(LockSet),
     /// A lease from a store (`store = ...`).
-    Lease(Box<crate::lease::LeaseGuard>),
+    Lease(crate::lease::LeaseGuard),
     /// Several leases (`name = [..], store = ...`).
     Leases(crate::lease::LeaseSet),
 }
 
 impl Held {
+    fn other(o: Other) -> Held {
+        Held::Other(Box::new(o))
+    }
+
     /// The guard of a one-lock call (`guard = g`).
     pub fn into_guard(self) -> LockGuard {
         match self {
             Held::One(g) => g,
-            Held::Many(_) | Held::Lease(_) | Held::Leases(_) => {
+            Held::Other(_) => {
                 unreachable!("the macro binds a single guard only for one in-process/file name")
             }
         }
@@ -225,42 +238,60 @@ impl Held {
     /// The guards of a multi-lock call (`guard = g`).
     pub fn into_set(self) -> LockSet {
         match self {
-            Held::Many(s) => s,
             Held::One(g) => LockSet::new(vec![g]),
-            Held::Lease(_) | Held::Leases(_) => {
-                unreachable!("the macro binds a lock set only without a store")
-            }
+            Held::Other(o) => match *o {
+                Other::Many(s) => s,
+                Other::Lease(_) | Other::Leases(_) => {
+                    unreachable!("the macro binds a lock set only without a store")
+                }
+            },
         }
     }
 
     /// The lease of a `store = ...` call (`guard = g`).
     pub fn into_lease(self) -> crate::lease::LeaseGuard {
         match self {
-            Held::Lease(l) => *l,
-            _ => unreachable!("the macro binds a lease only with a store"),
+            Held::Other(o) => match *o {
+                Other::Lease(l) => l,
+                _ => unreachable!("the macro binds a lease only with a store"),
+            },
+            Held::One(_) => unreachable!("the macro binds a lease only with a store"),
         }
     }
 
     /// The leases of a `name = [..], store = ...` call (`guard = g`).
     pub fn into_leases(self) -> crate::lease::LeaseSet {
         match self {
-            Held::Leases(s) => s,
-            _ => unreachable!("the macro binds a lease set only with a store and a name list"),
+            Held::Other(o) => match *o {
+                Other::Leases(s) => s,
+                _ => unreachable!("the macro binds a lease set only with a store and a name list"),
+            },
+            Held::One(_) => {
+                unreachable!("the macro binds a lease set only with a store and a name list")
+            }
         }
     }
 
     #[inline(always)]
     fn frame(&self) -> Frame {
+        match self {
+            Held::One(g) => Frame::new(HeldSet::one(g.entry(), g.token())),
+            Held::Other(o) => o.frame(),
+        }
+    }
+}
+
+impl Other {
+    fn frame(&self) -> Frame {
         let mut set = HeldSet::default();
         match self {
-            Held::One(g) => return Frame::new(HeldSet::one(g.entry(), g.token())),
-            Held::Many(s) => {
+            Other::Many(s) => {
                 for g in s.guards() {
                     set.push(g.entry(), g.token());
                 }
             }
-            Held::Lease(l) => l.push_held(&mut set),
-            Held::Leases(s) => s.push_held(&mut set),
+            Other::Lease(l) => l.push_held(&mut set),
+            Other::Leases(s) => s.push_held(&mut set),
         }
         Frame::new(set)
     }
@@ -318,7 +349,7 @@ fn one_or_many(mut guards: Vec<LockGuard>) -> Held {
             return Held::One(g);
         }
     }
-    Held::Many(LockSet::new(guards))
+    Held::other(Other::Many(LockSet::new(guards)))
 }
 
 /// The first, synchronous step of an async call: the locks if they can be had right
@@ -459,9 +490,12 @@ struct HeldNames<'a>(&'a Held);
 #[cfg(feature = "tracing")]
 impl std::fmt::Display for HeldNames<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Held::One(g) => f.write_str(g.name()),
-            Held::Many(s) => {
+        let other = match self.0 {
+            Held::One(g) => return f.write_str(g.name()),
+            Held::Other(o) => &**o,
+        };
+        match other {
+            Other::Many(s) => {
                 for (i, n) in s.names().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
@@ -470,8 +504,8 @@ impl std::fmt::Display for HeldNames<'_> {
                 }
                 Ok(())
             }
-            Held::Lease(l) => f.write_str(l.name()),
-            Held::Leases(s) => {
+            Other::Lease(l) => f.write_str(l.name()),
+            Other::Leases(s) => {
                 for (i, n) in s.names().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
@@ -498,9 +532,11 @@ fn held_span(held: &Held, site: &'static FnSite) -> Option<Box<tracing::Span>> {
 fn held_span_cold(held: &Held, site: &'static FnSite) -> Option<Box<tracing::Span>> {
     let mode = match held {
         Held::One(g) => g.mode(),
-        Held::Many(s) => s.guards().first().map_or(Mode::Exclusive, LockGuard::mode),
-        Held::Lease(l) => l.mode(),
-        Held::Leases(s) => s.guards().first().map_or(Mode::Exclusive, |g| g.mode()),
+        Held::Other(o) => match &**o {
+            Other::Many(s) => s.guards().first().map_or(Mode::Exclusive, LockGuard::mode),
+            Other::Lease(l) => l.mode(),
+            Other::Leases(s) => s.guards().first().map_or(Mode::Exclusive, |g| g.mode()),
+        },
     };
     let span = crate::trace::held_span(&HeldNames(held), mode, site.func);
     (!span.is_disabled()).then(|| Box::new(span))
@@ -614,11 +650,15 @@ pub async fn acquire_store<S: crate::lease::LeaseStore>(
     }
     let mut guards = crate::lease::acquire_for_macro(store, entries, o, opts.site).await?;
     if several || guards.len() != 1 {
-        return Ok(Held::Leases(crate::lease::LeaseSet::new(guards)));
+        return Ok(Held::other(Other::Leases(crate::lease::LeaseSet::new(
+            guards,
+        ))));
     }
     match guards.pop() {
-        Some(g) => Ok(Held::Lease(Box::new(g))),
-        None => Ok(Held::Leases(crate::lease::LeaseSet::new(Vec::new()))),
+        Some(g) => Ok(Held::other(Other::Lease(g))),
+        None => Ok(Held::other(Other::Leases(crate::lease::LeaseSet::new(
+            Vec::new(),
+        )))),
     }
 }
 

@@ -16,8 +16,15 @@ pub struct Holder {
     pub pid: Option<u32>,
     /// Host name of the holder's machine.
     pub host: Option<String>,
-    /// When the holder acquired the lock (wall clock).
+    /// When the holder acquired the lock (wall clock); see
+    /// [`since_observed`](Self::since_observed).
     pub since: Option<SystemTime>,
+    /// `since` is when the hold was first seen (by a waiter, a listing or an error), not
+    /// when it was taken: the lock has been held *at least* since then, and messages say
+    /// "for at least". In-process holds taken by a `#[locked]` scope read no clock when
+    /// they are granted (that would cost as much as the rest of the grant); the first
+    /// one to look dates them.
+    pub since_observed: bool,
     /// Further detail: the holding task or thread, or the store's owner id.
     pub detail: Option<String>,
     /// Where the hold was taken, if known: the locked function (`module::fn`
@@ -38,6 +45,7 @@ impl Holder {
             pid: None,
             host: None,
             since: None,
+            since_observed: false,
             detail: None,
             location: None,
         }
@@ -71,6 +79,9 @@ impl fmt::Display for Holder {
         f.write_str(&parts.join(", "))?;
         if let Some(since) = self.since {
             match SystemTime::now().duration_since(since) {
+                Ok(d) if self.since_observed => {
+                    write!(f, ", for at least {:.3}s", d.as_secs_f64())?
+                }
                 Ok(d) => write!(f, ", for {:.3}s", d.as_secs_f64())?,
                 Err(_) => f.write_str(", since just now")?,
             }

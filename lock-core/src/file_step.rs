@@ -19,7 +19,7 @@ use crate::{local, LockError, LockGuard};
 /// The open lock file for `guard`'s name at `place`.
 fn open_for(guard: &LockGuard, place: Place<'_>) -> Result<Arc<LockFile>, LockError> {
     let name = guard.name();
-    let now = guard.granted_nanos();
+    let now = crate::clock::coarse_nanos();
     let opened = match place {
         Place::Dir(d) => cache::open(&resolve_dir(d), name, false, now),
         Place::Path(p) => {

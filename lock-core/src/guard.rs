@@ -5,7 +5,6 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::chain::{self, Scoped};
-use crate::clock;
 use crate::held::{Held, Role};
 use crate::raw::Grant;
 use crate::registry::{Entry, EntryRef};
@@ -30,7 +29,7 @@ pub struct LockGuard {
     // Fields drop in this order: the cross-process part first, so the next in-process
     // waiter finds the OS lock free.
     /// The cross-process part, for file locks.
-    pub(crate) file: Option<crate::lockfile::FileHold>,
+    pub(crate) file: crate::lockfile::FilePart,
     /// The in-process hold of the name.
     held: Held,
 }
@@ -45,7 +44,7 @@ impl LockGuard {
             crate::deadlock::hand_taken();
         }
         LockGuard {
-            file: None,
+            file: crate::lockfile::FilePart::NONE,
             held: Held {
                 entry,
                 grant,
@@ -61,7 +60,7 @@ impl LockGuard {
     /// the outer one has gone.
     pub(crate) fn nested(entry: EntryRef, outer: Grant) -> Self {
         LockGuard {
-            file: None,
+            file: crate::lockfile::FilePart::NONE,
             held: Held {
                 entry,
                 grant: outer,
@@ -76,30 +75,30 @@ impl LockGuard {
     #[inline]
     pub(crate) fn attach_file(&mut self, hold: crate::lockfile::FileHold) {
         self.held.backend = Some(crate::trace::Backend::File);
-        self.file = Some(hold);
+        self.file = crate::lockfile::FilePart::new(hold);
     }
 
     /// The in-process hold alone, silent when released (for a lock file's own in-process
     /// lock, which a [`FileHold`](crate::lockfile::FileHold) keeps).
     pub(crate) fn into_held(self) -> Held {
         let mut me = std::mem::ManuallyDrop::new(self);
-        debug_assert!(me.file.is_none());
+        debug_assert!(!me.file.is_some());
         drop(me.file.take());
         me.held.backend = None;
         // SAFETY: `me` is never dropped nor used again, so `held` is moved out exactly
-        // once; the only other field, `file`, is `None` now and owns nothing.
+        // once; the only other field, `file`, is empty now and owns nothing.
         unsafe { std::ptr::read(&me.held) }
+    }
+
+    /// The cross-process part, for file locks.
+    #[inline]
+    pub(crate) fn file_hold(&self) -> Option<&crate::lockfile::FileHold> {
+        self.file.get()
     }
 
     #[inline]
     pub(crate) fn entry(&self) -> &Entry {
         &self.held.entry
-    }
-
-    /// When the grant was made, on the `clock` module's clocks.
-    #[inline]
-    pub(crate) fn granted_nanos(&self) -> u64 {
-        self.held.grant.since
     }
 
     /// The grant's id (what scope frames remember).
@@ -123,7 +122,7 @@ impl LockGuard {
     /// queue for the name again.
     pub(crate) fn disown(&self) {
         self.held.entry.raw.disown(self.held.grant.id);
-        if let Some(f) = &self.file {
+        if let Some(f) = self.file_hold() {
             f.disown();
         }
     }
@@ -135,11 +134,14 @@ impl LockGuard {
 
     /// How long the lock has been held by this guard.
     ///
+    /// A guard returned by a verb reads the clock when it is granted; the holds of
+    /// `#[locked]` scopes do not, and count from when they were first seen.
+    ///
     /// Never less than the true time; it may be more by up to one tick of the kernel's
     /// coarse clock (1 to 4 ms on Linux). The acquisition reads only that coarse clock:
     /// a precise reading costs as much as the rest of an uncontended acquisition.
     pub fn held_for(&self) -> Duration {
-        clock::since_precise(self.held.grant.since)
+        self.held.held_for()
     }
 
     /// When the lock was acquired (up to one coarse clock tick early; see
@@ -176,7 +178,7 @@ impl LockGuard {
     #[cfg(unix)]
     pub fn lock_file_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        self.file.as_ref()?.file().map(|f| f.as_fd())
+        self.file_hold()?.file().map(|f| f.as_fd())
     }
 
     /// Records in the lock file that process group `pgid` inherited this file lock (see
@@ -195,7 +197,7 @@ impl LockGuard {
     /// ```
     #[cfg(unix)]
     pub fn record_heirs(&self, pgid: u32) {
-        if let Some(f) = &self.file {
+        if let Some(f) = self.file_hold() {
             f.set_heirs(pgid);
         }
     }
@@ -251,7 +253,12 @@ impl LockGuard {
             self.held.role = Role::HandedOver;
         } else if let Some(f) = crate::held::take_back(&self.held.entry) {
             // The nested holds all went meanwhile: release as usual.
-            self.file = f.downcast::<crate::lockfile::FileHold>().ok().map(|f| *f);
+            self.file = f
+                .downcast::<crate::lockfile::FileHold>()
+                .ok()
+                .map_or(crate::lockfile::FilePart::NONE, |f| {
+                    crate::lockfile::FilePart::new(*f)
+                });
         }
     }
 }

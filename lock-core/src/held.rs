@@ -40,11 +40,25 @@ impl Held {
         self.entry.raw.disown(self.grant.id);
     }
 
+    /// How long it has been held: exactly (to a clock tick) for hand-taken grants, else
+    /// since it was first seen (see `raw::holders`).
+    pub(crate) fn held_for(&self) -> std::time::Duration {
+        let since = match self.grant.since {
+            0 => self.entry.raw.since_of(self.grant.id).unwrap_or(0),
+            t => t,
+        };
+        if since == 0 {
+            return std::time::Duration::ZERO;
+        }
+        clock::since_precise(since)
+    }
+
     /// Gives the lock back (what dropping an own hold does).
+    #[inline]
     fn give_back(&self) {
         if let Some(backend) = self.backend {
             crate::trace::released(self.entry.name(), self.grant.mode, backend, || {
-                clock::since_precise(self.grant.since)
+                self.held_for()
             });
         }
         self.entry.raw.unlock(&self.grant);

@@ -15,7 +15,9 @@ pub struct HeldLock {
     pub name: String,
     /// The mode it is held in.
     pub mode: Mode,
-    /// How long this holder has held it (coarse: a few ms of resolution).
+    /// How long this holder has held it (coarse: a few ms of resolution). For holds taken
+    /// by a `#[locked]` scope, since the hold was first seen: at least this long (see
+    /// [`Holder::since_observed`](crate::Holder::since_observed)).
     pub held_for: Duration,
     /// Who holds it: the task or thread, and where it was taken.
     pub holder: Holder,

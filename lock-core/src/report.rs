@@ -16,6 +16,7 @@ pub(crate) fn holder_record(rec: Option<Record>) -> Option<Holder> {
     let mut h = Holder::new();
     h.pid = Some(crate::owner::pid());
     h.since = SystemTime::now().checked_sub(crate::clock::since(rec.since));
+    h.since_observed = rec.observed();
     h.detail = Some(rec.facts.describe());
     if rec.facts.site.is_known() {
         h.location = Some(rec.facts.site.to_string());

@@ -1,6 +1,6 @@
 //! Lock files: where they live (`dir`, `fname`), how they are opened and cached
 //! (`open`, `cache`), their shared page and holder record (`page`, `record`), the OS
-//! locks (`os`), a hold of one (`hold`), the waits for one (`wait`), who holds what
+//! locks (`os`), a hold of one (`hold`) and a guard's pointer to it (`part`), the waits for one (`wait`), who holds what
 //! (`listing`), and cycles of waits across processes (`across`). The public verbs are in
 //! [`crate::file`]; the acquire step that takes a file's lock after the in-process lock of
 //! its name is [`crate::file_step`].
@@ -16,6 +16,7 @@ pub(crate) mod open;
 pub(crate) mod os;
 #[cfg(unix)]
 pub(crate) mod page;
+pub(crate) mod part;
 pub(crate) mod record;
 pub(crate) mod wait;
 
@@ -23,6 +24,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 pub(crate) use hold::FileHold;
+pub(crate) use part::FilePart;
 pub(crate) use record::host_name;
 
 /// The directory to use: the default one, an absolute one, or a relative one resolved

@@ -18,6 +18,15 @@
 //! with another value of the word ([`DISOWNED`]), so a reader that overlapped the
 //! rewrite sees the change instead of half the record.
 //!
+//! The grant time is description, not identity: a scoped grant (the attribute's) writes 0
+//! and reads no clock; the first reader of the record (a waiter, a listing, an error)
+//! stamps the time it saw the hold, with the low bit set ([`OBSERVED`]), so the hold is
+//! known to be at least that old. Hand-taken grants, whose guards say how long they have
+//! been held, read the clock at the grant (low bit clear). The stamp is one
+//! compare-and-swap from 0, outside the seqlock: a reader sees 0 or the stamp, never a
+//! torn value, and a delayed stamp that lands on a later scoped grant of the same slot
+//! dates it at most that delay early.
+//!
 //! Order rules that keep slot writes apart without a lock: a shared holder takes its
 //! share of the state *before* claiming a slot and clears its slot *before* giving the
 //! share back; an exclusive holder writes slot 0 only while the state says exclusive.
@@ -36,6 +45,8 @@ const SLOT_BITS: u32 = 3;
 const WRITING: u64 = 1;
 /// In a slot's word: the record was disowned (rewritten once, in place).
 const DISOWNED: u64 = 2;
+/// In a grant time: stamped by the first reader, not at the grant (see the module docs).
+pub(crate) const OBSERVED: u64 = 1;
 /// Where the grant id starts in a slot's word.
 const SHIFT: u32 = 2;
 
@@ -68,8 +79,26 @@ pub(crate) struct Record {
     /// The grant id.
     pub(crate) id: u64,
     pub(crate) facts: Facts,
-    /// When it was granted (coarse clock).
+    /// When it was granted (coarse clock), or first seen if [`observed`](Self::observed).
     pub(crate) since: u64,
+}
+
+impl Record {
+    /// The grant time is when the hold was first seen: it is at least that old.
+    pub(crate) fn observed(&self) -> bool {
+        self.since & OBSERVED != 0
+    }
+}
+
+/// The grant time to record: the coarse clock for grants whose guards report it (`eager`),
+/// else 0, stamped later by the first reader.
+#[inline]
+pub(crate) fn grant_time(eager: bool) -> u64 {
+    if eager {
+        crate::clock::coarse_nanos() & !OBSERVED
+    } else {
+        0
+    }
 }
 
 #[derive(Default)]
@@ -104,11 +133,31 @@ impl Slot {
         if self.word.load(Ordering::Relaxed) != w {
             return None;
         }
+        let since = if since == 0 { self.stamp() } else { since };
         Some(Record {
             id: w >> SHIFT,
             facts,
             since,
         })
+    }
+}
+
+impl Slot {
+    /// Dates an undated record now (see the module docs). If the stamp does not land,
+    /// another reader was first (its earlier stamp is the tighter bound) or the slot has
+    /// moved on to a later grant (whose time is later than this record's): either way
+    /// the earlier of the two is a time the record was already held at, and it stays
+    /// marked as a stamp.
+    #[cold]
+    fn stamp(&self) -> u64 {
+        let now = crate::clock::coarse_nanos() | OBSERVED;
+        match self
+            .since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => now,
+            Err(v) => (v | OBSERVED).min(now),
+        }
     }
 }
 
@@ -198,6 +247,13 @@ impl Holders {
             }
             None => false,
         }
+    }
+
+    /// The grant time of the live slot grant `id` (stamped now if it had none); `None`
+    /// for overflow grants, or if the record cannot be read.
+    pub(crate) fn since_of(&self, id: u64) -> Option<u64> {
+        let r = self.slots.get(slot_of(id) as usize)?.read()?;
+        (r.id == id).then_some(r.since)
     }
 
     /// Whether the slot grant `id` is still held (`None` for overflow grants).

@@ -263,3 +263,54 @@ fn loom_model_a_cancelled_exclusive_head_lets_a_reader_behind_it_in() {
         assert_eq!(lock.waiters(), 0);
     });
 }
+
+/// The holder records under the lazy grant time: a reader that overlaps a scoped grant
+/// (no clock read), its release and a hand-taken grant (clock read) in the same slot
+/// sees each record whole — the chain key and task of one grant, never a mix — and
+/// every record it sees carries a time: the hand-taken one its exact grant time, the
+/// scoped one the reader's own stamp, marked as such.
+#[test]
+fn loom_model_a_reader_sees_whole_records_with_a_time() {
+    const SCOPED_TASK: u64 = 11;
+    const HAND_KEY: u64 = 22;
+    const HAND_TASK: u64 = 33;
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let reader = {
+            let lock = lock.clone();
+            thread::spawn(move || {
+                for r in lock.records() {
+                    let scoped = (r.facts.key, r.facts.task) == (0, SCOPED_TASK);
+                    let hand = (r.facts.key, r.facts.task) == (HAND_KEY, HAND_TASK);
+                    assert!(scoped || hand, "half a record: {:?}", r.facts);
+                    assert_ne!(r.since, 0, "a record without a time");
+                    if scoped {
+                        assert!(r.observed(), "a scoped grant dated as if exact");
+                    }
+                }
+            })
+        };
+        let scoped = Facts {
+            task: SCOPED_TASK,
+            ..facts()
+        };
+        let g = lock.try_lock(Mode::Exclusive, &scoped).expect("free");
+        assert_eq!(g.since, 0, "a scoped grant reads no clock");
+        lock.unlock(&g);
+        let hand = Facts {
+            key: HAND_KEY,
+            task: HAND_TASK,
+            ..facts()
+        };
+        let g = lock.try_lock(Mode::Exclusive, &hand).expect("free");
+        assert_ne!(g.since, 0, "a hand-taken grant reads the clock");
+        assert!(!super::holders::Record {
+            id: g.id,
+            facts: hand,
+            since: g.since
+        }
+        .observed());
+        lock.unlock(&g);
+        reader.join().unwrap();
+    });
+}

@@ -80,12 +80,31 @@ fn next_token() -> u64 {
     NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The grant time a grant with `facts` records: the clock only for hand-taken grants
+/// (their guards report it) or while `released` events, which say how long the lock
+/// was held, may be taken.
+#[inline]
+fn grant_time(facts: &Facts) -> u64 {
+    holders::grant_time(facts.key != 0 || released_events_wanted())
+}
+
+/// Whether the trace module's `released` events (TRACE level) may be taken now: one load
+/// of the global level filter.
+#[inline]
+fn released_events_wanted() -> bool {
+    #[cfg(feature = "tracing")]
+    return tracing::level_enabled!(tracing::Level::TRACE);
+    #[cfg(not(feature = "tracing"))]
+    false
+}
+
 /// What one successful acquisition holds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Grant {
     /// Unique per grant; also says where its holder record is.
     pub(crate) id: u64,
-    /// The coarse clock at the grant (see the `clock` module).
+    /// The coarse clock at the grant (see the `clock` module) for hand-taken grants; 0
+    /// for scoped ones, which read no clock (see `holders`).
     pub(crate) since: u64,
     /// The mode it was granted in.
     pub(crate) mode: Mode,
@@ -327,7 +346,7 @@ impl RawLock {
 
     #[inline]
     fn grant_exclusive(&self, facts: &Facts) -> Grant {
-        let since = crate::clock::coarse_nanos();
+        let since = grant_time(facts);
         let id = self.holders.publish_exclusive(next_token(), facts, since);
         Grant {
             id,
@@ -339,7 +358,7 @@ impl RawLock {
     /// Records a shared or counted grant the caller has already counted in the state.
     #[inline]
     fn grant_shared(&self, mode: Mode, facts: &Facts) -> Grant {
-        let since = crate::clock::coarse_nanos();
+        let since = grant_time(facts);
         let token = next_token();
         let id = match self.holders.claim(token, facts, since) {
             Some(id) => id,
@@ -351,6 +370,12 @@ impl RawLock {
     /// Under the queue mutex: records a grant in the overflow list.
     fn record_overflow(&self, q: &mut Queue, token: u64, facts: &Facts, since: u64) -> u64 {
         let id = holders::grant_id(token, OVERFLOW);
+        // Nobody stamps these later: date them now.
+        let since = if since == 0 {
+            crate::clock::coarse_nanos() | holders::OBSERVED
+        } else {
+            since
+        };
         q.overflow.push(Record {
             id,
             facts: *facts,
@@ -364,7 +389,7 @@ impl RawLock {
         if let Mode::Exclusive = mode {
             return self.grant_exclusive(facts);
         }
-        let since = crate::clock::coarse_nanos();
+        let since = grant_time(facts);
         let token = next_token();
         let id = match self.holders.claim(token, facts, since) {
             Some(id) => id,
@@ -523,6 +548,19 @@ impl RawLock {
                 r.facts.key = 0;
                 r.facts.task = 0;
             }
+        }
+    }
+
+    /// When the live grant `id` was made (coarse clock), for grants that did not read the
+    /// clock: the first reader's stamp (see `holders`).
+    pub(crate) fn since_of(&self, id: u64) -> Option<u64> {
+        match self.holders.since_of(id) {
+            Some(t) => Some(t),
+            None => lock(&self.queue)
+                .overflow
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.since),
         }
     }
 

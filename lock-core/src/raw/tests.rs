@@ -253,3 +253,54 @@ impl PartialEq for Grant {
 }
 
 use std::time::Instant;
+
+#[test]
+fn a_scoped_grant_reads_no_clock_and_its_first_reader_dates_it() {
+    let lock = RawLock::new();
+    for mode in [Mode::Exclusive, Mode::Shared, Mode::Permits(2)] {
+        let g = lock.try_lock(mode, &f()).unwrap();
+        assert_eq!(g.since, 0, "{mode}: a scoped grant reads no clock");
+        let first = lock.records();
+        assert_eq!(first.len(), 1);
+        assert!(
+            first[0].observed(),
+            "{mode}: dated by its reader, and marked so"
+        );
+        assert_ne!(first[0].since, 0);
+        // The stamp landed: later readers (and the hold itself) see the same time.
+        assert_eq!(lock.records()[0].since, first[0].since);
+        assert_eq!(lock.since_of(g.id), Some(first[0].since));
+        lock.unlock(&g);
+    }
+    let hand = Facts { key: 7, ..f() };
+    let g = lock.try_lock(Mode::Exclusive, &hand).unwrap();
+    assert_ne!(g.since, 0, "a hand-taken grant reads the clock");
+    let r = lock.records();
+    assert_eq!(r[0].since, g.since);
+    assert!(
+        !r[0].observed(),
+        "an exact grant time is not marked as a stamp"
+    );
+    lock.unlock(&g);
+}
+
+#[test]
+fn an_undated_holder_is_said_to_hold_for_at_least() {
+    let lock = RawLock::new();
+    let g = lock.try_lock(Mode::Exclusive, &f()).unwrap();
+    let h = crate::report::holder_record(lock.holder()).unwrap();
+    assert!(h.since_observed);
+    assert!(h.to_string().contains(", for at least "), "{h}");
+    lock.unlock(&g);
+    let g = lock
+        .try_lock(Mode::Exclusive, &Facts { key: 7, ..f() })
+        .unwrap();
+    let h = crate::report::holder_record(lock.holder()).unwrap();
+    assert!(!h.since_observed);
+    let said = h.to_string();
+    assert!(
+        said.contains(", for ") && !said.contains("at least"),
+        "{said}"
+    );
+    lock.unlock(&g);
+}
