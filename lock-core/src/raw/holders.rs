@@ -19,8 +19,8 @@
 //! rewrite sees the change instead of half the record.
 //!
 //! The grant time is description, not identity: a scoped grant (the attribute's) writes 0
-//! and reads no clock; the first reader of the record (a waiter, a listing, an error)
-//! stamps the time it saw the hold, with the low bit set ([`OBSERVED`]), so the hold is
+//! and reads no clock; the first waiter that queues behind it, or the first reader of
+//! the record (a listing, an error), stamps the time it saw the hold, with the low bit set ([`OBSERVED`]), so the hold is
 //! known to be at least that old. Hand-taken grants, whose guards say how long they have
 //! been held, read the clock at the grant (low bit clear). The stamp is one
 //! compare-and-swap from 0, outside the seqlock: a reader sees 0 or the stamp, never a
@@ -117,7 +117,9 @@ impl Slot {
         self.word.store(id << SHIFT, Ordering::Release);
     }
 
-    fn read(&self) -> Option<Record> {
+    /// The record, if one is published; `dated`: an undated one is stamped now (readers
+    /// that only look at who holds it leave the time alone).
+    fn read(&self, dated: bool) -> Option<Record> {
         let w = self.word.load(Ordering::Acquire);
         if w == 0 || w & WRITING != 0 {
             return None;
@@ -133,7 +135,11 @@ impl Slot {
         if self.word.load(Ordering::Relaxed) != w {
             return None;
         }
-        let since = if since == 0 { self.stamp() } else { since };
+        let since = if since == 0 && dated {
+            self.stamp()
+        } else {
+            since
+        };
         Some(Record {
             id: w >> SHIFT,
             facts,
@@ -252,8 +258,25 @@ impl Holders {
     /// The grant time of the live slot grant `id` (stamped now if it had none); `None`
     /// for overflow grants, or if the record cannot be read.
     pub(crate) fn since_of(&self, id: u64) -> Option<u64> {
-        let r = self.slots.get(slot_of(id) as usize)?.read()?;
+        let r = self.slots.get(slot_of(id) as usize)?.read(true)?;
         (r.id == id).then_some(r.since)
+    }
+
+    /// Dates every undated record now (a waiter is about to queue: the holds it waits
+    /// for are at least as old as its wait).
+    pub(crate) fn date_all(&self) {
+        for s in &self.slots {
+            if s.word.load(Ordering::Relaxed) != 0 && s.since.load(Ordering::Relaxed) == 0 {
+                s.stamp();
+            }
+        }
+    }
+
+    /// The grant time of slot grant `id` as stored, without dating it.
+    #[cfg(test)]
+    pub(crate) fn stored_since(&self, id: u64) -> Option<u64> {
+        let s = self.slots.get(slot_of(id) as usize)?;
+        Some(s.since.load(Ordering::Relaxed))
     }
 
     /// Whether the slot grant `id` is still held (`None` for overflow grants).
@@ -265,14 +288,14 @@ impl Holders {
 
     /// The published records, oldest first.
     pub(crate) fn records(&self, out: &mut Vec<Record>) {
-        out.extend(self.slots.iter().filter_map(Slot::read));
+        out.extend(self.slots.iter().filter_map(|s| s.read(true)));
     }
 
     /// True if some published record passes `pred`.
     pub(crate) fn any(&self, mut pred: impl FnMut(&Facts) -> bool) -> bool {
         self.slots
             .iter()
-            .any(|s| s.read().is_some_and(|r| pred(&r.facts)))
+            .any(|s| s.read(false).is_some_and(|r| pred(&r.facts)))
     }
 }
 

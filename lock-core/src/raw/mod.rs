@@ -497,7 +497,8 @@ impl RawLock {
     }
 
     /// Under the queue mutex: takes the lock if `mode` fits and nobody queues, else marks
-    /// it contended so that releases come through the queue (the caller then queues).
+    /// it contended so that releases come through the queue (the caller then queues, and
+    /// the holds it waits for are dated now if they were not: see `holders`).
     fn lock_or_enqueue(
         &self,
         q: &mut Queue,
@@ -509,7 +510,10 @@ impl RawLock {
             if s & CONTENDED != 0 {
                 return match admit(s, mode) {
                     Admit::Mismatch => Err(Refused::Mismatch(kind(s))),
-                    _ => Ok(None),
+                    _ => {
+                        self.holders.date_all();
+                        Ok(None)
+                    }
                 };
             }
             let (next, granted) = match admit(s, mode) {
@@ -522,7 +526,10 @@ impl RawLock {
                 .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) if granted => return Ok(Some(self.grant_locked(q, mode, facts))),
-                Ok(_) => return Ok(None),
+                Ok(_) => {
+                    self.holders.date_all();
+                    return Ok(None);
+                }
                 Err(now) => s = now,
             }
         }

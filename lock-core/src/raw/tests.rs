@@ -304,3 +304,27 @@ fn an_undated_holder_is_said_to_hold_for_at_least() {
     );
     lock.unlock(&g);
 }
+
+#[test]
+fn a_waiter_dates_the_hold_it_queues_behind() {
+    let lock = RawLock::new();
+    let g = lock.try_lock(Mode::Exclusive, &f()).unwrap();
+    assert!(
+        !lock.held_by(&crate::owner::Me::sync(), true),
+        "not this chain"
+    );
+    assert_eq!(
+        lock.holders.stored_since(g.id),
+        Some(0),
+        "who-holds checks leave it"
+    );
+    let (_c, w) = counting();
+    let mut fut = Box::pin(lock.lock_async(Mode::Exclusive, f()));
+    assert!(poll_once(&mut fut, &w).is_none(), "queued");
+    let since = lock.holders.stored_since(g.id).expect("a slot grant");
+    assert_ne!(since, 0, "the waiter dated the hold when it queued");
+    assert_eq!(since & holders::OBSERVED, holders::OBSERVED);
+    lock.unlock(&g);
+    let got = poll_once(&mut fut, &w).expect("handed over").unwrap();
+    lock.unlock(&got);
+}
