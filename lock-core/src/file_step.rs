@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::held::Held;
 use crate::lockfile::cache::{self, LockFile};
 use crate::lockfile::dir::default_dir;
 use crate::lockfile::hold::{self, Try};
-use crate::lockfile::{resolve_dir, wait};
+use crate::lockfile::{resolve_dir, wait, FileHold};
 use crate::mode::Mode;
 use crate::owner::{Facts, Me};
 use crate::place::Place;
@@ -86,8 +87,41 @@ fn left(start: Instant, timeout: Option<Duration>) -> Option<Duration> {
     timeout.map(|t| t.saturating_sub(start.elapsed()))
 }
 
-/// Waits for the in-process lock, then the file's own in-process lock (one per file,
-/// whatever name reaches it), then the OS lock. `Some(0)` tries each once.
+/// The open lock file for `guard`'s name at `place`, and the registry entry of the
+/// file's own in-process lock (one per file, whatever name reaches it).
+fn file_of(guard: &LockGuard, place: Place<'_>) -> Result<(Arc<LockFile>, EntryRef), LockError> {
+    let lf = open_for(guard, place)?;
+    let ident = EntryRef::Counted(lf.ident.clone());
+    Ok((lf, ident))
+}
+
+/// One attempt at the OS lock: `None` if it is held (or given back at once for another
+/// process's turn).
+fn os_now(lf: &Arc<LockFile>, mode: Mode, name: &str) -> Result<Option<FileHold>, LockError> {
+    match hold::try_os(lf, mode, name, None)? {
+        Try::Got(h) => Ok(Some(h)),
+        Try::Held | Try::Yield => Ok(None),
+    }
+}
+
+/// The last step of every path: the guard of the name gets the file part (the OS lock
+/// and the file's own in-process lock), and the lock-order checker, if on, learns of it.
+fn finish(
+    mut guard: LockGuard,
+    lf: &LockFile,
+    os: FileHold,
+    inproc: Held,
+    me: Option<&Me>,
+) -> LockGuard {
+    guard.attach_file(os.with_inproc(inproc));
+    if let Some(me) = me.filter(|_| crate::lockdep::on()) {
+        lockdep_file(&guard, lf, me);
+    }
+    guard
+}
+
+/// Waits for the in-process lock, then the file's own in-process lock, then the OS
+/// lock. `Some(0)` tries each once.
 pub(crate) async fn lock_entry(
     entry: EntryRef,
     place: Place<'_>,
@@ -97,31 +131,29 @@ pub(crate) async fn lock_entry(
     hand: bool,
 ) -> Result<LockGuard, LockError> {
     let start = Instant::now();
-    let mut guard = local::lock(entry, mode, timeout, site, hand).await?;
-    let lf = open_for(&guard, place)?;
-    let ident = EntryRef::Counted(lf.ident.clone());
+    let guard = local::lock(entry, mode, timeout, site, hand).await?;
+    let (lf, ident) = file_of(&guard, place)?;
     let inproc = local::lock(ident, mode, left(start, timeout), site, hand)
         .await
         .map_err(|e| alias_error(e, guard.name(), &lf))?
         .into_held();
-    let hold = match hold::try_os(&lf, mode, guard.name(), None)? {
-        Try::Got(h) => h,
-        Try::Held | Try::Yield if timeout == Some(Duration::ZERO) => {
-            return Err(busy(&lf, guard.name()))
-        }
-        // On error or cancellation `guard` and `inproc` drop here and give the in-process
-        // locks back; the OS lock was never taken.
-        Try::Held | Try::Yield => {
+    // On error or cancellation `guard` and `inproc` drop and give the in-process locks
+    // back; the OS lock was never taken.
+    let os = match os_now(&lf, mode, guard.name())? {
+        Some(h) => h,
+        None if timeout == Some(Duration::ZERO) => return Err(busy(&lf, guard.name())),
+        None => {
             let me = local::me_async().await;
             let deadline = deadline_of(start, timeout);
             wait::wait_async(&lf, mode, guard.name(), start, deadline, me).await?
         }
     };
-    guard.attach_file(hold.with_inproc(inproc));
-    if crate::lockdep::on() {
-        lockdep_file(&guard, &lf, &local::me_async().await);
-    }
-    Ok(guard)
+    let me = if crate::lockdep::on() {
+        Some(local::me_async().await)
+    } else {
+        None
+    };
+    Ok(finish(guard, &lf, os, inproc, me.as_ref()))
 }
 
 /// The attribute's fast path: all three locks if all can be had right now, else `None`
@@ -132,25 +164,19 @@ pub(crate) fn try_now(
     mode: Mode,
     facts: &Facts,
 ) -> Result<Option<LockGuard>, LockError> {
-    let mut guard = match local::try_alone(entry, mode, facts) {
+    let guard = match local::try_alone(entry, mode, facts) {
         local::Fast::Got(g) => g,
         local::Fast::Taken(_) => return Ok(None),
         local::Fast::Failed(e) => return Err(*e),
     };
-    let lf = open_for(&guard, place)?;
-    let ident = EntryRef::Counted(lf.ident.clone());
+    let (lf, ident) = file_of(&guard, place)?;
     let inproc = match local::try_alone(ident, mode, facts) {
         local::Fast::Got(g) => g.into_held(),
         local::Fast::Taken(_) => return Ok(None),
         local::Fast::Failed(e) => return Err(alias_error(*e, guard.name(), &lf)),
     };
-    match hold::try_os(&lf, mode, guard.name(), None)? {
-        Try::Got(h) => {
-            guard.attach_file(h.with_inproc(inproc));
-            Ok(Some(guard))
-        }
-        Try::Held | Try::Yield => Ok(None),
-    }
+    // The checker is off on this path (the attribute sends it to the slow one).
+    Ok(os_now(&lf, mode, guard.name())?.map(|os| finish(guard, &lf, os, inproc, None)))
 }
 
 /// `readers_first` for a file lock: joins the shared holders of the name, then of the
@@ -163,11 +189,10 @@ pub(crate) fn join_shared(
     me: &Me,
     reentrant: bool,
 ) -> Result<Option<LockGuard>, LockError> {
-    let Some(mut guard) = local::join_shared(entry, facts, me, reentrant)? else {
+    let Some(guard) = local::join_shared(entry, facts, me, reentrant)? else {
         return Ok(None);
     };
-    let lf = open_for(&guard, place)?;
-    let ident = EntryRef::Counted(lf.ident.clone());
+    let (lf, ident) = file_of(&guard, place)?;
     let inproc = if ident.raw.has_sharers() {
         local::join_shared(&ident, facts, me, false)
             .map_err(|e| alias_error(e, guard.name(), &lf))?
@@ -181,16 +206,8 @@ pub(crate) fn join_shared(
     let Some(inproc) = inproc else {
         return Ok(None);
     };
-    match hold::try_os(&lf, Mode::Shared, guard.name(), None)? {
-        Try::Got(h) => {
-            guard.attach_file(h.with_inproc(inproc.into_held()));
-            if crate::lockdep::on() {
-                lockdep_file(&guard, &lf, me);
-            }
-            Ok(Some(guard))
-        }
-        Try::Held | Try::Yield => Ok(None),
-    }
+    Ok(os_now(&lf, Mode::Shared, guard.name())?
+        .map(|os| finish(guard, &lf, os, inproc.into_held(), Some(me))))
 }
 
 /// Takes all three locks if all can be had right now.
@@ -201,25 +218,18 @@ pub(crate) fn try_lock_entry(
     facts: Facts,
     me: Me,
 ) -> Result<LockGuard, LockError> {
-    let mut guard = local::try_lock(entry, mode, facts, me)?;
-    let lf = open_for(&guard, place)?;
-    let ident = EntryRef::Counted(lf.ident.clone());
+    let guard = local::try_lock(entry, mode, facts, me)?;
+    let (lf, ident) = file_of(&guard, place)?;
     let inproc = local::try_lock(ident, mode, facts, me)
         .map_err(|e| alias_error(e, guard.name(), &lf))?
         .into_held();
-    match hold::try_os(&lf, mode, guard.name(), None)? {
-        Try::Got(h) => {
-            guard.attach_file(h.with_inproc(inproc));
-            if crate::lockdep::on() {
-                lockdep_file(&guard, &lf, &me);
-            }
-            Ok(guard)
-        }
-        Try::Held | Try::Yield => Err(busy(&lf, guard.name())),
+    match os_now(&lf, mode, guard.name())? {
+        Some(os) => Ok(finish(guard, &lf, os, inproc, Some(&me))),
+        None => Err(busy(&lf, guard.name())),
     }
 }
 
-/// Blocking twin of [`lock_entry`].
+/// Blocking twin of [`lock_entry`]: the same steps, each wait blocking the thread.
 pub(crate) fn blocking_lock_entry(
     entry: EntryRef,
     place: Place<'_>,
@@ -229,27 +239,20 @@ pub(crate) fn blocking_lock_entry(
     me: Me,
 ) -> Result<LockGuard, LockError> {
     let start = Instant::now();
-    let mut guard = local::blocking_lock(entry, mode, timeout, facts, me)?;
-    let lf = open_for(&guard, place)?;
-    let ident = EntryRef::Counted(lf.ident.clone());
+    let guard = local::blocking_lock(entry, mode, timeout, facts, me)?;
+    let (lf, ident) = file_of(&guard, place)?;
     let inproc = local::blocking_lock(ident, mode, left(start, timeout), facts, me)
         .map_err(|e| alias_error(e, guard.name(), &lf))?
         .into_held();
-    let hold = match hold::try_os(&lf, mode, guard.name(), None)? {
-        Try::Got(h) => h,
-        Try::Held | Try::Yield if timeout == Some(Duration::ZERO) => {
-            return Err(busy(&lf, guard.name()))
-        }
-        Try::Held | Try::Yield => {
+    let os = match os_now(&lf, mode, guard.name())? {
+        Some(h) => h,
+        None if timeout == Some(Duration::ZERO) => return Err(busy(&lf, guard.name())),
+        None => {
             let deadline = deadline_of(start, timeout);
             let name = guard.name();
             // On a multi-thread runtime's worker, let the runtime move other tasks away.
             local::block_here(|| wait::wait_blocking(&lf, mode, name, start, deadline, me))?
         }
     };
-    guard.attach_file(hold.with_inproc(inproc));
-    if crate::lockdep::on() {
-        lockdep_file(&guard, &lf, &me);
-    }
-    Ok(guard)
+    Ok(finish(guard, &lf, os, inproc, Some(&me)))
 }
