@@ -6,7 +6,11 @@
 //! (`LockDir::try_acquire`), `fresh` (a new name each time), `contended` /
 //! `contended-attr` / `contended-tokio` (8 tasks on 2 workers, as in the criterion
 //! group: `acquire(name)`, a `#[locked]` fn, tokio's Mutex), `noyield` / `noyield-tokio`
-//! (the same without a yield while holding: a `#[locked]` fn, tokio's Mutex).
+//! (the same without a yield while holding: a `#[locked]` fn, tokio's Mutex),
+//! `waits` / `waits-tokio` (8 tasks on a current-thread runtime, each holding across a
+//! yield: every acquisition waits and is handed over, in the same order every run, so
+//! callgrind counts the wait path's instructions exactly: a `#[locked]` fn, tokio's
+//! Mutex).
 
 #[lock_core::locked(name = "hot-attr")]
 async fn attr() {}
@@ -110,6 +114,7 @@ fn main() {
         "contended" | "contended-attr" | "contended-tokio" | "noyield" | "noyield-tokio" => {
             contended(&case, n)
         }
+        "waits" | "waits-tokio" => waits(&rt, &case, n),
         other => eprintln!("unknown case {other}"),
     }
 }
@@ -143,6 +148,34 @@ fn contended(case: &str, n: u64) {
                                 let _g = lock_core::acquire("hot-contended").await;
                                 tokio::task::yield_now().await;
                             }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+}
+
+/// `n` acquisitions by 8 tasks on one thread, each holding across a yield: all but the
+/// first queue behind a holder and are handed the lock.
+fn waits(rt: &tokio::runtime::Runtime, case: &str, n: u64) {
+    let mutex = std::rc::Rc::new(tokio::sync::Mutex::new(0u64));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(rt, async {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let mutex = mutex.clone();
+                let tokio_mutex = case == "waits-tokio";
+                tokio::task::spawn_local(async move {
+                    for _ in 0..n / 8 {
+                        if tokio_mutex {
+                            let _g = mutex.lock().await;
+                            tokio::task::yield_now().await;
+                        } else {
+                            attr_contended().await;
                         }
                     }
                 })

@@ -336,6 +336,8 @@ async fn wait_slow_inner(
     let w = stall::refuse_blocked_driver(entry, entry.raw.lock_async(mode, facts));
     // A timeout too far away to represent is no timeout.
     let got = match timeout.zip(start).and_then(|(t, s)| s.checked_add(t)) {
+        // Nobody to tell of a long wait: the wait alone, without the watch's layer.
+        None if !trace::ON && !trace::slow_waits_wanted() => w.await?,
         None => {
             trace::watch(w, name, mode, trace::Backend::Memory, start, || {
                 report::holder_of(entry.raw.holder())

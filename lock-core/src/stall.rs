@@ -12,13 +12,20 @@
 //! blocking driver it cannot have run: the wait is refused with `Busy` and a reason.
 //!
 //! Only the waits that could be such a case pay for this (contended, on a current-thread
-//! runtime, with an async holder on this very thread): one task spawn and one timer.
+//! runtime, with an async holder on this very thread, and polled with a waker that is not
+//! a Tokio task's): one task spawn and one timer. A wait polled with a Tokio task's waker
+//! is driven by Tokio (the task itself, or a combinator inside it that passes the waker
+//! on), so it needs no probe. Tokio's task wakers share one vtable, which the probe task,
+//! a Tokio task itself, records the first time it runs: from then on, contended waits in
+//! Tokio tasks (every `#[tokio::test]` that contends) cost no spawn and no timer. Until
+//! it is known, and for wakers of other executors (`FuturesUnordered`, a `block_on`),
+//! the probe runs as before.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, RawWakerVTable, Waker};
 use std::time::{Duration, Instant};
 
 use crate::owner;
@@ -36,7 +43,7 @@ pub(crate) fn refuse_blocked_driver<F: Future + Unpin>(entry: &EntryRef, fut: F)
     Refuse {
         entry,
         inner: fut,
-        probe: Probe::start(entry),
+        probe: Look::NotYet,
     }
 }
 
@@ -44,7 +51,17 @@ pub(crate) fn refuse_blocked_driver<F: Future + Unpin>(entry: &EntryRef, fut: F)
 pub(crate) struct Refuse<'a, F> {
     entry: &'a EntryRef,
     inner: F,
-    probe: Option<Probe>,
+    probe: Look,
+}
+
+/// Where a wait is with its probe.
+enum Look {
+    /// Not polled to `Pending` yet.
+    NotYet,
+    /// The probe runs.
+    Probing(Probe),
+    /// No probe needed (or it ran).
+    Done,
 }
 
 struct Probe {
@@ -52,16 +69,50 @@ struct Probe {
     look: reactor::Sleep,
 }
 
+/// The vtable of Tokio's task wakers, once a probe task has seen one (null before).
+static TOKIO_WAKER: AtomicPtr<RawWakerVTable> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Whether `waker` is a Tokio task's: then Tokio drives the wait.
+fn tokio_drives(waker: &Waker) -> bool {
+    let known = TOKIO_WAKER.load(Ordering::Relaxed);
+    !known.is_null() && std::ptr::eq(waker.vtable(), known)
+}
+
+/// A no-op task that records Tokio's waker vtable (and sets `ran`, if given).
+fn probe_task(ran: Option<Arc<AtomicBool>>) -> impl Future<Output = ()> + Send + 'static {
+    std::future::poll_fn(move |cx| {
+        let vtable: *const RawWakerVTable = cx.waker().vtable();
+        TOKIO_WAKER.store(vtable.cast_mut(), Ordering::Relaxed);
+        if let Some(ran) = &ran {
+            ran.store(true, Ordering::Release);
+        }
+        Poll::Ready(())
+    })
+}
+
+/// Set once a task was spawned to learn Tokio's waker vtable on a multi-thread runtime.
+static LEARNING: AtomicBool = AtomicBool::new(false);
+
 impl Probe {
-    fn start(entry: &EntryRef) -> Option<Probe> {
+    /// For a wait that has just returned `Pending` to `waker`.
+    fn start(entry: &EntryRef, waker: &Waker) -> Option<Probe> {
+        if tokio_drives(waker) {
+            return None;
+        }
         let handle = tokio::runtime::Handle::try_current().ok()?;
         if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            // No probe needed here; learn the vtable once, so later waits skip even
+            // this look at the runtime.
+            if TOKIO_WAKER.load(Ordering::Relaxed).is_null()
+                && !LEARNING.swap(true, Ordering::Relaxed)
+            {
+                drop(handle.spawn(probe_task(None)));
+            }
             return None;
         }
         stalled_by(entry)?;
         let ran = Arc::new(AtomicBool::new(false));
-        let flag = ran.clone();
-        drop(handle.spawn(async move { flag.store(true, Ordering::Release) }));
+        drop(handle.spawn(probe_task(Some(ran.clone()))));
         Some(Probe {
             ran,
             look: reactor::sleep_until(Instant::now() + LOOK_AFTER),
@@ -77,7 +128,13 @@ impl<F: Future + Unpin> Future for Refuse<'_, F> {
         if let Poll::Ready(v) = Pin::new(&mut this.inner).poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        let Some(probe) = &mut this.probe else {
+        if let Look::NotYet = this.probe {
+            this.probe = match Probe::start(this.entry, cx.waker()) {
+                Some(p) => Look::Probing(p),
+                None => Look::Done,
+            };
+        }
+        let Look::Probing(probe) = &mut this.probe else {
             return Poll::Pending;
         };
         match Pin::new(&mut probe.look).poll(cx) {
@@ -87,7 +144,7 @@ impl<F: Future + Unpin> Future for Refuse<'_, F> {
             }
             // Tokio drives this wait (or the timer failed: then nothing is refused).
             Poll::Ready(_) => {
-                this.probe = None;
+                this.probe = Look::Done;
                 Poll::Pending
             }
         }
@@ -132,4 +189,56 @@ pub(crate) fn in_multi_thread_task() -> bool {
     (cfg!(not(feature = "task-ids")) || crate::owner::task_key().is_some())
         && tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Wake;
+
+    /// A waker of no executor in particular.
+    struct Foreign;
+    impl Wake for Foreign {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    /// With an async holder on this current-thread runtime's thread, a wait polled by a
+    /// Tokio task needs no probe once Tokio's waker is known; one polled by any other
+    /// waker (a `block_on`'s) still starts one.
+    #[test]
+    fn only_waits_that_tokio_does_not_drive_are_probed() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let entry = crate::registry::entry_for("stall-unit-probe").unwrap();
+            let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+            let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+            let holder = tokio::spawn(async move {
+                let g = crate::acquire("stall-unit-probe").await.unwrap();
+                let _ = held_tx.send(());
+                let _ = go_rx.await;
+                drop(g);
+            });
+            held_rx.await.unwrap();
+            // Learn Tokio's waker the way a probe does.
+            tokio::spawn(probe_task(None)).await.unwrap();
+            assert!(!TOKIO_WAKER.load(Ordering::Relaxed).is_null());
+
+            let e = entry.clone();
+            let in_task = tokio::spawn(async move {
+                std::future::poll_fn(|cx| Poll::Ready(Probe::start(&e, cx.waker()).is_none())).await
+            });
+            assert!(in_task.await.unwrap(), "a Tokio-driven wait was probed");
+
+            let foreign = Waker::from(Arc::new(Foreign));
+            assert!(
+                Probe::start(&entry, &foreign).is_some(),
+                "a wait polled by another executor's waker was not probed"
+            );
+            let _ = go_tx.send(());
+            holder.await.unwrap();
+        });
+    }
 }
