@@ -198,7 +198,7 @@ struct State {
 static CHECKER: Mutex<Option<State>> = Mutex::new(None);
 
 fn state() -> MutexGuard<'static, Option<State>> {
-    CHECKER.lock().unwrap_or_else(|e| e.into_inner())
+    crate::sync::lock_std(&CHECKER)
 }
 
 /// Every inversion reported so far in this process.

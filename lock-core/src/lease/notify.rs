@@ -32,7 +32,7 @@ pub(crate) struct Hub {
 impl Hub {
     fn names(&self) -> MutexGuard<'_, Names> {
         // Never held across an await.
-        self.names.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock_std(&self.names)
     }
 
     /// Wakes the waiters of `name`.
@@ -95,7 +95,7 @@ impl Hub {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let mut slot = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = crate::sync::lock_std(&self.listener);
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }

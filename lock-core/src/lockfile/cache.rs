@@ -24,10 +24,8 @@ use std::time::Duration;
 
 use super::open::Owner;
 
-/// The cache's state is consistent between statements, so a poisoned lock is usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+// The cache's state is consistent between statements, so a poisoned lock is usable.
+use crate::sync::lock_std as lock;
 
 /// Most lock files kept open per process.
 pub(crate) const CAP: usize = 64;

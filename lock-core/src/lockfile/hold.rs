@@ -17,7 +17,7 @@
 //! (`Mismatch`), and checks the turn rule (see `page`): a process that has passed a
 //! waiting one often enough gives the lock back at once ([`Try::Yield`]).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::cache::LockFile;
@@ -27,9 +27,7 @@ use super::record;
 use crate::mode::{Kind, Mode};
 use crate::{Holder, LockError};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock_std as lock;
 
 /// What one attempt at the OS lock gave.
 pub(crate) enum Try {

@@ -262,7 +262,7 @@ mod linux {
     static POOL: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 
     fn pooled_instance() -> io::Result<OwnedFd> {
-        if let Some(fd) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(fd) = crate::sync::lock_std(&POOL).pop() {
             return Ok(fd);
         }
         // SAFETY: plain syscall without pointer arguments.
@@ -275,7 +275,7 @@ mod linux {
     }
 
     fn give_back(fd: OwnedFd) {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = crate::sync::lock_std(&POOL);
         if pool.len() < POOL_MAX {
             pool.push(fd);
         }

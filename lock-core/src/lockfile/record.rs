@@ -81,7 +81,7 @@ fn make_head(pid: u32) -> &'static str {
 #[cold]
 fn forked_head(pid: u32) -> &'static str {
     static FORKED: std::sync::Mutex<Option<(u32, &'static str)>> = std::sync::Mutex::new(None);
-    let mut f = FORKED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut f = crate::sync::lock_std(&FORKED);
     match *f {
         Some((p, head)) if p == pid => head,
         _ => {

@@ -33,17 +33,15 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
 use std::os::fd::RawFd;
 
-/// The state is consistent between statements, so a poisoned mutex is usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+// The state is consistent between statements, so a poisoned mutex is usable.
+use crate::sync::lock_std as lock;
 
 /// How often the thread looks at its timers while waits come and go, and so how late a
 /// deadline registered with this much slack may fire.

@@ -34,7 +34,7 @@ impl DynamoDbStore {
     /// retry; one at a time, each takes two requests.
     pub(super) async fn gate(&self, name: &str) -> Gate<'_> {
         let gate = {
-            let mut gates = self.inner.gates.lock().unwrap_or_else(|e| e.into_inner());
+            let mut gates = crate::sync::lock_std(&self.inner.gates);
             gates.entry(name.to_owned()).or_default().clone()
         };
         let held = gate.clone().lock_owned().await;
@@ -165,12 +165,7 @@ pub(super) struct Gate<'s> {
 impl Drop for Gate<'_> {
     fn drop(&mut self) {
         drop(self.held.take());
-        let mut gates = self
-            .store
-            .inner
-            .gates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut gates = crate::sync::lock_std(&self.store.inner.gates);
         // Only the map holds it: nobody waits, and nobody can start waiting meanwhile
         // (that needs the map's lock).
         if gates

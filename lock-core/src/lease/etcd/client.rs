@@ -39,11 +39,11 @@ pub(super) fn lease_not_found(e: &etcd_client::Error) -> bool {
 impl EtcdStore {
     fn slot(&self) -> MutexGuard<'_, Option<(u64, Client)>> {
         // Never held across an await; a poisoned slot still holds a usable value.
-        self.inner.client.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock_std(&self.inner.client)
     }
 
     pub(super) fn table(&self) -> MutexGuard<'_, HashMap<(String, String), (i64, i64)>> {
-        self.inner.leases.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock_std(&self.inner.leases)
     }
 
     /// The shared client, made on first use (and again after [`forget`](Self::forget)).

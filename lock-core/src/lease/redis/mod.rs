@@ -245,7 +245,7 @@ impl RedisStore {
 
     fn slot(&self) -> MutexGuard<'_, Option<(u64, ConnectionManager)>> {
         // Never held across an await; a poisoned slot still holds a usable value.
-        self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock_std(&self.inner.conn)
     }
 
     /// The shared connection, made on first use. Its I/O is driven by a task on the
