@@ -416,7 +416,9 @@ impl<'a> Slow<'a> {
     /// Waits as the options say (or reports the failure).
     pub async fn wait(self) -> Result<Held, LockError> {
         match self.0 {
-            Pending::Failed(e) => Err(*e),
+            // Refused by the fast attempt (re-entry, another kind of lock, a bad name):
+            // reported as every refusal is.
+            Pending::Failed(e) => Err(local::failed_with(*e)),
             Pending::One(pinned, opts, tried) => {
                 let entry = EntryRef::Pinned(pinned);
                 let timeout = opts.timeout();
@@ -466,12 +468,7 @@ pub fn blocking_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, LockError
             opts.reentrant || opts.readers_first,
         ) {
             let (me, facts) = local::sync_facts(HoldSite::Fn(opts.site), false);
-            let entry = match local::try_fast(entry, opts.mode, &facts, || me) {
-                Fast::Got(g) => return Ok(Held::One(g)),
-                Fast::Taken(e) => e,
-                Fast::Failed(e) => return Err(*e),
-            };
-            return local::blocking_slow(entry, opts.mode, timeout, facts, me).map(Held::One);
+            return local::blocking_lock(entry, opts.mode, timeout, facts, me).map(Held::One);
         }
         return blocking_lock_one(entry, &opts, timeout).map(Held::One);
     }

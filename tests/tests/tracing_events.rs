@@ -308,3 +308,65 @@ fn a_locked_body_runs_inside_a_lock_held_span() {
         "{held:?}"
     );
 }
+
+// Fixed names: the attribute's fast path (a per-site pinned entry) is the one tested.
+#[lock_core::locked(name = "tr-attr-again-sync")]
+fn attr_outer_sync() -> Result<(), LockError> {
+    attr_inner_sync()
+}
+
+#[lock_core::locked(name = "tr-attr-again-sync")]
+fn attr_inner_sync() -> Result<(), LockError> {
+    Ok(())
+}
+
+#[lock_core::locked(name = "tr-attr-again-async")]
+async fn attr_outer_async() -> Result<(), LockError> {
+    attr_inner_async().await
+}
+
+#[lock_core::locked(name = "tr-attr-again-async")]
+async fn attr_inner_async() -> Result<(), LockError> {
+    Ok(())
+}
+
+/// A refusal of the attribute's first attempt (here re-entry, sync and async) is
+/// reported like every other refusal: a WARN with the error's code.
+#[test]
+fn the_attributes_refusals_are_reported_too() {
+    collector();
+    let e = attr_outer_sync().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LockError::Busy {
+                reentrant: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(attr_outer_async())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LockError::Busy {
+                reentrant: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    for name in ["tr-attr-again-sync", "tr-attr-again-async"] {
+        let seen = events_for(name);
+        assert!(
+            seen.iter()
+                .any(|e| e.level == Level::WARN && e.get("error.code") == Some("8406")),
+            "{name}: {seen:?}"
+        );
+    }
+}
