@@ -467,8 +467,15 @@ pub fn blocking_acquire(keys: Keys, opts: Options<'_>) -> Result<Held, LockError
             opts.mode.is_valid(),
             opts.reentrant || opts.readers_first,
         ) {
+            // The pipeline's two steps (`local::blocking_lock` composes the same), with the
+            // guard moved straight into `Held` on the fast path.
             let (me, facts) = local::sync_facts(HoldSite::Fn(opts.site), false);
-            return local::blocking_lock(entry, opts.mode, timeout, facts, me).map(Held::One);
+            let entry = match local::try_fast(entry, opts.mode, &facts, || me) {
+                Fast::Got(g) => return Ok(Held::One(g)),
+                Fast::Taken(e) => e,
+                Fast::Failed(e) => return Err(local::failed_with(*e)),
+            };
+            return local::blocking_slow(entry, opts.mode, timeout, facts, me).map(Held::One);
         }
         return blocking_lock_one(entry, &opts, timeout).map(Held::One);
     }
