@@ -134,12 +134,14 @@ impl LockGuard {
 
     /// How long the lock has been held by this guard.
     ///
-    /// A guard returned by a verb reads the clock when it is granted; the holds of
-    /// `#[locked]` scopes do not, and count from when they were first seen.
-    ///
     /// Never less than the true time; it may be more by up to one tick of the kernel's
     /// coarse clock (1 to 4 ms on Linux). The acquisition reads only that coarse clock:
     /// a precise reading costs as much as the rest of an uncontended acquisition.
+    ///
+    /// That holds for guards returned by the verbs, which read the clock when they are
+    /// granted. The hold of a `#[locked]` body does not (see
+    /// [`Holder::since_observed`](crate::Holder::since_observed)): its guard, bound with
+    /// `guard = g`, counts from when the hold was first seen, so it may say less.
     pub fn held_for(&self) -> Duration {
         self.held.held_for()
     }
