@@ -172,8 +172,7 @@ fn blocked_driver(entry: &EntryRef) -> LockError {
 pub(crate) fn stalled_by(entry: &EntryRef) -> Option<Record> {
     let here = owner::thread_key();
     let stalls = |r: &Record| r.facts.is_async() && r.facts.thread_key() == here;
-    let records = entry.raw.records();
-    let rec = *records.iter().find(|r| stalls(r))?;
+    let rec = entry.raw.find_record(stalls)?;
     if in_multi_thread_task() {
         return None;
     }

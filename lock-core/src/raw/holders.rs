@@ -291,6 +291,14 @@ impl Holders {
         out.extend(self.slots.iter().filter_map(|s| s.read(true)));
     }
 
+    /// The first published record that passes `pred`, dated.
+    pub(crate) fn find(&self, pred: &mut impl FnMut(&Record) -> bool) -> Option<Record> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.read(true))
+            .find(|r| pred(r))
+    }
+
     /// True if some published record passes `pred`.
     pub(crate) fn any(&self, mut pred: impl FnMut(&Facts) -> bool) -> bool {
         self.slots

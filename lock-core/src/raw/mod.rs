@@ -590,6 +590,17 @@ impl RawLock {
         out
     }
 
+    /// The first published record that passes `pred` (dated; no list is built).
+    pub(crate) fn find_record(&self, mut pred: impl FnMut(&Record) -> bool) -> Option<Record> {
+        if let Some(r) = self.holders.find(&mut pred) {
+            return Some(r);
+        }
+        if !self.has_sharers() {
+            return None;
+        }
+        lock(&self.queue).overflow.iter().copied().find(|r| pred(r))
+    }
+
     /// The longest-standing holder's record, if any is published.
     pub(crate) fn holder(&self) -> Option<Record> {
         self.records().into_iter().next()
