@@ -914,10 +914,39 @@ impl ChildProc {
         }
     }
 
+    /// Sends `sig`. For `SIGSTOP`, returns once the child *is* stopped: kill(2) only
+    /// makes the signal pending, and a child running on the other core (a loaded machine)
+    /// may still act — say, take a lease just released — before it stops.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         let r = unsafe { libc::kill(self.pid as libc::pid_t, sig) };
         assert_eq!(r, 0, "kill({}, {sig})", self.pid);
+        if sig == libc::SIGSTOP {
+            self.await_stopped(Duration::from_secs(10));
+        }
+    }
+
+    /// Waits (bounded) until the kernel reports the child stopped (`T` in
+    /// `/proc/<pid>/stat`).
+    fn await_stopped(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            if matches!(state, Some('T' | 't')) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "child {} not stopped {within:?} after SIGSTOP (state {state:?})",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Waits for the child to exit successfully.

@@ -230,10 +230,7 @@ pub async fn listener_killed_mid_wait(kind: Kind) {
 /// A waiter that dies while it is due leaves the queue within its TTL: the name does not
 /// stay blocked for good.
 pub async fn dead_waiter_leaves_queue(kind: Kind) {
-    // Long enough for the stopped waiter's place to outlive the two passes below on a
-    // loaded machine (CI runs test binaries side by side on two cores: with 1 s, the
-    // place once expired before the third attempt, which then was not refused).
-    const WAITER_TTL: u64 = 3000;
+    const WAITER_TTL: u64 = 1000;
     let name = unique("dead-waiter");
     let store = AnyStore::new(kind);
     let g = take(&store, &name, 10_000, SEC).await.expect("acquire");
