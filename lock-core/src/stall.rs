@@ -15,11 +15,12 @@
 //! runtime, with an async holder on this very thread, and polled with a waker that is not
 //! a Tokio task's): one task spawn and one timer. A wait polled with a Tokio task's waker
 //! is driven by Tokio (the task itself, or a combinator inside it that passes the waker
-//! on), so it needs no probe. Tokio's task wakers share one vtable, which the probe task,
-//! a Tokio task itself, records the first time it runs: from then on, contended waits in
-//! Tokio tasks (every `#[tokio::test]` that contends) cost no spawn and no timer. Until
-//! it is known, and for wakers of other executors (`FuturesUnordered`, a `block_on`),
-//! the probe runs as before.
+//! on), so it needs no probe. In recent Tokio releases all task wakers share one vtable,
+//! which the probe task, a Tokio task itself, records the first time it runs: from then
+//! on, contended waits in Tokio tasks (every `#[tokio::test]` that contends) cost no
+//! spawn and no timer. Until it is known, for wakers of other executors
+//! (`FuturesUnordered`, a `block_on`), and under older Tokio releases whose tasks each
+//! have a vtable of their own (1.22 does), the probe runs as before.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -223,13 +224,35 @@ mod tests {
             held_rx.await.unwrap();
             // Learn Tokio's waker the way a probe does.
             tokio::spawn(probe_task(None)).await.unwrap();
-            assert!(!TOKIO_WAKER.load(Ordering::Relaxed).is_null());
+            let learnt = TOKIO_WAKER.load(Ordering::Relaxed) as usize;
+            assert_ne!(learnt, 0);
 
+            // Another task: driven by Tokio, so not probed — wherever Tokio's task wakers
+            // share one vtable (recent releases). Where each task type has its own (Tokio
+            // 1.22, the floor without `task-ids`), that task is probed, as before.
             let e = entry.clone();
             let in_task = tokio::spawn(async move {
-                std::future::poll_fn(|cx| Poll::Ready(Probe::start(&e, cx.waker()).is_none())).await
+                std::future::poll_fn(|cx| {
+                    let vtable: *const RawWakerVTable = cx.waker().vtable();
+                    let probed = Probe::start(&e, cx.waker()).is_some();
+                    Poll::Ready((vtable as usize == learnt, probed))
+                })
+                .await
             });
-            assert!(in_task.await.unwrap(), "a Tokio-driven wait was probed");
+            let (shared, probed) = in_task.await.unwrap();
+            assert_eq!(probed, !shared, "shared vtable {shared}, probed {probed}");
+
+            // With the task's own waker's vtable known, its waits are never probed.
+            let e = entry.clone();
+            let own = tokio::spawn(async move {
+                std::future::poll_fn(|cx| {
+                    let vtable: *const RawWakerVTable = cx.waker().vtable();
+                    TOKIO_WAKER.store(vtable.cast_mut(), Ordering::Relaxed);
+                    Poll::Ready(Probe::start(&e, cx.waker()).is_none())
+                })
+                .await
+            });
+            assert!(own.await.unwrap(), "a Tokio-driven wait was probed");
 
             let foreign = Waker::from(Arc::new(Foreign));
             assert!(
