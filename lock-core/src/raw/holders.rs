@@ -20,9 +20,10 @@
 //!
 //! The grant time is description, not identity: a scoped grant (the attribute's) writes 0
 //! and reads no clock; the first waiter that queues behind it, or the first reader of
-//! the record (a listing, an error), stamps the time it saw the hold, with the low bit set ([`OBSERVED`]), so the hold is
-//! known to be at least that old. Hand-taken grants, whose guards say how long they have
-//! been held, read the clock at the grant (low bit clear). The stamp is one
+//! the record (a listing, an error), stamps the time it saw the hold, with the low bit
+//! set ([`OBSERVED`]), so the hold is known to be at least that old. Hand-taken grants,
+//! whose guards say how long they have been held, read the clock at the grant (low bit
+//! clear). The stamp is one
 //! compare-and-swap from 0, outside the seqlock: a reader sees 0 or the stamp, never a
 //! torn value, and a delayed stamp that lands on a later scoped grant of the same slot
 //! dates it at most that delay early.
