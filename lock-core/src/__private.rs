@@ -3,7 +3,9 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 pub use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::chain::{self, Frame, HeldSet, Scoped};
@@ -414,34 +416,63 @@ impl<'a> Slow<'a> {
     }
 
     /// Waits as the options say (or reports the failure).
-    pub async fn wait(self) -> Result<Held, LockError> {
-        match self.0 {
+    pub fn wait(self) -> SlowWait<'a> {
+        SlowWait(match self.0 {
             // Refused by the fast attempt (re-entry, another kind of lock, a bad name):
             // reported as every refusal is.
-            Pending::Failed(e) => Err(local::failed_with(*e)),
+            Pending::Failed(e) => Then::Failed(Some(e)),
             Pending::One(pinned, opts, tried) => {
                 let entry = EntryRef::Pinned(pinned);
                 let timeout = opts.timeout();
-                if let (FileMode::Off, None, true, true, false) = (
+                if let (FileMode::Off, true, true, false) = (
                     opts.file,
-                    timeout,
                     opts.mode.is_valid(),
                     tried,
                     opts.reentrant || opts.readers_first,
                 ) {
-                    // Queue right here (a small future); `try_acquire` checked scope
-                    // re-entry and tried once already, in this same poll.
-                    return local::wait(entry, opts.mode, opts.facts_async())
-                        .await
-                        .map(Held::One);
+                    // Queue right here: `try_acquire` checked scope re-entry and tried
+                    // once already, in this same poll.
+                    Then::Queue(local::Wait::new(
+                        entry,
+                        opts.mode,
+                        timeout,
+                        opts.facts_async(),
+                    ))
+                } else {
+                    // Waiting for a file lock, or with an opt-in, lives in its own heap
+                    // frame so that the future of every annotated fn stays small.
+                    Then::Boxed(Box::pin(async move {
+                        lock_one(entry, &opts, timeout).await.map(Held::One)
+                    }))
                 }
-                // Waiting with a timer, or for a file lock, lives in its own heap frame
-                // so that the future of every annotated fn stays small.
-                Box::pin(lock_one(entry, &opts, timeout))
-                    .await
-                    .map(Held::One)
             }
-            Pending::Many(keys, opts) => Box::pin(acquire_many(keys, opts)).await,
+            Pending::Many(keys, opts) => Then::Boxed(Box::pin(acquire_many(keys, opts))),
+        })
+    }
+}
+
+/// The future of [`Slow::wait`]: the pipeline's wait itself for one in-process lock
+/// (no nested future to move or poll through), else a boxed one.
+pub struct SlowWait<'a>(Then<'a>);
+
+enum Then<'a> {
+    Failed(Option<Box<LockError>>),
+    Queue(local::Wait),
+    Boxed(Pin<Box<dyn Future<Output = Result<Held, LockError>> + Send + 'a>>),
+}
+
+impl Future for SlowWait<'_> {
+    type Output = Result<Held, LockError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Then::Queue(w) => Pin::new(w).poll(cx).map(|r| r.map(Held::One)),
+            Then::Boxed(f) => f.as_mut().poll(cx),
+            Then::Failed(e) => match e.take() {
+                Some(e) => Poll::Ready(Err(local::failed_with(*e))),
+                None => panic!("lock-core: a wait was polled after it finished"),
+            },
         }
     }
 }

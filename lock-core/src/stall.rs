@@ -38,29 +38,62 @@ use crate::LockError;
 /// How long after the wait starts the probe is looked at.
 const LOOK_AFTER: Duration = Duration::from_millis(20);
 
-/// `fut` (a wait for `entry`), refused with `Busy` if it turns out to be driven by a
-/// `block_on` that stops the lock's holder.
-pub(crate) fn refuse_blocked_driver<F: Future + Unpin>(entry: &EntryRef, fut: F) -> Refuse<'_, F> {
-    Refuse {
-        entry,
-        inner: fut,
-        probe: Look::NotYet,
-    }
-}
+/// The probe of one wait for a lock: refuses the wait with `Busy` if it turns out to
+/// be driven by a `block_on` that stops the lock's holder. The wait calls
+/// [`Check::poll`] each time it returns `Pending`.
+pub(crate) struct Check(Look);
 
-/// See [`refuse_blocked_driver`].
-pub(crate) struct Refuse<'a, F> {
-    entry: &'a EntryRef,
-    inner: F,
-    probe: Look,
+impl Check {
+    pub(crate) const fn new() -> Check {
+        Check(Look::NotYet)
+    }
+
+    /// After the wait for `entry` returned `Pending` to `cx`: `Ready` with the error
+    /// once the probe shows that nothing but this wait's driver can run the holder.
+    #[inline]
+    pub(crate) fn poll(&mut self, entry: &EntryRef, cx: &mut Context<'_>) -> Poll<LockError> {
+        match self.0 {
+            Look::Done => Poll::Pending,
+            // The common case, decided without a call.
+            Look::NotYet if tokio_drives(cx.waker()) => {
+                self.0 = Look::Done;
+                Poll::Pending
+            }
+            _ => self.probe(entry, cx),
+        }
+    }
+
+    #[cold]
+    fn probe(&mut self, entry: &EntryRef, cx: &mut Context<'_>) -> Poll<LockError> {
+        if let Look::NotYet = self.0 {
+            self.0 = match Probe::start(entry, cx.waker()) {
+                Some(p) => Look::Probing(Box::new(p)),
+                None => Look::Done,
+            };
+        }
+        let Look::Probing(probe) = &mut self.0 else {
+            return Poll::Pending;
+        };
+        match Pin::new(&mut probe.look).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) if !probe.ran.load(Ordering::Acquire) => {
+                Poll::Ready(blocked_driver(entry))
+            }
+            // Tokio drives this wait (or the timer failed: then nothing is refused).
+            Poll::Ready(_) => {
+                self.0 = Look::Done;
+                Poll::Pending
+            }
+        }
+    }
 }
 
 /// Where a wait is with its probe.
 enum Look {
     /// Not polled to `Pending` yet.
     NotYet,
-    /// The probe runs.
-    Probing(Probe),
+    /// The probe runs (boxed: only waits that are not Tokio's own need one).
+    Probing(Box<Probe>),
     /// No probe needed (or it ran).
     Done,
 }
@@ -74,6 +107,7 @@ struct Probe {
 static TOKIO_WAKER: AtomicPtr<RawWakerVTable> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Whether `waker` is a Tokio task's: then Tokio drives the wait.
+#[inline]
 fn tokio_drives(waker: &Waker) -> bool {
     let known = TOKIO_WAKER.load(Ordering::Relaxed);
     !known.is_null() && std::ptr::eq(waker.vtable(), known)
@@ -118,37 +152,6 @@ impl Probe {
             ran,
             look: reactor::sleep_until(Instant::now() + LOOK_AFTER),
         })
-    }
-}
-
-impl<F: Future + Unpin> Future for Refuse<'_, F> {
-    type Output = Result<F::Output, LockError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if let Poll::Ready(v) = Pin::new(&mut this.inner).poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        if let Look::NotYet = this.probe {
-            this.probe = match Probe::start(this.entry, cx.waker()) {
-                Some(p) => Look::Probing(p),
-                None => Look::Done,
-            };
-        }
-        let Look::Probing(probe) = &mut this.probe else {
-            return Poll::Pending;
-        };
-        match Pin::new(&mut probe.look).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) if !probe.ran.load(Ordering::Acquire) => {
-                Poll::Ready(Err(blocked_driver(this.entry)))
-            }
-            // Tokio drives this wait (or the timer failed: then nothing is refused).
-            Poll::Ready(_) => {
-                this.probe = Look::Done;
-                Poll::Pending
-            }
-        }
     }
 }
 

@@ -97,33 +97,6 @@ pub fn set_slow_wait_threshold(threshold: Duration) {
 /// Whether the crate reports through `tracing` at all (the feature).
 pub(crate) const ON: bool = cfg!(feature = "tracing");
 
-/// Runs `fut` (a wait for `name`), reporting once if it is still running after the
-/// slow-wait threshold; `holder` says who holds the lock then.
-pub(crate) async fn watch<F: std::future::Future>(
-    fut: F,
-    name: &str,
-    mode: crate::mode::Mode,
-    backend: Backend,
-    start: Option<std::time::Instant>,
-    holder: impl Fn() -> Option<Box<crate::Holder>>,
-) -> F::Output {
-    #[cfg(feature = "tracing")]
-    let fut = tracing::Instrument::instrument(fut, wait_span(name, mode, backend));
-    if !slow_waits_wanted() {
-        return fut.await;
-    }
-    let start = start.unwrap_or_else(std::time::Instant::now);
-    let mut fut = std::pin::pin!(fut);
-    let at = start + slow_wait_threshold();
-    match crate::reactor::timeout_at(at, fut.as_mut()).await {
-        Ok(v) => v,
-        Err(_) => {
-            slow_wait(name, mode, backend, start.elapsed(), holder().as_deref());
-            fut.await
-        }
-    }
-}
-
 /// Whether waits should watch for the slow-wait threshold: a `tracing` subscriber wants
 /// the WARN, or long waits are said on standard error (see [`stderr_wanted`]).
 #[inline]

@@ -38,6 +38,7 @@ use crate::sync::{lock, AtomicU64, Mutex, Ordering};
 
 pub(crate) use holders::Record;
 use holders::{slot_of, Holders, OVERFLOW};
+pub(crate) use wait::Waiting;
 use wait::{Queued, Wakes};
 
 const CONTENDED: u64 = 1 << 63;

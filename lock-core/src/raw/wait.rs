@@ -1,7 +1,9 @@
 //! Waiting for the lock: the FIFO queue of requests that did not fit, the hand-off to
 //! them, and the two ways to wait (a future, or a parked thread).
 
+#[cfg(test)]
 use std::future::Future;
+#[cfg(test)]
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::task::{Context, Poll, Waker};
@@ -100,39 +102,48 @@ impl Wake {
 /// wakes one waiter, or a batch of shared ones; a few fit inline.
 #[derive(Default)]
 pub(crate) struct Wakes {
+    /// How many of `inline` are filled (from the front).
+    n: usize,
     inline: [Option<Wake>; 4],
     spill: Vec<Wake>,
 }
 
 impl Wakes {
     pub(super) fn push(&mut self, w: Wake) {
-        match self.inline.iter_mut().find(|s| s.is_none()) {
-            Some(slot) => *slot = Some(w),
+        match self.inline.get_mut(self.n) {
+            Some(slot) => {
+                *slot = Some(w);
+                self.n += 1;
+            }
             None => self.spill.push(w),
         }
     }
 
-    pub(crate) fn wake_all(self) {
-        for w in self.inline.into_iter().flatten() {
-            w.wake();
+    pub(crate) fn wake_all(mut self) {
+        for slot in &mut self.inline[..self.n] {
+            if let Some(w) = slot.take() {
+                w.wake();
+            }
         }
-        for w in self.spill {
-            w.wake();
+        if !self.spill.is_empty() {
+            for w in std::mem::take(&mut self.spill) {
+                w.wake();
+            }
         }
     }
 }
 
 impl RawLock {
-    /// Waits for the lock in FIFO order. Cancel-safe: dropping the future leaves the
-    /// queue at once, and gives the lock back if it had already been handed over.
-    /// Callers make their lock-free attempt first ([`RawLock::try_lock`]); the first poll
-    /// takes the lock under the queue mutex if it has been freed since.
+    /// Waits for the lock in FIFO order (see [`Waiting`]), as a future that borrows the
+    /// lock: for tests and the loom model; the pipeline owns its entry and drives a
+    /// [`Waiting`] itself.
+    #[cfg(test)]
     pub(crate) fn lock_async(&self, mode: Mode, facts: Facts) -> Acquire<'_> {
         Acquire {
             lock: self,
             mode,
             facts,
-            waiter: None,
+            waiting: Waiting::new(),
         }
     }
 
@@ -203,24 +214,34 @@ impl RawLock {
     }
 }
 
-/// Future returned by [`RawLock::lock_async`].
-pub(crate) struct Acquire<'a> {
-    lock: &'a RawLock,
-    mode: Mode,
-    facts: Facts,
+/// One request's wait for a lock, as plain state: whoever owns it passes the lock to
+/// each step, so a future can own the lock's entry and its wait side by side (no
+/// self-reference). Cancel-safe as long as the owner calls [`Waiting::cancel`] when it
+/// gives up (on drop): that leaves the queue at once, and gives the lock back if it had
+/// already been handed over. Callers make their lock-free attempt first
+/// ([`RawLock::try_lock`]); the first poll takes the lock under the queue mutex if it
+/// has been freed since.
+pub(crate) struct Waiting {
     waiter: Option<Arc<Waiter>>,
 }
 
-impl Future for Acquire<'_> {
-    type Output = Result<Grant, Refused>;
+impl Waiting {
+    pub(crate) const fn new() -> Waiting {
+        Waiting { waiter: None }
+    }
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let (raw, mode) = (this.lock, this.mode);
-        match &this.waiter {
+    /// Polls the wait for `raw` in `mode` with `facts` (always the same three).
+    pub(crate) fn poll(
+        &mut self,
+        raw: &RawLock,
+        mode: Mode,
+        facts: &Facts,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Grant, Refused>> {
+        match &self.waiter {
             None => {
                 let mut q = lock(&raw.queue);
-                match raw.lock_or_enqueue(&mut q, mode, &this.facts) {
+                match raw.lock_or_enqueue(&mut q, mode, facts) {
                     Ok(Some(grant)) => return Poll::Ready(Ok(grant)),
                     Err(r) => return Poll::Ready(Err(r)),
                     Ok(None) => {}
@@ -230,14 +251,14 @@ impl Future for Acquire<'_> {
                     waiter: w.clone(),
                     wake: Wake::Task(cx.waker().clone()),
                     mode,
-                    facts: this.facts,
+                    facts: *facts,
                 });
-                this.waiter = Some(w);
+                self.waiter = Some(w);
                 Poll::Pending
             }
             Some(w) => {
                 if let Some(grant) = w.grant(mode) {
-                    this.finish();
+                    self.finish();
                     return Poll::Ready(Ok(grant));
                 }
                 // Polled again before the hand-off (a spurious or foreign wake-up): make
@@ -245,7 +266,7 @@ impl Future for Acquire<'_> {
                 let mut q = lock(&raw.queue);
                 if let Some(grant) = w.grant(mode) {
                     drop(q);
-                    this.finish();
+                    self.finish();
                     return Poll::Ready(Ok(grant));
                 }
                 if let Some(me) = q.waiters.iter_mut().find(|x| Arc::ptr_eq(&x.waiter, w)) {
@@ -258,29 +279,53 @@ impl Future for Acquire<'_> {
             }
         }
     }
-}
 
-impl Acquire<'_> {
-    /// After the grant was observed: nothing left to undo on drop.
+    /// After the grant was observed: nothing left to undo.
     fn finish(&mut self) {
         if let Some(w) = self.waiter.take() {
             Waiter::recycle(w);
         }
     }
-}
 
-impl Drop for Acquire<'_> {
-    fn drop(&mut self) {
+    /// Gives up the wait for `raw` in `mode`: leaves its queue, or gives back a grant
+    /// handed over but never observed, through the release path, so whoever fits next
+    /// gets the wake-up that was meant for us. Does nothing if the wait never queued or
+    /// has finished.
+    pub(crate) fn cancel(&mut self, raw: &RawLock, mode: Mode) {
         let Some(w) = self.waiter.take() else { return };
         let wakes = {
-            let mut q = lock(&self.lock.queue);
-            match w.grant(self.mode) {
-                // Handed over but never observed: give it back through the release path,
-                // so whoever fits next gets the wake-up that was meant for us.
-                Some(grant) => self.lock.release_locked(&mut q, &grant),
-                None => self.lock.remove(&mut q, &w),
+            let mut q = lock(&raw.queue);
+            match w.grant(mode) {
+                Some(grant) => raw.release_locked(&mut q, &grant),
+                None => raw.remove(&mut q, &w),
             }
         };
         wakes.wake_all();
+    }
+}
+
+/// Future returned by [`RawLock::lock_async`].
+#[cfg(test)]
+pub(crate) struct Acquire<'a> {
+    lock: &'a RawLock,
+    mode: Mode,
+    facts: Facts,
+    waiting: Waiting,
+}
+
+#[cfg(test)]
+impl Future for Acquire<'_> {
+    type Output = Result<Grant, Refused>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.waiting.poll(this.lock, this.mode, &this.facts, cx)
+    }
+}
+
+#[cfg(test)]
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        self.waiting.cancel(self.lock, self.mode);
     }
 }

@@ -21,7 +21,7 @@
 //! a file-lock waiter, which inotify normally wakes first) then needs no notification.
 //! Deadlines a caller chose (timeouts, sleeps) are always met on time.
 //!
-//! The futures ([`sleep_until`], [`readable_until`], [`timeout_at`]) register on their
+//! The futures ([`sleep_until`], [`readable_until`]) register on their
 //! first pending poll only, keep their waker up to date (`will_wake`), and remove their
 //! registration when they fire or are dropped, so the table holds exactly the waits in
 //! progress: nothing leaks per wait, and uncontended acquisitions never touch this module.
@@ -329,7 +329,7 @@ mod wait;
 
 #[cfg(target_os = "linux")]
 pub(crate) use wait::readable_until;
-pub(crate) use wait::{sleep_until, timeout_at, Sleep, Stop};
+pub(crate) use wait::{sleep_until, Sleep};
 
 // What the thread sleeps in.
 #[cfg(target_os = "linux")]

@@ -207,19 +207,6 @@ fn the_thread_stops_ticking_after_the_linger() {
     }
 }
 
-#[test]
-fn timeout_takes_a_ready_result_and_elapses_otherwise() {
-    let t = Instant::now();
-    let r = block_on(timeout_at(
-        t + Duration::from_millis(20),
-        std::future::pending::<()>(),
-    ));
-    assert!(matches!(r, Err(Stop::Elapsed)), "{r:?}");
-    assert!(t.elapsed() >= Duration::from_millis(20));
-    let r = block_on(timeout_at(Instant::now(), std::future::ready(7)));
-    assert_eq!(r.unwrap(), 7);
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn readable_fires_on_data_and_on_deadline() {
@@ -306,18 +293,6 @@ fn a_reactor_that_cannot_start_is_an_error_not_a_panic() {
     let far = Instant::now() + Duration::from_secs(60);
     let mut s = Box::pin(sleep_until_on(unavailable, far));
     assert!(matches!(s.as_mut().poll(&mut cx), Poll::Ready(Err(_))));
-    let mut t = Box::pin(timeout_at_on(
-        unavailable,
-        far,
-        std::future::pending::<()>(),
-    ));
-    assert!(matches!(
-        t.as_mut().poll(&mut cx),
-        Poll::Ready(Err(Stop::Failed(_)))
-    ));
-    // A ready result needs no timer at all.
-    let mut t = Box::pin(timeout_at_on(unavailable, far, std::future::ready(1)));
-    assert!(matches!(t.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsFd;

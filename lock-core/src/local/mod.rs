@@ -16,6 +16,8 @@
 //!    current-thread runtime, a `block_on`) would stop that holder and is refused; then
 //!    the deadlock check, and the FIFO wait with its timeout.
 
+mod wait;
+
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -24,13 +26,14 @@ use crate::chain;
 use crate::mode::{Kind, Mode};
 use crate::owner::{Facts, Me};
 use crate::raw::Refused;
-use crate::reactor::{self, Stop};
 use crate::registry::EntryRef;
 use crate::report;
 use crate::site::Site;
 use crate::stall;
 use crate::trace;
 use crate::{LockError, LockGuard};
+
+pub(crate) use wait::Wait;
 
 pub(crate) fn reentry(entry: &EntryRef) -> LockError {
     LockError::Busy {
@@ -214,9 +217,17 @@ fn joins_own_hold(entry: &EntryRef, me: &Me) -> bool {
     chain::held_by_chain::<crate::registry::Entry>(entry) || entry.raw.held_by(me, false)
 }
 
-/// Step 3's checks for a request that found the lock taken.
-fn check_contended(entry: &EntryRef, me: &Me, blocking: bool) -> Result<(), LockError> {
-    if entry.raw.held_by(me, blocking) {
+/// Step 3's checks for a request that found the lock taken. `hands`: whether any
+/// hand-taken guard may exist ([`crate::deadlock::any_hand_guards`]); without one, an
+/// async request's chain cannot hold the lock by hand (a blocking one may hold it
+/// through its task's scoped holds).
+fn check_contended(
+    entry: &EntryRef,
+    me: &Me,
+    blocking: bool,
+    hands: bool,
+) -> Result<(), LockError> {
+    if (blocking || hands) && entry.raw.held_by(me, blocking) {
         return Err(reentry(entry));
     }
     if blocking {
@@ -262,7 +273,8 @@ pub(crate) fn try_lock(
         Fast::Got(g) => Ok(g),
         Fast::Failed(e) => Err(failed_with(*e)),
         Fast::Taken(entry) => {
-            check_contended(&entry, &me, false).map_err(failed_with)?;
+            let hands = crate::deadlock::any_hand_guards();
+            check_contended(&entry, &me, false, hands).map_err(failed_with)?;
             Err(failed_with(busy(&entry)))
         }
     }
@@ -285,26 +297,7 @@ pub(crate) async fn lock(
         Fast::Failed(e) => return Err(failed_with(*e)),
         Fast::Taken(entry) => entry,
     };
-    wait_slow(entry, mode, timeout, facts, me).await
-}
-
-/// Step 3 for an async request whose fast attempt failed.
-pub(crate) async fn wait_slow(
-    entry: EntryRef,
-    mode: Mode,
-    timeout: Option<Duration>,
-    facts: Facts,
-    me: Me,
-) -> Result<LockGuard, LockError> {
-    let r = wait_slow_inner(&entry, mode, timeout, facts, me).await;
-    match r {
-        Ok(grant) => {
-            let g = LockGuard::with_facts(entry, grant, &facts);
-            taken(&g, &facts, || me);
-            Ok(g)
-        }
-        Err(e) => Err(failed_with(e)),
-    }
+    Wait::new(entry, mode, timeout, facts).await
 }
 
 /// Reports a refusal (with the `tracing` feature) and returns it.
@@ -312,78 +305,6 @@ pub(crate) async fn wait_slow(
 pub(crate) fn failed_with(e: LockError) -> LockError {
     trace::refused(&e, trace::Backend::Memory);
     e
-}
-
-async fn wait_slow_inner(
-    entry: &EntryRef,
-    mode: Mode,
-    timeout: Option<Duration>,
-    facts: Facts,
-    me: Me,
-) -> Result<crate::raw::Grant, LockError> {
-    check_contended(entry, &me, false)?;
-    if timeout == Some(Duration::ZERO) {
-        return Err(busy(entry));
-    }
-    let _registered = crate::deadlock::enter(entry, &me, mode, false, || me.describe())?;
-    // The clock is read only when something needs it (a deadline, tracing): the
-    // contended path runs once per hand-off.
-    let start = (timeout.is_some() || trace::ON).then(Instant::now);
-    let name = entry.name();
-    trace::wait_started(name, mode, trace::Backend::Memory, || {
-        report::holder_of(entry.raw.holder())
-    });
-    let w = stall::refuse_blocked_driver(entry, entry.raw.lock_async(mode, facts));
-    // A timeout too far away to represent is no timeout.
-    let got = match timeout.zip(start).and_then(|(t, s)| s.checked_add(t)) {
-        // Nobody to tell of a long wait: the wait alone, without the watch's layer.
-        None if !trace::ON && !trace::slow_waits_wanted() => w.await?,
-        None => {
-            trace::watch(w, name, mode, trace::Backend::Memory, start, || {
-                report::holder_of(entry.raw.holder())
-            })
-            .await?
-        }
-        // The timer is the crate's own (no runtime needed); the queue is left on timeout
-        // or failure by dropping the `lock_async` future.
-        Some(deadline) => {
-            let w = reactor::timeout_at(deadline, w);
-            let w = trace::watch(w, name, mode, trace::Backend::Memory, start, || {
-                report::holder_of(entry.raw.holder())
-            });
-            match w.await {
-                Ok(r) => r?,
-                Err(Stop::Elapsed) => return Err(timed_out(entry, waited(start))),
-                Err(Stop::Failed(e)) => return Err(reactor::wait_failed(name, e)),
-            }
-        }
-    };
-    if trace::ON {
-        trace::acquired_after_wait(name, mode, trace::Backend::Memory, waited(start));
-    }
-    got.map_err(|r| refused(entry, r, mode))
-}
-
-fn waited(start: Option<Instant>) -> Duration {
-    start.map_or(Duration::ZERO, |s| s.elapsed())
-}
-
-/// The attribute's wait after its fast attempt (no timeout, in-process): checks, then
-/// queues. Kept small, since it is part of every annotated async fn's future.
-pub(crate) async fn wait(
-    entry: EntryRef,
-    mode: Mode,
-    facts: Facts,
-) -> Result<LockGuard, LockError> {
-    let me = me_async().await;
-    match wait_slow_inner(&entry, mode, None, facts, me).await {
-        Ok(grant) => {
-            let g = LockGuard::with_facts(entry, grant, &facts);
-            taken(&g, &facts, || me);
-            Ok(g)
-        }
-        Err(e) => Err(failed_with(e)),
-    }
 }
 
 /// Blocks the calling thread (see [`block_here`]).
@@ -411,12 +332,13 @@ pub(crate) fn blocking_slow(
     facts: Facts,
     me: Me,
 ) -> Result<LockGuard, LockError> {
-    check_contended(&entry, &me, true).map_err(failed_with)?;
+    let hands = crate::deadlock::any_hand_guards();
+    check_contended(&entry, &me, true, hands).map_err(failed_with)?;
     if timeout == Some(Duration::ZERO) {
         return Err(failed_with(busy(&entry)));
     }
-    let _registered =
-        crate::deadlock::enter(&entry, &me, mode, true, || me.describe()).map_err(failed_with)?;
+    let _registered = crate::deadlock::enter(&entry, &me, mode, true, hands, || me.describe())
+        .map_err(failed_with)?;
     let start = Instant::now();
     let deadline = timeout.and_then(|t| start.checked_add(t));
     let name = entry.name();
