@@ -4,9 +4,10 @@
 //! they serve diagnostics, re-entry checks of hand-taken guards, scope-frame liveness and
 //! the deadlock check. So they must be cheap to write on the uncontended path:
 //!
-//! * a lock keeps [`SLOTS`] records inline. An exclusive holder always uses slot 0 (it
-//!   is the only holder), written with plain stores; shared and counted holders claim any
-//!   free slot with one compare-and-swap;
+//! * a lock keeps [`SLOTS`] records inline. The holder whose grant found the lock empty
+//!   (every exclusive holder, and the first of a group of shared or counted ones) uses
+//!   slot 0, written with plain stores: nobody else can be writing it. Shared and counted
+//!   holders that join others claim any other free slot with one compare-and-swap;
 //! * further concurrent holders go to an overflow list under the lock's queue mutex
 //!   (their grant id carries [`OVERFLOW`] instead of a slot index).
 //!
@@ -30,9 +31,11 @@
 //!
 //! Order rules that keep slot writes apart without a lock: a shared holder takes its
 //! share of the state *before* claiming a slot and clears its slot *before* giving the
-//! share back; an exclusive holder writes slot 0 only while the state says exclusive.
+//! share back; slot 0 is written only by the holder whose grant took the state from
+//! empty, and cleared before that holder's share goes back, so two such holders never
+//! overlap (joiners never claim slot 0, even while it is free).
 
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{fence, AtomicU64, AtomicUsize, Ordering};
 
 use crate::owner::Facts;
 use crate::site::Site;
@@ -169,9 +172,10 @@ impl Slot {
 }
 
 impl Holders {
-    /// Records the exclusive holder (slot 0; the caller holds the lock exclusively).
+    /// Records the holder whose grant found the lock empty, in slot 0 (see the module
+    /// docs: nobody else writes slot 0 until that holder has cleared it).
     #[inline]
-    pub(crate) fn publish_exclusive(&self, token: u64, f: &Facts, since: u64) -> u64 {
+    pub(crate) fn publish_first(&self, token: u64, f: &Facts, since: u64) -> u64 {
         let id = grant_id(token, 0);
         let s = &self.slots[0];
         s.word.store((id << SHIFT) | WRITING, Ordering::Relaxed);
@@ -181,11 +185,11 @@ impl Holders {
         id
     }
 
-    /// Records a shared or counted holder in a free slot; `None` if all are taken (the
-    /// caller then uses the overflow list).
+    /// Records a shared or counted holder that joined others in a free slot other than
+    /// slot 0; `None` if all are taken (the caller then uses the overflow list).
     #[inline]
     pub(crate) fn claim(&self, token: u64, f: &Facts, since: u64) -> Option<u64> {
-        for (i, s) in self.slots.iter().enumerate() {
+        for (i, s) in self.slots.iter().enumerate().skip(1) {
             let id = grant_id(token, i as u64);
             if s.word
                 .compare_exchange(
@@ -206,8 +210,8 @@ impl Holders {
 
     /// Forgets the record of grant `id`, which the caller still holds (its share is
     /// still counted in the state): a live grant's slot word is its own — nobody else
-    /// claims a slot that is not free, and an exclusive record is written only by an
-    /// exclusive holder — so a plain store clears it, one atomic read-modify-write fewer
+    /// claims a slot that is not free, and slot 0 is written only by the holder that found
+    /// the lock empty — so a plain store clears it, one atomic read-modify-write fewer
     /// on every release than [`clear`](Self::clear).
     #[inline]
     pub(crate) fn clear_held(&self, id: u64) {
@@ -339,17 +343,19 @@ mod tests {
         assert_eq!(slot_of(c), slot_of(a));
         assert_eq!(h.is_live(a), Some(false));
         assert_eq!(h.is_live(c), Some(true));
-        for t in 13..13 + SLOTS as u64 {
+        for t in 13..13 + SLOTS as u64 - 1 {
             let _ = h.claim(t, &facts(4), 0);
         }
         assert!(h.claim(99, &facts(4), 0).is_none(), "all slots taken");
+        // Joiners never take slot 0: it is the first holder's.
+        assert!(v.iter().all(|r| slot_of(r.id) != 0));
         assert_eq!(h.is_live(grant_id(99, OVERFLOW)), None);
     }
 
     #[test]
-    fn the_exclusive_record_is_slot_zero() {
+    fn the_first_holders_record_is_slot_zero() {
         let h = Holders::default();
-        let id = h.publish_exclusive(42, &facts(7), 5);
+        let id = h.publish_first(42, &facts(7), 5);
         assert_eq!(slot_of(id), 0);
         let mut v = Vec::new();
         h.records(&mut v);
@@ -395,7 +401,7 @@ mod tests {
                     thread: 3,
                     site: Site::Unknown,
                 };
-                let id = h.publish_exclusive(token, &f, 0);
+                let id = h.publish_first(token, &f, 0);
                 h.disown(id);
                 h.clear(id);
                 token += 1;

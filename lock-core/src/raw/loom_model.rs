@@ -314,3 +314,45 @@ fn loom_model_a_reader_sees_whole_records_with_a_time() {
         reader.join().unwrap();
     });
 }
+
+/// Shared holders arriving together: the one whose grant finds the lock empty writes
+/// slot 0 with plain stores, the others claim other slots. Each holder, while it holds,
+/// finds its own record whole (its grant id with its own facts), including one that
+/// takes a second hold after its first, as first holder or as joiner.
+#[test]
+fn loom_model_sharers_arriving_together_keep_their_own_records() {
+    fn hold_and_check(lock: &RawLock, task: u64, alone: bool) {
+        let mine = Facts { task, ..facts() };
+        let g = match alone {
+            true => lock
+                .try_lock_alone(Mode::Shared, &mine)
+                .or_else(|_| lock.try_lock(Mode::Shared, &mine)),
+            false => lock.try_lock(Mode::Shared, &mine),
+        }
+        .expect("shared holders never wait for each other");
+        let records = lock.records();
+        assert!(
+            records.iter().any(|r| r.id == g.id && r.facts.task == task),
+            "a holder's record is missing: {records:?}"
+        );
+        for r in &records {
+            assert!(
+                r.id != g.id || r.facts.task == task,
+                "a grant's record holds another's facts"
+            );
+        }
+        lock.unlock(&g);
+    }
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let other = {
+            let lock = lock.clone();
+            thread::spawn(move || hold_and_check(&lock, 2, true))
+        };
+        hold_and_check(&lock, 1, false);
+        hold_and_check(&lock, 1, true);
+        other.join().unwrap();
+        assert!(!lock.is_locked());
+        assert!(lock.records().is_empty());
+    });
+}

@@ -264,7 +264,7 @@ impl RawLock {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => Ok(self.grant_exclusive(facts)),
+                Ok(_) => Ok(self.grant_first(Mode::Exclusive, facts)),
                 Err(s) => Err(self.refusal(s, mode)),
             };
         }
@@ -298,33 +298,35 @@ impl RawLock {
         }
         // Contended: the state is ours to change under the mutex.
         self.state.store(s + 1, Ordering::Release);
-        Some(self.grant_locked(&mut q, Mode::Shared, facts))
+        Some(self.grant_locked(&mut q, Mode::Shared, facts, s))
     }
 
     /// Like [`try_lock`](Self::try_lock), but never joins current holders: a shared or
     /// counted request is granted only if nobody holds the lock. For callers that cannot
     /// tell here whether a holder is their own chain (joining it would be re-entry).
+    ///
+    /// Every shape is then one compare-and-swap from the empty state (which is 0: the kind
+    /// is forgotten when the lock is empty), and the grant's record goes to slot 0 with
+    /// plain stores, as an exclusive one does.
     #[inline]
     pub(crate) fn try_lock_alone(&self, mode: Mode, facts: &Facts) -> Result<Grant, Refused> {
-        if let Mode::Exclusive = mode {
-            return self.try_lock(mode, facts);
+        let Admit::Grant(first) = admit(0, mode) else {
+            return Err(Refused::Held);
+        };
+        match self
+            .state
+            .compare_exchange(0, first, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(self.grant_first(mode, facts)),
+            Err(s) => Err(self.refusal(s, mode)),
         }
-        self.try_share_from(mode, facts, true)
     }
 
     #[inline]
     fn try_share(&self, mode: Mode, facts: &Facts) -> Result<Grant, Refused> {
-        self.try_share_from(mode, facts, false)
-    }
-
-    #[inline]
-    fn try_share_from(&self, mode: Mode, facts: &Facts, alone: bool) -> Result<Grant, Refused> {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if s & CONTENDED != 0 {
-                return Err(self.refusal(s, mode));
-            }
-            if alone && count(s) != 0 {
                 return Err(self.refusal(s, mode));
             }
             match admit(s, mode) {
@@ -335,6 +337,7 @@ impl RawLock {
                         Ordering::Acquire,
                         Ordering::Relaxed,
                     ) {
+                        Ok(_) if count(s) == 0 => return Ok(self.grant_first(mode, facts)),
                         Ok(_) => return Ok(self.grant_shared(mode, facts)),
                         Err(now) => s = now,
                     }
@@ -345,18 +348,17 @@ impl RawLock {
         }
     }
 
+    /// Records a grant that took the state from empty (every exclusive one): slot 0 is
+    /// its own.
     #[inline]
-    fn grant_exclusive(&self, facts: &Facts) -> Grant {
+    fn grant_first(&self, mode: Mode, facts: &Facts) -> Grant {
         let since = grant_time(facts);
-        let id = self.holders.publish_exclusive(next_token(), facts, since);
-        Grant {
-            id,
-            since,
-            mode: Mode::Exclusive,
-        }
+        let id = self.holders.publish_first(next_token(), facts, since);
+        Grant { id, since, mode }
     }
 
-    /// Records a shared or counted grant the caller has already counted in the state.
+    /// Records a shared or counted grant that joined others (the caller has already
+    /// counted it in the state).
     #[inline]
     fn grant_shared(&self, mode: Mode, facts: &Facts) -> Grant {
         let since = grant_time(facts);
@@ -385,10 +387,11 @@ impl RawLock {
         id
     }
 
-    /// Under the queue mutex: a grant of `mode` (already counted in the state).
-    fn grant_locked(&self, q: &mut Queue, mode: Mode, facts: &Facts) -> Grant {
-        if let Mode::Exclusive = mode {
-            return self.grant_exclusive(facts);
+    /// Under the queue mutex: a grant of `mode` (already counted in the state, which was
+    /// `before` without it).
+    fn grant_locked(&self, q: &mut Queue, mode: Mode, facts: &Facts, before: u64) -> Grant {
+        if mode.is_exclusive() || count(before) == 0 {
+            return self.grant_first(mode, facts);
         }
         let since = grant_time(facts);
         let token = next_token();
@@ -477,6 +480,7 @@ impl RawLock {
             let Admit::Grant(next) = admit(s, head.mode) else {
                 break;
             };
+            let before = s;
             s = next;
             let Some(Queued {
                 waiter,
@@ -487,7 +491,7 @@ impl RawLock {
             else {
                 break;
             };
-            let grant = self.grant_locked(q, mode, &facts);
+            let grant = self.grant_locked(q, mode, &facts, before);
             waiter.hand(grant);
             wakes.push(wake);
         }
@@ -526,7 +530,7 @@ impl RawLock {
                 .state
                 .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) if granted => return Ok(Some(self.grant_locked(q, mode, facts))),
+                Ok(_) if granted => return Ok(Some(self.grant_locked(q, mode, facts, s))),
                 Ok(_) => {
                     self.holders.date_all();
                     return Ok(None);
