@@ -255,7 +255,7 @@ impl RawLock {
 
     /// Takes the lock if `mode` fits right now and nobody queues (no barging past
     /// waiters).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_lock(&self, mode: Mode, facts: &Facts) -> Result<Grant, Refused> {
         if let Mode::Exclusive = mode {
             return match self.state.compare_exchange(
