@@ -278,7 +278,7 @@ impl Holders {
     }
 
     /// The grant time of slot grant `id` as stored, without dating it.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn stored_since(&self, id: u64) -> Option<u64> {
         let s = self.slots.get(slot_of(id) as usize)?;
         Some(s.since.load(Ordering::Relaxed))

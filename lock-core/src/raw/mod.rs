@@ -26,166 +26,30 @@
 //!
 //! Who holds the lock is recorded beside the state (see [`holders`]), for diagnostics and
 //! re-entry checks only.
+//!
+//! Here: the lock, its attempts, grants and releases. Beside it: the state word's rules
+//! (`state`), what a grant is (`grant`), the holder records ([`holders`]), the queue and
+//! the two ways to wait (`wait`), and the readers for diagnostics (`read`).
 
+mod grant;
 mod holders;
+mod read;
+mod state;
 mod wait;
 
 use std::collections::VecDeque;
 
-use crate::mode::{Kind, Mode, MAX_PERMITS};
+use crate::mode::{Kind, Mode};
 use crate::owner::Facts;
 use crate::sync::{lock, AtomicU64, Mutex, Ordering};
 
+use grant::{grant_time, next_token};
+pub(crate) use grant::{Grant, Refused};
 pub(crate) use holders::Record;
 use holders::{slot_of, Holders, OVERFLOW};
+use state::{admit, count, is_held, kind, leave, Admit, CONTENDED, EXCLUSIVE, SHAPE};
 pub(crate) use wait::Waiting;
 use wait::{Queued, Wakes};
-
-const CONTENDED: u64 = 1 << 63;
-const EXCLUSIVE: u64 = 1 << 62;
-const SHAPE_SHIFT: u32 = 48;
-const SHAPE: u64 = (MAX_PERMITS as u64) << SHAPE_SHIFT;
-const COUNT: u64 = (1 << SHAPE_SHIFT) - 1;
-
-/// Grant tokens are unique across all locks of the process, so a token seen once can
-/// never be mistaken for a later grant of the same (or a re-allocated) lock. Threads
-/// take them in blocks so the hot path does not share a cache line.
-static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-#[cfg(not(loom))]
-const TOKEN_BLOCK: u64 = 1024;
-
-#[cfg(not(loom))]
-#[inline]
-fn next_token() -> u64 {
-    use std::cell::Cell;
-    thread_local! {
-        static BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-    }
-    let from_block = BLOCK.try_with(|b| {
-        let (next, end) = b.get();
-        if next < end {
-            b.set((next + 1, end));
-            next
-        } else {
-            let start = NEXT_TOKEN.fetch_add(TOKEN_BLOCK, std::sync::atomic::Ordering::Relaxed);
-            b.set((start + 1, start + TOKEN_BLOCK));
-            start
-        }
-    });
-    // During thread teardown the block is gone; take a single token instead.
-    from_block.unwrap_or_else(|_| NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-}
-
-#[cfg(loom)]
-fn next_token() -> u64 {
-    NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-/// The grant time a grant with `facts` records: the clock only for hand-taken grants
-/// (their guards report it) or while `released` events, which say how long the lock
-/// was held, may be taken.
-#[inline]
-fn grant_time(facts: &Facts) -> u64 {
-    holders::grant_time(facts.key != 0 || released_events_wanted())
-}
-
-/// Whether the trace module's `released` events (TRACE level) may be taken now: one load
-/// of the global level filter.
-#[inline]
-fn released_events_wanted() -> bool {
-    #[cfg(feature = "tracing")]
-    return tracing::level_enabled!(tracing::Level::TRACE);
-    #[cfg(not(feature = "tracing"))]
-    false
-}
-
-/// What one successful acquisition holds.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Grant {
-    /// Unique per grant; also says where its holder record is.
-    pub(crate) id: u64,
-    /// The coarse clock at the grant (see the `clock` module) for hand-taken grants; 0
-    /// for scoped ones, which read no clock (see `holders`).
-    pub(crate) since: u64,
-    /// The mode it was granted in.
-    pub(crate) mode: Mode,
-}
-
-/// Why an attempt did not get the lock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// Held (or queued for) in a way this request has to wait for.
-    Held,
-    /// The lock is of another kind right now.
-    Mismatch(Kind),
-}
-
-/// What the state says about a request.
-enum Admit {
-    /// Take it: the new state.
-    Grant(u64),
-    /// Wait for it.
-    Wait,
-    /// The lock is of another kind.
-    Mismatch,
-}
-
-#[inline]
-fn count(s: u64) -> u64 {
-    s & COUNT
-}
-
-#[inline]
-fn is_held(s: u64) -> bool {
-    s & EXCLUSIVE != 0 || count(s) != 0
-}
-
-/// The kind a held lock has (meaningless for a free one).
-fn kind(s: u64) -> Kind {
-    match (s & SHAPE) >> SHAPE_SHIFT {
-        0 => Kind::ReadWrite,
-        n => Kind::Counted(n as u32),
-    }
-}
-
-/// Whether `mode` may join a lock in state `s` (ignoring `CONTENDED`), and the new state.
-#[inline]
-fn admit(s: u64, mode: Mode) -> Admit {
-    let s = s & !CONTENDED;
-    let shape = s & SHAPE;
-    match mode {
-        Mode::Exclusive if s == 0 => Admit::Grant(EXCLUSIVE),
-        Mode::Exclusive if shape != 0 => Admit::Mismatch,
-        Mode::Exclusive => Admit::Wait,
-        Mode::Shared if shape != 0 => Admit::Mismatch,
-        Mode::Shared if s & EXCLUSIVE != 0 => Admit::Wait,
-        Mode::Shared => Admit::Grant(s + 1),
-        Mode::Permits(n) => {
-            let n = u64::from(n.min(MAX_PERMITS));
-            if s == 0 {
-                Admit::Grant((n << SHAPE_SHIFT) | 1)
-            } else if shape != n << SHAPE_SHIFT {
-                Admit::Mismatch
-            } else if count(s) < n {
-                Admit::Grant(s + 1)
-            } else {
-                Admit::Wait
-            }
-        }
-    }
-}
-
-/// The state after one holder of `mode` leaves.
-#[inline]
-fn leave(s: u64, mode: Mode) -> u64 {
-    let contended = s & CONTENDED;
-    let rest = match mode {
-        Mode::Exclusive => 0,
-        _ if count(s) <= 1 => 0,
-        _ => (s & !CONTENDED) - 1,
-    };
-    rest | contended
-}
 
 pub(crate) struct RawLock {
     state: AtomicU64,
@@ -551,99 +415,6 @@ impl RawLock {
             "a queued waiter left an uncontended lock"
         );
         self.grant_waiters(q, s)
-    }
-
-    /// Makes grant `id` count for no call chain (see [`Holders::disown`]).
-    pub(crate) fn disown(&self, id: u64) {
-        if !self.holders.disown(id) {
-            if let Some(r) = lock(&self.queue).overflow.iter_mut().find(|r| r.id == id) {
-                r.facts.key = 0;
-                r.facts.task = 0;
-            }
-        }
-    }
-
-    /// When the live grant `id` was made (coarse clock), for grants that did not read the
-    /// clock: the first reader's stamp (see `holders`).
-    pub(crate) fn since_of(&self, id: u64) -> Option<u64> {
-        match self.holders.since_of(id) {
-            Some(t) => Some(t),
-            None => lock(&self.queue)
-                .overflow
-                .iter()
-                .find(|r| r.id == id)
-                .map(|r| r.since),
-        }
-    }
-
-    /// Whether grant `id` of this lock is still held.
-    pub(crate) fn is_live(&self, id: u64) -> bool {
-        match self.holders.is_live(id) {
-            Some(live) => live,
-            None => lock(&self.queue).overflow.iter().any(|r| r.id == id),
-        }
-    }
-
-    /// The records of everyone holding the lock now.
-    pub(crate) fn records(&self) -> Vec<Record> {
-        let mut out = Vec::new();
-        self.holders.records(&mut out);
-        if self.has_sharers() {
-            out.extend(lock(&self.queue).overflow.iter().copied());
-        }
-        out.sort_by_key(|r| r.since);
-        out
-    }
-
-    /// The first published record that passes `pred` (dated; no list is built).
-    pub(crate) fn find_record(&self, mut pred: impl FnMut(&Record) -> bool) -> Option<Record> {
-        if let Some(r) = self.holders.find(&mut pred) {
-            return Some(r);
-        }
-        if !self.has_sharers() {
-            return None;
-        }
-        lock(&self.queue).overflow.iter().copied().find(|r| pred(r))
-    }
-
-    /// The longest-standing holder's record, if any is published.
-    pub(crate) fn holder(&self) -> Option<Record> {
-        self.records().into_iter().next()
-    }
-
-    /// The grant of the exclusive holder, if the lock is held exclusively (and its
-    /// record can be read).
-    pub(crate) fn exclusive_grant(&self) -> Option<Grant> {
-        if self.state.load(Ordering::Acquire) & EXCLUSIVE == 0 {
-            return None;
-        }
-        let rec = self.records().into_iter().next()?;
-        (self.state.load(Ordering::Acquire) & EXCLUSIVE != 0 && self.is_live(rec.id)).then_some(
-            Grant {
-                id: rec.id,
-                since: rec.since,
-                mode: Mode::Exclusive,
-            },
-        )
-    }
-
-    /// True if a holder belongs to the caller's chain (see [`Me::owns`]).
-    ///
-    /// [`Me::owns`]: crate::owner::Me::owns
-    pub(crate) fn held_by(&self, me: &crate::owner::Me, blocking: bool) -> bool {
-        if self.holders.any(|f| me.owns(f, blocking)) {
-            return true;
-        }
-        self.has_sharers()
-            && lock(&self.queue)
-                .overflow
-                .iter()
-                .any(|r| me.owns(&r.facts, blocking))
-    }
-
-    /// Number of queued waiters.
-    pub(crate) fn waiters(&self) -> usize {
-        lock(&self.queue).waiters.len()
     }
 }
 
