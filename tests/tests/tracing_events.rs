@@ -249,6 +249,44 @@ fn one_slow_wait_warning_names_the_holder() {
         .is_some_and(|ms| ms >= 100));
 }
 
+/// A wait with a deadline later than the slow-wait threshold says the slow-wait line
+/// once, then still ends at its deadline (the wait's one timer is set again for it).
+#[test]
+fn a_wait_past_its_slow_wait_line_still_times_out() {
+    collector();
+    lock_core::set_slow_wait_threshold(Duration::from_millis(100));
+    let name = unique("tr-slow-timeout");
+    let held = HeldElsewhere::lock(&name);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = name.clone();
+    let got = rt.block_on(async move {
+        // Bounded: a wait that missed its deadline fails here, not by hanging.
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            lock_core::acquire_timeout(&n, Duration::from_millis(300)),
+        )
+        .await
+    });
+    drop(held);
+    let e = got
+        .expect("the wait ended at its deadline")
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(e.code(), 8403, "{e}");
+    let LockError::Timeout { waited, .. } = e else {
+        panic!("a timeout: {e}")
+    };
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    let slow: Vec<Seen> = events_for(&name)
+        .into_iter()
+        .filter(|e| e.level == Level::WARN && message(e).contains("still waiting"))
+        .collect();
+    assert_eq!(slow.len(), 1, "exactly one slow-wait warning: {slow:?}");
+}
+
 #[test]
 fn refusals_are_reported_at_their_levels() {
     collector();

@@ -128,27 +128,25 @@ impl std::fmt::Display for HeldNames<'_> {
             Held::Other(o) => &**o,
         };
         match other {
-            Other::Many(s) => {
-                for (i, n) in s.names().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    f.write_str(n)?;
-                }
-                Ok(())
-            }
+            Other::Many(s) => comma_separated(f, s.names()),
             Other::Lease(l) => f.write_str(l.name()),
-            Other::Leases(s) => {
-                for (i, n) in s.names().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    f.write_str(n)?;
-                }
-                Ok(())
-            }
+            Other::Leases(s) => comma_separated(f, s.names()),
         }
     }
+}
+
+#[cfg(feature = "tracing")]
+fn comma_separated<'a>(
+    f: &mut std::fmt::Formatter<'_>,
+    names: impl Iterator<Item = &'a str>,
+) -> std::fmt::Result {
+    for (i, n) in names.enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        f.write_str(n)?;
+    }
+    Ok(())
 }
 
 #[cfg(feature = "tracing")]

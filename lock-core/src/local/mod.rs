@@ -35,21 +35,21 @@ use crate::{LockError, LockGuard};
 
 pub(crate) use wait::Wait;
 
+/// Busy because the caller's own chain holds the lock, naming the hold.
 pub(crate) fn reentry(entry: &EntryRef) -> LockError {
-    LockError::Busy {
-        name: entry.name().to_owned(),
-        holder: report::holder_of(entry.raw.holder()),
-        reentrant: true,
-        reason: None,
-    }
+    busy_as(entry, true)
 }
 
 /// Plainly busy (not re-entry), naming the current holder.
 pub(crate) fn busy(entry: &EntryRef) -> LockError {
+    busy_as(entry, false)
+}
+
+fn busy_as(entry: &EntryRef, reentrant: bool) -> LockError {
     LockError::Busy {
         name: entry.name().to_owned(),
         holder: report::holder_of(entry.raw.holder()),
-        reentrant: false,
+        reentrant,
         reason: None,
     }
 }
