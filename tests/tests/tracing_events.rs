@@ -206,16 +206,23 @@ fn a_wait_is_reported_when_it_starts_and_when_it_ends_and_the_release_with_its_h
         .all(|e| e.level == Level::TRACE && e.get("held_ms").is_some()));
 }
 
-#[test]
-fn one_slow_wait_warning_names_the_holder() {
+/// A lock named after `prefix`, held by another thread, with the slow-wait threshold
+/// at 100 ms, and a runtime to wait for it on.
+fn slow_wait_case(prefix: &str) -> (String, HeldElsewhere, tokio::runtime::Runtime) {
     collector();
     lock_core::set_slow_wait_threshold(Duration::from_millis(100));
-    let name = unique("tr-slow");
+    let name = unique(prefix);
     let held = HeldElsewhere::lock(&name);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    (name, held, rt)
+}
+
+#[test]
+fn one_slow_wait_warning_names_the_holder() {
+    let (name, held, rt) = slow_wait_case("tr-slow");
     let n = name.clone();
     let waited = rt.block_on(async move {
         let w = tokio::spawn(async move {
@@ -253,14 +260,7 @@ fn one_slow_wait_warning_names_the_holder() {
 /// once, then still ends at its deadline (the wait's one timer is set again for it).
 #[test]
 fn a_wait_past_its_slow_wait_line_still_times_out() {
-    collector();
-    lock_core::set_slow_wait_threshold(Duration::from_millis(100));
-    let name = unique("tr-slow-timeout");
-    let held = HeldElsewhere::lock(&name);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (name, held, rt) = slow_wait_case("tr-slow-timeout");
     let n = name.clone();
     let got = rt.block_on(async move {
         // Bounded: a wait that missed its deadline fails here, not by hanging.
