@@ -10,6 +10,10 @@ fn assert_send<T: Send>(t: T) -> T {
     t
 }
 
+fn assert_send_sync<T: Send + Sync>(t: T) -> T {
+    t
+}
+
 struct Account {
     balance: i64,
 }
@@ -179,4 +183,42 @@ fn with_attributes() -> Result<u8, LockError> {
 #[test]
 fn outer_and_inner_attributes_are_kept() {
     assert_eq!(with_attributes().unwrap(), 1);
+}
+
+// The future of an annotated async fn is `Send` and `Sync` in every shape: the wait it
+// may await (in-process, with a timeout, for a file lock, for several names, with an
+// opt-in) is too.
+
+#[locked(name = "attr-kinds-sync-plain")]
+async fn plain() -> Result<(), LockError> {
+    Ok(())
+}
+
+#[locked(name = "attr-kinds-sync-timeout", timeout_ms = 5_000, shared)]
+async fn with_timeout() -> Result<(), LockError> {
+    Ok(())
+}
+
+#[locked(name = "attr-kinds-sync-file", file = "/tmp/lock-core-attribute-tests")]
+async fn with_file() -> Result<(), LockError> {
+    Ok(())
+}
+
+#[locked(name = ["attr-kinds-sync-a", "attr-kinds-sync-b"], permits = 2)]
+async fn several() -> Result<(), LockError> {
+    Ok(())
+}
+
+#[locked(name = "attr-kinds-sync-{n}", reentrant)]
+async fn computed_reentrant(n: u32) -> Result<u32, LockError> {
+    Ok(n)
+}
+
+#[tokio::test]
+async fn every_shapes_future_is_send_and_sync() {
+    assert_send_sync(plain()).await.unwrap();
+    assert_send_sync(with_timeout()).await.unwrap();
+    assert_send_sync(with_file()).await.unwrap();
+    assert_send_sync(several()).await.unwrap();
+    assert_eq!(assert_send_sync(computed_reentrant(7)).await.unwrap(), 7);
 }

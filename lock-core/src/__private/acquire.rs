@@ -146,7 +146,7 @@ pub struct SlowWait<'a>(Then<'a>);
 enum Then<'a> {
     Failed(Option<Box<LockError>>),
     Queue(local::Wait),
-    Boxed(Pin<Box<dyn Future<Output = Result<Held, LockError>> + Send + 'a>>),
+    Boxed(Pin<Box<dyn Future<Output = Result<Held, LockError>> + Send + Sync + 'a>>),
 }
 
 impl Future for SlowWait<'_> {
